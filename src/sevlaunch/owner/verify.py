@@ -1,0 +1,52 @@
+"""Step 4: the guest owner verifies a platform's PDH and chain up to a trusted AMD root.
+
+Thin, byte-oriented entry points over :mod:`sevlaunch.crypto.chain` that parse the files as
+sevctl and AMD lay them out.
+"""
+
+from __future__ import annotations
+
+from sevlaunch.crypto.chain import VerifiedCa, VerifiedPlatform, verify_ca, verify_platform
+from sevlaunch.crypto.truststore import TrustStore
+from sevlaunch.formats.amdcert import AmdCert
+from sevlaunch.formats.chain import CaChain, PlatformChain
+from sevlaunch.formats.sevcert import SevCert
+
+
+def trust_store(trust_roots: list[bytes] | tuple[bytes, ...] = ()) -> TrustStore:
+    """AMD's pinned roots plus each ARK (AMD certificate format) given as bytes."""
+    store = TrustStore()
+    for index, data in enumerate(trust_roots):
+        store = store.with_root(AmdCert.from_bytes(data, allow_unsigned=True), name=f"trust-root-{index + 1}")
+    return store
+
+
+def verify_ca_file(data: bytes, trust: TrustStore) -> VerifiedCa:
+    """Verify an AMD CA file (ASK ‖ ARK)."""
+    return verify_ca(CaChain.from_bytes(data), trust)
+
+
+def verify_chain_file(
+    chain: bytes, trust: TrustStore, *, ca: bytes | None = None, cek: bytes | None = None
+) -> VerifiedPlatform:
+    """Verify a platform chain file (PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK])."""
+    return verify_platform(
+        PlatformChain.from_bytes(chain),
+        trust,
+        ca=CaChain.from_bytes(ca) if ca is not None else None,
+        cek=SevCert.from_bytes(cek) if cek is not None else None,
+    )
+
+
+def verify_pdh_and_chain(
+    pdh: bytes, cert_chain: bytes, trust: TrustStore, *, cek: bytes | None = None
+) -> VerifiedPlatform:
+    """Verify what libvirt's node SEV info gives: ``pdh`` and ``cert-chain`` (PEK ‖ OCA ‖ CEK
+    or, from a full export, the whole chain)."""
+    from sevlaunch.formats.chain import CertExport
+
+    pdh_cert = SevCert.from_bytes(pdh)
+    if len(cert_chain) == CertExport.SIZE:
+        chain = PlatformChain.from_export(pdh_cert, CertExport.from_bytes(cert_chain))
+        return verify_platform(chain, trust, cek=SevCert.from_bytes(cek) if cek else None)
+    return verify_chain_file(cert_chain, trust, cek=cek)

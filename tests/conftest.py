@@ -1,0 +1,39 @@
+"""Shared fixtures: the real-hardware vectors and libvirt schemas live in ../shared.
+
+They are read in place, never copied. On a fresh clone without ../shared the tests that need
+them skip with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SEVLAUNCH_SHARED", ROOT.parent / "shared"))
+VECTORS = SHARED / "vectors"
+SCHEMAS = SHARED / "schemas" / "libvirt"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests read the shared vectors beside the project checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    """``../shared/vectors`` (skips when absent)."""
+    return _require(VECTORS)
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Path:
+    """``../shared/schemas/libvirt`` (skips when absent)."""
+    return _require(SCHEMAS)
+
+
+def read_vector(vectors: Path, relative: str) -> bytes:
+    return (vectors / relative).read_bytes()
