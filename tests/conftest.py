@@ -19,7 +19,9 @@ SCHEMAS = SHARED / "schemas" / "libvirt"
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent: these tests read the shared vectors beside the project checkout")
+        pytest.skip(
+            f"{path} is absent: these tests read the shared vectors beside the project checkout"
+        )
     return path
 
 

@@ -11,6 +11,9 @@ COMMANDS = {
     "owner": "sevlaunch.cli.owner:owner",
     "platform": "sevlaunch.cli.platform:platform",
     "demo": "sevlaunch.cli.demo:demo",
+    "host": "sevlaunch.cli.host:host",
+    "broker": "sevlaunch.cli.broker:broker",
+    "launch": "sevlaunch.cli.launch:launch",
 }
 
 

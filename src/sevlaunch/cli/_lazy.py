@@ -7,6 +7,7 @@ names its commands as ``"module:attribute"`` strings instead of importing every 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 import click
@@ -18,7 +19,11 @@ class LazyGroup(click.Group):
         self.lazy = dict(lazy or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        return sorted({*super().list_commands(ctx), *(n for n in self.lazy if self._available(n))})
+
+    def _available(self, cmd_name: str) -> bool:
+        module_name = self.lazy[cmd_name].split(":")[0]
+        return importlib.util.find_spec(module_name) is not None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:

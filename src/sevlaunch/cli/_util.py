@@ -47,4 +47,6 @@ def errors_to_exit(*, as_json: bool = False, code: int = EXIT_FAILURE) -> Iterat
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(
+        func
+    )

@@ -65,7 +65,9 @@ def _pss_method(cert: AmdCert) -> str:
 
 def _verify_amd(link: str, signer: AmdCert, subject: AmdCert, key_usage: Usage) -> Link:
     if subject.key_usage is not key_usage:
-        raise ChainError(link, f"expected key usage {key_usage.name}, found {subject.key_usage.name}")
+        raise ChainError(
+            link, f"expected key usage {key_usage.name}, found {subject.key_usage.name}"
+        )
     if subject.certifying_id != signer.key_id:
         raise ChainError(
             link,
@@ -94,7 +96,9 @@ def verify_ca(ca: CaChain, trust: TrustStore) -> VerifiedCa:
     if ca.ark.signature is None:
         if not root.amd:
             raise ChainError("ARK -> ARK", "the ARK has no self-signature")
-        links.append(Link("pin", "ARK", f"AMD {root.name} root pinned by key; AMD publishes it unsigned"))
+        links.append(
+            Link("pin", "ARK", f"AMD {root.name} root pinned by key; AMD publishes it unsigned")
+        )
     else:
         links.append(_verify_amd("ARK -> ARK", ca.ark, ca.ark, Usage.ARK))
     links.append(_verify_amd("ARK -> ASK", ca.ark, ca.ask, Usage.ASK))
@@ -121,10 +125,17 @@ def _verify_sev(signer: SevCert, subject: SevCert, signer_name: str, subject_nam
     if not isinstance(signer.public_key, EccPublicKey):
         raise ChainError(link, f"{signer_name} key is {signer.algorithm.name}, expected ECDSA")
     try:
-        ecc.verify(signer.public_key, subject.signatures[slot - 1], subject.signed_bytes(), signer.algorithm.hash_name)
+        ecc.verify(
+            signer.public_key,
+            subject.signatures[slot - 1],
+            subject.signed_bytes(),
+            signer.algorithm.hash_name,
+        )
     except CryptoError as exc:
         raise ChainError(link, f"slot {slot}: {exc}") from None
-    method = f"ECDSA {signer.public_key.curve.name} {signer.algorithm.hash_name.upper()}, slot {slot}"
+    method = (
+        f"ECDSA {signer.public_key.curve.name} {signer.algorithm.hash_name.upper()}, slot {slot}"
+    )
     return Link(signer_name, subject_name, method)
 
 
@@ -184,7 +195,9 @@ def verify_platform(
         )
     if cek is not None:
         if cek.public_key != chain.cek.public_key:
-            raise ChainError("CEK", "the CEK given separately has another public key than the chain's CEK")
+            raise ChainError(
+                "CEK", "the CEK given separately has another public key than the chain's CEK"
+            )
         chain = replace(chain, cek=cek)
     verified_ca = verify_ca(ca, trust)
     cek_link = verify_cek(chain.cek, verified_ca.ask)

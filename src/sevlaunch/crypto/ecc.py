@@ -18,7 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from sevlaunch.errors import CryptoError
 from sevlaunch.formats.sevcert import Algorithm, EccCurve, EccPublicKey, Signature, Usage
 
-_CURVES: dict[EccCurve, ec.EllipticCurve] = {EccCurve.P256: ec.SECP256R1(), EccCurve.P384: ec.SECP384R1()}
+_CURVES: dict[EccCurve, ec.EllipticCurve] = {
+    EccCurve.P256: ec.SECP256R1(),
+    EccCurve.P384: ec.SECP384R1(),
+}
 _HASHES: dict[str, type[hashes.SHA256] | type[hashes.SHA384]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -34,7 +37,9 @@ def to_public_key(key: EccPublicKey) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicNumbers(key.qx, key.qy, _CURVES[key.curve]).public_key()
     except ValueError as exc:
-        raise CryptoError(f"the {key.curve.name} public key is not a valid curve point: {exc}") from None
+        raise CryptoError(
+            f"the {key.curve.name} public key is not a valid curve point: {exc}"
+        ) from None
 
 
 def from_public_key(key: ec.EllipticCurvePublicKey) -> EccPublicKey:
@@ -83,6 +88,8 @@ def verify(public: EccPublicKey, signature: Signature, data: bytes, hash_name: s
     """Verify an ECDSA slot; raises CryptoError naming the problem."""
     r, s = signature.ecdsa_rs
     try:
-        to_public_key(public).verify(encode_dss_signature(r, s), data, ec.ECDSA(hash_algorithm(hash_name)))
+        to_public_key(public).verify(
+            encode_dss_signature(r, s), data, ec.ECDSA(hash_algorithm(hash_name))
+        )
     except InvalidSignature:
         raise CryptoError("ECDSA signature does not verify") from None

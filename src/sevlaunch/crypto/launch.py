@@ -26,7 +26,9 @@ class TransportKeys:
 
     def __post_init__(self) -> None:
         if len(self.tek) != 16 or len(self.tik) != 16:
-            raise CryptoError(f"TEK and TIK are 16 bytes each, got {len(self.tek)} and {len(self.tik)}")
+            raise CryptoError(
+                f"TEK and TIK are 16 bytes each, got {len(self.tek)} and {len(self.tik)}"
+            )
 
     @classmethod
     def from_tk(cls, tk: bytes) -> TransportKeys:
@@ -72,7 +74,9 @@ def measurement_mac(
 ) -> bytes:
     """LAUNCH_MEASURE's HMAC (API >= 0.17 form)."""
     if len(digest) != 32 or len(mnonce) != 16:
-        raise CryptoError(f"launch digest is 32 bytes and MNONCE 16, got {len(digest)} and {len(mnonce)}")
+        raise CryptoError(
+            f"launch digest is 32 bytes and MNONCE 16, got {len(digest)} and {len(mnonce)}"
+        )
     header = bytes((MEASURE_CONTEXT, api_major, api_minor, build_id)) + policy.to_bytes(4, "little")
     return hmac_sha256(tik, header, digest, mnonce)
 

@@ -21,7 +21,9 @@ def public_key(modulus: int, exponent: int) -> rsa.RSAPublicKey:
 
 
 def _pss(hash_name: str) -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hash_algorithm(hash_name)), salt_length=padding.PSS.DIGEST_LENGTH)
+    return padding.PSS(
+        mgf=padding.MGF1(hash_algorithm(hash_name)), salt_length=padding.PSS.DIGEST_LENGTH
+    )
 
 
 def verify_pss(key: rsa.RSAPublicKey, signature: int, data: bytes, hash_name: str) -> None:
@@ -30,7 +32,9 @@ def verify_pss(key: rsa.RSAPublicKey, signature: int, data: bytes, hash_name: st
     if signature.bit_length() > size * 8:
         raise CryptoError("RSA signature is larger than the modulus")
     try:
-        key.verify(signature.to_bytes(size, "big"), data, _pss(hash_name), hash_algorithm(hash_name))
+        key.verify(
+            signature.to_bytes(size, "big"), data, _pss(hash_name), hash_algorithm(hash_name)
+        )
     except InvalidSignature:
         raise CryptoError("RSA-PSS signature does not verify") from None
 

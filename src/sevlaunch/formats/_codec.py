@@ -88,13 +88,14 @@ class Reader:
             raise FormatError(
                 self.structure,
                 field,
-                f"reserved bytes must be zero (byte {offset + first:#x} is "
-                f"{chunk[first]:#04x})",
+                f"reserved bytes must be zero (byte {offset + first:#x} is {chunk[first]:#04x})",
                 offset=offset + first,
                 value=chunk[first],
             )
 
-    def fail(self, field: str, offset: int | None, reason: str, value: object = None) -> FormatError:
+    def fail(
+        self, field: str, offset: int | None, reason: str, value: object = None
+    ) -> FormatError:
         return FormatError(self.structure, field, reason, offset=offset, value=value)
 
 

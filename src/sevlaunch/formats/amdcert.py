@@ -56,7 +56,9 @@ class AmdCert:
             raise r.fail("version", 0, f"only version 1 exists, got {version}", version)
         raw_usage = r.u32("key_usage", 0x24)
         if raw_usage not in (Usage.ARK, Usage.ASK):
-            raise r.fail("key_usage", 0x24, f"expected ARK 0x0 or ASK 0x13, got {raw_usage:#x}", raw_usage)
+            raise r.fail(
+                "key_usage", 0x24, f"expected ARK 0x0 or ASK 0x13, got {raw_usage:#x}", raw_usage
+            )
         r.zeros("reserved", 0x28, 16)
         exp_bits = r.u32("pub_exp_size", 0x38)
         mod_bits = r.u32("modulus_size", 0x3C)
@@ -100,6 +102,7 @@ class AmdCert:
 
     def signed_bytes(self) -> bytes:
         """Everything before the signature: header, exponent and modulus."""
+
         def enc(v: int, bits: int, field: str) -> bytes:
             return le_bytes(v, bits // 8, structure=STRUCTURE, field=field)
 

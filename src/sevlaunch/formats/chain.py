@@ -38,7 +38,9 @@ def _sev_certs(structure: str, data: bytes, names: tuple[str, ...]) -> list[SevC
             cert = SevCert.from_bytes(data[i * _N : (i + 1) * _N])
         except FormatError as exc:
             off = None if exc.offset is None else exc.offset + i * _N
-            raise FormatError(structure, f"{name}.{exc.field}", exc.reason, offset=off, value=exc.value) from None
+            raise FormatError(
+                structure, f"{name}.{exc.field}", exc.reason, offset=off, value=exc.value
+            ) from None
         _expect_usage(structure, name, i, cert, Usage[name.upper()])
         certs.append(cert)
     return certs
@@ -59,7 +61,9 @@ class CaChain:
             ask, rest = AmdCert.parse_prefix(data)
             ark = AmdCert.from_bytes(rest, allow_unsigned=True)
         except FormatError as exc:
-            raise FormatError(cls.STRUCTURE, exc.field, exc.reason, offset=exc.offset, value=exc.value) from None
+            raise FormatError(
+                cls.STRUCTURE, exc.field, exc.reason, offset=exc.offset, value=exc.value
+            ) from None
         if ask.key_usage is not Usage.ASK or ark.key_usage is not Usage.ARK:
             raise FormatError(
                 cls.STRUCTURE,
@@ -87,7 +91,12 @@ class CertExport:
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         if len(data) != cls.SIZE:
-            raise FormatError(cls.STRUCTURE, "length", f"expected {cls.SIZE} bytes, got {len(data)}", value=len(data))
+            raise FormatError(
+                cls.STRUCTURE,
+                "length",
+                f"expected {cls.SIZE} bytes, got {len(data)}",
+                value=len(data),
+            )
         pek, oca, cek = _sev_certs(cls.STRUCTURE, data, ("pek", "oca", "cek"))
         return cls(pek, oca, cek)
 
@@ -124,7 +133,9 @@ class PlatformChain:
                 ca = CaChain.from_bytes(rest)
             except FormatError as exc:
                 off = None if exc.offset is None else exc.offset + 4 * _N
-                raise FormatError(cls.STRUCTURE, f"ca.{exc.field}", exc.reason, offset=off, value=exc.value) from None
+                raise FormatError(
+                    cls.STRUCTURE, f"ca.{exc.field}", exc.reason, offset=off, value=exc.value
+                ) from None
         return cls(pdh, pek, oca, cek, ca)
 
     @classmethod

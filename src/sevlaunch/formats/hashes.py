@@ -46,7 +46,12 @@ class KernelHashes:
         """Parse a padded (176-byte) or unpadded (168-byte) table."""
         r = Reader(STRUCTURE, data)
         if len(data) not in (TABLE_SIZE, PADDED_SIZE):
-            raise r.fail("length", None, f"expected {TABLE_SIZE} or {PADDED_SIZE} bytes, got {len(data)}", len(data))
+            raise r.fail(
+                "length",
+                None,
+                f"expected {TABLE_SIZE} or {PADDED_SIZE} bytes, got {len(data)}",
+                len(data),
+            )
         _expect_guid(r, "guid", 0, TABLE_GUID)
         if (length := r.u16("length", 16)) != TABLE_SIZE:
             raise r.fail("length", 16, f"expected {TABLE_SIZE}, got {length}", length)

@@ -30,7 +30,11 @@ class FooterEntry:
     data: bytes
 
     def to_bytes(self) -> bytes:
-        return self.data + (len(self.data) + _ENTRY_OVERHEAD).to_bytes(2, "little") + self.guid.bytes_le
+        return (
+            self.data
+            + (len(self.data) + _ENTRY_OVERHEAD).to_bytes(2, "little")
+            + self.guid.bytes_le
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class OvmfFooterTable:
         total = r.u16("footer.length", guid_off - 2)
         body_len = total - _ENTRY_OVERHEAD
         if body_len < 0 or body_len > guid_off - 2:
-            raise r.fail("footer.length", guid_off - 2, f"table length {total} does not fit the image", total)
+            raise r.fail(
+                "footer.length", guid_off - 2, f"table length {total} does not fit the image", total
+            )
         return cls.from_bytes(tail[guid_off - 2 - body_len : guid_off - 2])
 
     @classmethod
@@ -78,11 +84,15 @@ class OvmfFooterTable:
             guid = r.guid("entry.guid", end - 16)
             length = r.u16("entry.length", end - 18)
             if length < _ENTRY_OVERHEAD or length > end:
-                raise r.fail("entry.length", end - 18, f"must be within {_ENTRY_OVERHEAD}..{end}", length)
+                raise r.fail(
+                    "entry.length", end - 18, f"must be within {_ENTRY_OVERHEAD}..{end}", length
+                )
             entries.append(FooterEntry(guid, body[end - length : end - _ENTRY_OVERHEAD]))
             end -= length
         if end:
-            raise r.fail("entries", 0, f"{end} bytes before the first entry do not form an entry", end)
+            raise r.fail(
+                "entries", 0, f"{end} bytes before the first entry do not form an entry", end
+            )
         return cls(tuple(entries))
 
     def to_bytes(self) -> bytes:

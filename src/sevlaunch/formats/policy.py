@@ -29,7 +29,7 @@ class PolicyFlags(enum.IntFlag):
 class Policy:
     """A guest policy. ``reserved`` keeps bits 6-15 so that any u32 round-trips exactly."""
 
-    flags: PolicyFlags = PolicyFlags(0)
+    flags: PolicyFlags = PolicyFlags(0)  # noqa: RUF009 (an immutable int flag)
     api_major: int = 0
     api_minor: int = 0
     reserved: int = 0
@@ -43,7 +43,9 @@ class Policy:
             if not 0 <= value <= limit:
                 raise FormatError(STRUCTURE, name, f"must be within 0..{limit:#x}", value=value)
         if self.reserved & ~RESERVED_MASK:
-            raise FormatError(STRUCTURE, "reserved", "only bits 6-15 are reserved", value=self.reserved)
+            raise FormatError(
+                STRUCTURE, "reserved", "only bits 6-15 are reserved", value=self.reserved
+            )
 
     @classmethod
     def from_int(cls, value: int, *, allow_reserved: bool = False) -> Self:
@@ -66,7 +68,9 @@ class Policy:
     @classmethod
     def from_bytes(cls, data: bytes, *, allow_reserved: bool = False) -> Self:
         if len(data) != 4:
-            raise FormatError(STRUCTURE, "length", f"expected 4 bytes, got {len(data)}", value=len(data))
+            raise FormatError(
+                STRUCTURE, "length", f"expected 4 bytes, got {len(data)}", value=len(data)
+            )
         return cls.from_int(int.from_bytes(data, "little"), allow_reserved=allow_reserved)
 
     def to_bytes(self) -> bytes:
@@ -91,7 +95,10 @@ class Policy:
             except KeyError:
                 names = ", ".join(f.name.lower() for f in PolicyFlags if f.name)
                 raise FormatError(
-                    STRUCTURE, "flags", f"unknown flag {item!r}; known flags: {names}, api=MAJOR.MINOR", value=item
+                    STRUCTURE,
+                    "flags",
+                    f"unknown flag {item!r}; known flags: {names}, api=MAJOR.MINOR",
+                    value=item,
                 ) from None
         return cls(flags, major, minor)
 
@@ -119,5 +126,7 @@ def _parse_api(text: str) -> tuple[int, int]:
     try:
         major, minor = (int(p) for p in text.split("."))
     except ValueError:
-        raise FormatError(STRUCTURE, "api", f"expected MAJOR.MINOR, got {text!r}", value=text) from None
+        raise FormatError(
+            STRUCTURE, "api", f"expected MAJOR.MINOR, got {text!r}", value=text
+        ) from None
     return major, minor

@@ -36,7 +36,10 @@ def resolve_guid(text: str) -> uuid.UUID:
     except ValueError:
         known = ", ".join(WELL_KNOWN_GUIDS)
         raise FormatError(
-            TABLE_STRUCTURE, "guid", f"{text!r} is neither a GUID nor a known alias ({known})", value=text
+            TABLE_STRUCTURE,
+            "guid",
+            f"{text!r} is neither a GUID nor a known alias ({known})",
+            value=text,
         ) from None
 
 
@@ -58,7 +61,9 @@ class SecretHeader:
         check_len(HEADER_STRUCTURE, "iv", self.iv, 16)
         check_len(HEADER_STRUCTURE, "mac", self.mac, 32)
         if not 0 <= self.flags <= 0xFFFF_FFFF:
-            raise FormatError(HEADER_STRUCTURE, "flags", "must be a u32", offset=0, value=self.flags)
+            raise FormatError(
+                HEADER_STRUCTURE, "flags", "must be a u32", offset=0, value=self.flags
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
@@ -87,7 +92,12 @@ class SecretTable:
 
     def __post_init__(self) -> None:
         if len(self.entries) > MAX_ENTRIES:
-            raise FormatError(TABLE_STRUCTURE, "entries", f"at most {MAX_ENTRIES} entries", value=len(self.entries))
+            raise FormatError(
+                TABLE_STRUCTURE,
+                "entries",
+                f"at most {MAX_ENTRIES} entries",
+                value=len(self.entries),
+            )
 
     @property
     def length(self) -> int:
@@ -109,7 +119,7 @@ class SecretTable:
         length = r.u32("header.length", 16)
         if not 20 <= length <= len(data):
             raise r.fail("header.length", 16, f"must be within 20..{len(data)}", length)
-        entries = []
+        entries: list[SecretEntry] = []
         off = 20
         while off < length:
             if len(entries) == MAX_ENTRIES:
@@ -117,7 +127,9 @@ class SecretTable:
             entry_guid = r.guid("entry.guid", off)
             entry_len = r.u32("entry.length", off + 16)
             if entry_len < 20 or off + entry_len > length:
-                raise r.fail("entry.length", off + 16, f"must be within 20..{length - off}", entry_len)
+                raise r.fail(
+                    "entry.length", off + 16, f"must be within 20..{length - off}", entry_len
+                )
             entries.append(SecretEntry(entry_guid, data[off + 20 : off + entry_len]))
             off += entry_len
         return cls(tuple(entries))

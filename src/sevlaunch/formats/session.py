@@ -23,8 +23,13 @@ class Session:
     wrap_mac: bytes
     policy_mac: bytes
 
-    _FIELDS = (("nonce", 0x00, 16), ("wrap_tk", 0x10, 32), ("wrap_iv", 0x30, 16),
-               ("wrap_mac", 0x40, 32), ("policy_mac", 0x60, 32))
+    _FIELDS = (
+        ("nonce", 0x00, 16),
+        ("wrap_tk", 0x10, 32),
+        ("wrap_iv", 0x30, 16),
+        ("wrap_mac", 0x40, 32),
+        ("policy_mac", 0x60, 32),
+    )
 
     def __post_init__(self) -> None:
         for name, _, size in self._FIELDS:

@@ -81,9 +81,7 @@ class EccCurve(enum.IntEnum):
 E = TypeVar("E", bound=enum.IntEnum)
 
 
-def _enum(
-    cls: type[E], reader: Reader, field: str, offset: int, size: int = 4
-) -> E:
+def _enum(cls: type[E], reader: Reader, field: str, offset: int, size: int = 4) -> E:
     raw = reader.uint(field, offset, size)
     try:
         return cls(raw)
@@ -204,13 +202,21 @@ class Signature:
         elif algorithm.is_ecc:
             r.zeros(f"{slot}.rmbz", base + 8 + 2 * ECDSA_SIG_SIZE, SIG_SIZE - 2 * ECDSA_SIG_SIZE)
         elif not algorithm.is_rsa:
-            raise r.fail(f"{slot}_algo", base + 4, "a used slot needs an RSA or ECDSA algo", algorithm)
+            raise r.fail(
+                f"{slot}_algo", base + 4, "a used slot needs an RSA or ECDSA algo", algorithm
+            )
         return cls(usage, algorithm, value)
 
     def to_bytes(self) -> bytes:
         if len(self.value) != SIG_SIZE:
-            raise FormatError(STRUCTURE, "sig", f"value must be {SIG_SIZE} bytes", value=len(self.value))
-        return int(self.usage).to_bytes(4, "little") + int(self.algorithm).to_bytes(4, "little") + self.value
+            raise FormatError(
+                STRUCTURE, "sig", f"value must be {SIG_SIZE} bytes", value=len(self.value)
+            )
+        return (
+            int(self.usage).to_bytes(4, "little")
+            + int(self.algorithm).to_bytes(4, "little")
+            + self.value
+        )
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,9 @@ class SevCert:
         elif algorithm.is_rsa:
             key = RsaPublicKey.from_bytes(key_bytes)
         else:
-            raise r.fail("pub_key_algo", 0xC, "a certificate key needs an RSA or ECC algo", algorithm)
+            raise r.fail(
+                "pub_key_algo", 0xC, "a certificate key needs an RSA or ECC algo", algorithm
+            )
         if usage is Usage.INVALID:
             raise r.fail("pub_key_usage", 8, "a certificate cannot have usage INVALID", usage)
         return cls(
@@ -280,7 +288,9 @@ class SevCert:
     def ecc_key(self) -> EccPublicKey:
         """The ECC public key, or a FormatError naming the certificate's usage."""
         if not isinstance(self.public_key, EccPublicKey):
-            raise FormatError(STRUCTURE, "pub_key", f"{self.usage.name} key is not ECC", value=self.algorithm)
+            raise FormatError(
+                STRUCTURE, "pub_key", f"{self.usage.name} key is not ECC", value=self.algorithm
+            )
         return self.public_key
 
     def with_signature(self, slot: int, signature: Signature) -> SevCert:

@@ -17,7 +17,9 @@ def trust_store(trust_roots: list[bytes] | tuple[bytes, ...] = ()) -> TrustStore
     """AMD's pinned roots plus each ARK (AMD certificate format) given as bytes."""
     store = TrustStore()
     for index, data in enumerate(trust_roots):
-        store = store.with_root(AmdCert.from_bytes(data, allow_unsigned=True), name=f"trust-root-{index + 1}")
+        store = store.with_root(
+            AmdCert.from_bytes(data, allow_unsigned=True), name=f"trust-root-{index + 1}"
+        )
     return store
 
 

@@ -8,6 +8,10 @@ from sevlaunch.cli._lazy import LazyGroup
 
 COMMANDS = {
     "verify": "sevlaunch.cli.owner.verify:verify",
+    "session": "sevlaunch.cli.owner.session:session",
+    "digest": "sevlaunch.cli.owner.digest:digest",
+    "validate": "sevlaunch.cli.owner.validate:validate",
+    "secret": "sevlaunch.cli.owner.secret:secret",
     "fetch-ca": "sevlaunch.cli.owner.fetch:fetch_ca",
     "fetch-cek": "sevlaunch.cli.owner.fetch:fetch_cek",
 }

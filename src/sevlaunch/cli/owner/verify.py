@@ -23,10 +23,12 @@ def _ca_summary(ca: VerifiedCa) -> dict[str, Any]:
 
 
 def _links(links: tuple[Link, ...]) -> list[dict[str, str]]:
-    return [{"signer": l.signer, "subject": l.subject, "method": l.method} for l in links]
+    return [{"signer": k.signer, "subject": k.subject, "method": k.method} for k in links]
 
 
-def _print_human(ca: VerifiedCa, links: tuple[Link, ...], platform: VerifiedPlatform | None) -> None:
+def _print_human(
+    ca: VerifiedCa, links: tuple[Link, ...], platform: VerifiedPlatform | None
+) -> None:
     root = f"AMD {ca.root.name}" if ca.root.amd else f"user-trusted root {ca.root.name}"
     for link in links:
         click.echo(f"  ok  {link}")
@@ -37,10 +39,31 @@ def _print_human(ca: VerifiedCa, links: tuple[Link, ...], platform: VerifiedPlat
 
 
 @click.command()
-@click.option("--chain", "chain_path", type=click.Path(dir_okay=False), help="Platform chain: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK].")
-@click.option("--ca", "ca_path", type=click.Path(dir_okay=False), help="AMD CA file: ASK ‖ ARK (ask_ark_<gen>.cert).")
-@click.option("--cek", "cek_path", type=click.Path(dir_okay=False), help="AMD-signed CEK from AMD's key server, replacing the chain's CEK.")
-@click.option("--trust-root", "trust_roots", multiple=True, type=click.Path(dir_okay=False), help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.")
+@click.option(
+    "--chain",
+    "chain_path",
+    type=click.Path(dir_okay=False),
+    help="Platform chain: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK].",
+)
+@click.option(
+    "--ca",
+    "ca_path",
+    type=click.Path(dir_okay=False),
+    help="AMD CA file: ASK ‖ ARK (ask_ark_<gen>.cert).",
+)
+@click.option(
+    "--cek",
+    "cek_path",
+    type=click.Path(dir_okay=False),
+    help="AMD-signed CEK from AMD's key server, replacing the chain's CEK.",
+)
+@click.option(
+    "--trust-root",
+    "trust_roots",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.",
+)
 @json_option
 def verify(
     chain_path: str | None,
@@ -55,7 +78,11 @@ def verify(
     named), 2 on a usage error.
     """
     if chain_path is None and ca_path is None:
-        fail("give --chain FILE (with --ca FILE unless the chain is a full export) or --ca FILE alone", code=EXIT_USAGE, as_json=as_json)
+        fail(
+            "give --chain FILE (with --ca FILE unless the chain is a full export) or --ca FILE alone",
+            code=EXIT_USAGE,
+            as_json=as_json,
+        )
     if chain_path is None and cek_path is not None:
         fail("--cek needs --chain", code=EXIT_USAGE, as_json=as_json)
     with errors_to_exit(as_json=as_json, code=EXIT_USAGE):
