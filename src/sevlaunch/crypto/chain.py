@@ -63,17 +63,27 @@ def _pss_method(cert: AmdCert) -> str:
     return f"RSA-{cert.modulus_size} PSS {cert.hash_name.upper()}"
 
 
-def _verify_amd(link: str, signer: AmdCert, subject: AmdCert, key_usage: Usage) -> Link:
+def _check_amd_header(link: str, signer: AmdCert, subject: AmdCert, key_usage: Usage) -> None:
+    """The unsigned checks of an AMD link: the subject's usage and its certifying id."""
     if subject.key_usage is not key_usage:
         raise ChainError(
             link, f"expected key usage {key_usage.name}, found {subject.key_usage.name}"
         )
     if subject.certifying_id != signer.key_id:
+        why = (
+            "a root must certify itself"
+            if subject is signer
+            else "the certificates belong to different generations"
+        )
         raise ChainError(
             link,
             f"certifying id {subject.certifying_id.hex()} is not the signer's key id "
-            f"{signer.key_id.hex()}: the certificates belong to different generations",
+            f"{signer.key_id.hex()}: {why}",
         )
+
+
+def _verify_amd(link: str, signer: AmdCert, subject: AmdCert, key_usage: Usage) -> Link:
+    _check_amd_header(link, signer, subject, key_usage)
     if subject.signature is None:
         raise ChainError(link, "the certificate has no signature")
     try:
@@ -96,6 +106,7 @@ def verify_ca(ca: CaChain, trust: TrustStore) -> VerifiedCa:
     if ca.ark.signature is None:
         if not root.amd:
             raise ChainError("ARK -> ARK", "the ARK has no self-signature")
+        _check_amd_header("ARK -> ARK", ca.ark, ca.ark, Usage.ARK)
         links.append(
             Link("pin", "ARK", f"AMD {root.name} root pinned by key; AMD publishes it unsigned")
         )

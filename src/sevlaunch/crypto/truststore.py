@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 
 from sevlaunch.crypto.rsa import public_key
-from sevlaunch.errors import UntrustedRootError
+from sevlaunch.errors import CryptoError, UntrustedRootError
 from sevlaunch.formats.amdcert import AmdCert
 
 
@@ -77,7 +77,7 @@ class TrustStore:
     def with_root(self, ark: AmdCert, name: str = "user") -> TrustStore:
         """A store that also trusts ``ark`` (refused if it impersonates an AMD root)."""
         amd = self._amd_by_key_id(ark.key_id)
-        fp = fingerprint(ark)
+        fp = _root_fingerprint(ark)
         if amd is not None and amd.fingerprint != fp:
             raise _impersonation(amd, fp)
         return TrustStore((*self.extra, TrustRoot(name, ark.key_id, fp, amd=False)))
@@ -88,7 +88,7 @@ class TrustStore:
 
     def identify(self, ark: AmdCert) -> TrustRoot:
         """The root ``ark`` is, or :class:`UntrustedRootError` saying why it is not trusted."""
-        fp = fingerprint(ark)
+        fp = _root_fingerprint(ark)
         amd = self._amd_by_key_id(ark.key_id)
         if amd is not None:
             if amd.fingerprint != fp:
@@ -103,6 +103,17 @@ class TrustStore:
             "of an emulated platform, export it (sevlaunch platform export-root) and pass "
             "--trust-root FILE"
         )
+
+
+def _root_fingerprint(ark: AmdCert) -> str:
+    """:func:`fingerprint`, but an ARK whose key is not a valid RSA key is an untrusted root."""
+    try:
+        return fingerprint(ark)
+    except CryptoError as exc:
+        raise UntrustedRootError(
+            f"the ARK (key id {ark.key_id.hex()}) does not hold a usable RSA public key ({exc}): "
+            "the certificate is forged or corrupt; use AMD's ask_ark file"
+        ) from None
 
 
 def _impersonation(amd: TrustRoot, fp: str) -> UntrustedRootError:

@@ -59,11 +59,12 @@ class CaChain:
     def from_bytes(cls, data: bytes) -> Self:
         try:
             ask, rest = AmdCert.parse_prefix(data)
+        except FormatError as exc:
+            raise cls._error("ask", exc, 0) from None
+        try:
             ark = AmdCert.from_bytes(rest, allow_unsigned=True)
         except FormatError as exc:
-            raise FormatError(
-                cls.STRUCTURE, exc.field, exc.reason, offset=exc.offset, value=exc.value
-            ) from None
+            raise cls._error("ark", exc, len(data) - len(rest)) from None
         if ask.key_usage is not Usage.ASK or ark.key_usage is not Usage.ARK:
             raise FormatError(
                 cls.STRUCTURE,
@@ -75,6 +76,14 @@ class CaChain:
 
     def to_bytes(self) -> bytes:
         return self.ask.to_bytes() + self.ark.to_bytes()
+
+    @classmethod
+    def _error(cls, name: str, exc: FormatError, base: int) -> FormatError:
+        """Re-raise a certificate's error with the file's offsets and the certificate named."""
+        off = None if exc.offset is None else exc.offset + base
+        return FormatError(
+            cls.STRUCTURE, f"{name}.{exc.field}", exc.reason, offset=off, value=exc.value
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Self
 
-from sevlaunch.formats._codec import Reader
+from sevlaunch.formats._codec import Reader, le_bytes
 
 STRUCTURE = "OVMF footer table"
 FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
@@ -30,11 +30,10 @@ class FooterEntry:
     data: bytes
 
     def to_bytes(self) -> bytes:
-        return (
-            self.data
-            + (len(self.data) + _ENTRY_OVERHEAD).to_bytes(2, "little")
-            + self.guid.bytes_le
+        size = le_bytes(
+            len(self.data) + _ENTRY_OVERHEAD, 2, structure=STRUCTURE, field="entry.length"
         )
+        return self.data + size + self.guid.bytes_le
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ class OvmfFooterTable:
     def to_bytes(self) -> bytes:
         """The entries region followed by the footer's length and GUID (no reset vector)."""
         body = b"".join(e.to_bytes() for e in reversed(self.entries))
-        total = len(body) + _ENTRY_OVERHEAD
-        return body + total.to_bytes(2, "little") + FOOTER_GUID.bytes_le
+        total = le_bytes(len(body) + _ENTRY_OVERHEAD, 2, structure=STRUCTURE, field="footer.length")
+        return body + total + FOOTER_GUID.bytes_le
 
     def find(self, guid: uuid.UUID) -> bytes | None:
         for entry in self.entries:

@@ -81,9 +81,11 @@ class Policy:
         """Parse ``0x5``, ``5`` or flag names such as ``nodbg,noks,es`` (``api=1.40`` too)."""
         text = text.strip()
         try:
-            return cls.from_int(int(text, 0))
+            number = int(text, 0)
         except ValueError:
             pass
+        else:
+            return cls.from_int(number)
         flags = PolicyFlags(0)
         major = minor = 0
         for item in filter(None, (p.strip() for p in text.replace("|", ",").split(","))):
