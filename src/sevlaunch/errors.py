@@ -13,8 +13,26 @@ callers can catch what they understand and let the rest travel::
     │   ├── UntrustedRootError      the ARK is not a pinned AMD root nor named by the user
     │   └── MeasurementMismatchError the launch measurement is not the expected one
     ├── TrustStoreError             a trust root could not be loaded or fetched
+    │   └── DownloadError           AMD's key server did not deliver a usable certificate
     ├── FirmwareError               an SEV firmware command returned a non-zero status
-    └── UsageError                  the caller asked for something inconsistent
+    ├── AddressError                a physical address range that a memory cannot serve
+    ├── VmmError                    the hypervisor refused a request (QMP GenericError and kin)
+    ├── PlatformError               the emulated platform service failed or refused a request
+    │   ├── ProtocolError           a platform-protocol frame is malformed
+    │   └── PlatformUnavailableError no platform service answers at the socket
+    ├── HostError                   the host manager refused a request (libvirt's virError)
+    │   ├── DomainXMLError          a domain XML document is malformed or unsupported
+    │   └── SecretError             a secret document or store request was refused
+    ├── QmpError                    a QMP exchange failed
+    │   ├── QmpParseError           the QMP input stream is not acceptable JSON
+    │   └── QmpCommandError         a QMP command failed (QEMU error class and text)
+    ├── UsageError                  the caller asked for something inconsistent
+    │   ├── CommandLineError        a hypervisor command line QEMU would refuse
+    │   └── UnsuitableFirmwareError a firmware image cannot do what was asked of it
+    └── BrokerError                 the attestation broker refused a request
+        ├── NotFoundError           no such workload, launch, root or secret
+        ├── ConflictError           a name already taken
+        └── LaunchRefusedError      no session or no secret for this launch
 
 Errors carry the offending field and value as attributes, and their message says what was
 expected, what was found and, where there is one, what to do.
@@ -107,6 +125,25 @@ class TrustStoreError(SevlaunchError):
     """A trust root could not be read, parsed or downloaded."""
 
 
+class DownloadError(TrustStoreError):
+    """A certificate could not be obtained from AMD's key server (or a mirror).
+
+    ``failures`` holds one ``(url, reason, http_status_or_None)`` per attempt; ``url`` and
+    ``status`` repeat the last one. ``hint`` says what to do instead (e.g. pass ``--ca FILE``).
+    """
+
+    def __init__(
+        self, what: str, failures: tuple[tuple[str, str, int | None], ...], hint: str
+    ) -> None:
+        self.what = what
+        self.failures = failures
+        self.url = failures[-1][0] if failures else None
+        self.status = failures[-1][2] if failures else None
+        self.hint = hint
+        tried = "; ".join(f"{url}: {reason}" for url, reason, _ in failures)
+        super().__init__(f"cannot download {what}: {tried}; {hint}")
+
+
 class FirmwareError(SevlaunchError):
     """An SEV firmware command failed; ``status`` is the firmware status code."""
 
@@ -119,5 +156,167 @@ class FirmwareError(SevlaunchError):
         super().__init__(msg + (f": {detail}" if detail else ""))
 
 
+class VmmError(SevlaunchError):
+    """The hypervisor refused a request; ``error_class`` is the QMP error class to report."""
+
+    def __init__(self, message: str, error_class: str = "GenericError") -> None:
+        self.error_class = error_class
+        super().__init__(message)
+
+
+class AddressError(SevlaunchError, ValueError):
+    """A physical address range lies outside what a memory can serve (the PSP's DMA failed).
+
+    The emulated firmware answers INVALID_ADDRESS when a memory raises this.
+    """
+
+    def __init__(self, paddr: int, length: int, reason: str) -> None:
+        self.paddr = paddr
+        self.length = length
+        super().__init__(f"physical range [{paddr:#x}, +{length:#x}): {reason}")
+
+
 class UsageError(SevlaunchError, ValueError):
     """The caller asked for something inconsistent (a bad option value, a missing input)."""
+
+
+class PlatformError(SevlaunchError):
+    """The emulated platform service (the emulated ``/dev/sev``) failed or refused a request.
+
+    ``code`` is the service's error code when the service itself answered with an error.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class ProtocolError(PlatformError):
+    """A platform-protocol frame is malformed; ``field`` names the part, ``value`` what was found."""
+
+    def __init__(self, field: str, reason: str, *, value: object = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.value = value
+        super().__init__(f"platform protocol: {field}: {reason}")
+
+
+class PlatformUnavailableError(PlatformError):
+    """No platform service answers at ``socket``; start one with ``sevlaunch platform serve``."""
+
+    def __init__(self, socket: str, reason: str) -> None:
+        self.socket = socket
+        super().__init__(
+            f"no platform service at {socket}: {reason}; start one with "
+            f"'sevlaunch platform serve --state DIR --socket {socket}' or pass --socket / "
+            "set SEVLAUNCH_PLATFORM"
+        )
+
+
+class UnsuitableFirmwareError(UsageError):
+    """A firmware image cannot do what was asked (e.g. measured direct kernel boot).
+
+    ``field`` names the OVMF footer-table entry at fault and ``value`` what was found there.
+    """
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(message)
+
+
+class HostError(SevlaunchError):
+    """The host manager refused a request; the message reads like libvirt's ``virError``.
+
+    ``kind`` is libvirt's error-code text (``"XML error"``, ``"unsupported configuration"``,
+    ``"internal error"``, ``"Secret not found"``, ...), printed first as libvirt does;
+    ``field`` names the element or key at fault and ``value`` what was found.
+    """
+
+    def __init__(
+        self, kind: str, detail: str, *, field: str | None = None, value: object = None
+    ) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.field = field
+        self.value = value
+        super().__init__(f"{kind}: {detail}")
+
+
+class DomainXMLError(HostError, ValueError):
+    """A domain XML document is malformed, invalid against the schema, or unsupported."""
+
+
+class SecretError(HostError):
+    """A secret XML document is malformed, or a secret-store request was refused."""
+
+
+class QmpError(SevlaunchError):
+    """A QMP exchange failed; the subclasses say on which side."""
+
+
+class QmpParseError(QmpError):
+    """The QMP input stream is not acceptable JSON; ``desc`` is QEMU's text for it.
+
+    ``offset`` is the byte offset within the offending message, where known.
+    """
+
+    def __init__(self, desc: str, *, offset: int | None = None) -> None:
+        self.desc = desc
+        self.offset = offset
+        super().__init__(desc)
+
+
+class QmpCommandError(QmpError):
+    """A QMP command failed: ``error_class`` is QEMU's class (``GenericError``...), ``desc`` its text."""
+
+    def __init__(self, desc: str, error_class: str = "GenericError") -> None:
+        self.desc = desc
+        self.error_class = error_class
+        super().__init__(f"{error_class}: {desc}")
+
+
+class CommandLineError(UsageError):
+    """A hypervisor command line QEMU would refuse.
+
+    ``option`` is the option at fault as QEMU shows it (``-object sev-guest,...``) or ``None``,
+    ``value`` what was found; ``str()`` is QEMU's message without the program name, and
+    :meth:`report` adds it as QEMU prints it on stderr.
+    """
+
+    def __init__(self, option: str | None, message: str, *, value: object = None) -> None:
+        self.option = option
+        self.message = message
+        self.value = value
+        super().__init__(f"{option}: {message}" if option else message)
+
+    def report(self, prog: str = "qemu-system-x86_64") -> str:
+        return f"{prog}: {self}"
+
+
+class BrokerError(SevlaunchError):
+    """The attestation broker refused a request.
+
+    ``reason`` is a stable code (``"replay"``, ``"measurement-mismatch"``) that the audit log
+    and HTTP answers carry, so callers can act on it without parsing the message.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class NotFoundError(BrokerError):
+    """A named workload, launch, trust root or secret does not exist."""
+
+
+class ConflictError(BrokerError):
+    """The request clashes with stored state (a name already taken)."""
+
+
+class LaunchRefusedError(BrokerError):
+    """A launch gets no session or no secret; ``diagnosis`` explains a mismatch when known."""
+
+    def __init__(self, reason: str, message: str, diagnosis: str | None = None) -> None:
+        self.diagnosis = diagnosis
+        super().__init__(reason, message)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
 from sevlaunch.crypto.chain import Link, VerifiedCa, VerifiedPlatform
-from sevlaunch.errors import ChainError, SevlaunchError
+from sevlaunch.errors import ChainError, FormatError, SevlaunchError
+from sevlaunch.formats.chain import PlatformChain
+from sevlaunch.formats.sevcert import SevCert
 from sevlaunch.owner.verify import trust_store, verify_ca_file, verify_chain_file
+
+if TYPE_CHECKING:
+    from sevlaunch.kds import CachedCa
 
 
 def _ca_summary(ca: VerifiedCa) -> dict[str, Any]:
@@ -64,18 +69,33 @@ def _print_human(
     type=click.Path(dir_okay=False),
     help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.",
 )
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="If the chain has no ASK and ARK, no --ca is given and AMD's CA file is not cached, "
+    "download it from AMD (see 'sevlaunch owner fetch-ca').",
+)
+@click.option(
+    "--kds-url",
+    metavar="URL",
+    help="With --fetch: a mirror of AMD's key server (also $SEVLAUNCH_KDS_URL).",
+)
 @json_option
 def verify(
+    *,
     chain_path: str | None,
     ca_path: str | None,
     cek_path: str | None,
     trust_roots: tuple[str, ...],
+    fetch: bool,
+    kds_url: str | None,
     as_json: bool,
 ) -> None:
     """Verify a platform certificate chain, or an AMD CA file alone, up to a trusted ARK.
 
     Each link checked is printed. Exit 0 when every link verifies, 1 when one fails (it is
-    named), 2 on a usage error.
+    named), 2 on a usage error. A chain without ASK and ARK and no --ca uses AMD's CA file
+    from the cache (the one whose ASK signed the CEK); exit 2 when none is cached.
     """
     if chain_path is None and ca_path is None:
         fail(
@@ -85,11 +105,17 @@ def verify(
         )
     if chain_path is None and cek_path is not None:
         fail("--cek needs --chain", code=EXIT_USAGE, as_json=as_json)
+    if kds_url is not None and not fetch:
+        fail("--kds-url needs --fetch", code=EXIT_USAGE, as_json=as_json)
     with errors_to_exit(as_json=as_json, code=EXIT_USAGE):
         trust = trust_store([read_file(p, "trust root") for p in trust_roots])
         ca = read_file(ca_path, "CA file") if ca_path else None
         chain = read_file(chain_path, "chain file") if chain_path else None
         cek = read_file(cek_path, "CEK file") if cek_path else None
+    cached = None
+    if chain is not None and ca is None:
+        cached = _cached_ca(chain, cek, fetch=fetch, kds_url=kds_url, as_json=as_json)
+        ca = cached.data if cached is not None else None
     try:
         if chain is None:
             assert ca is not None
@@ -99,16 +125,51 @@ def verify(
             platform = verify_chain_file(chain, trust, ca=ca, cek=cek)
             verified_ca, links = platform.ca, platform.links
     except ChainError as exc:
-        if as_json:
-            emit_json({"ok": False, "failed_link": exc.link, "error": str(exc)})
-            raise SystemExit(1) from None
-        fail(f"link {exc}")
+        _chain_failure(exc, as_json)
     except SevlaunchError as exc:
         fail(str(exc), as_json=as_json)
     if as_json:
         out: dict[str, Any] = {"ok": True, "links": _links(links), **_ca_summary(verified_ca)}
+        if cached is not None:
+            out["ca_file"] = str(cached.path)
         if platform is not None:
             out["api_major"], out["api_minor"] = platform.pdh.api_major, platform.pdh.api_minor
         emit_json(out)
     else:
         _print_human(verified_ca, links, platform)
+
+
+def _chain_failure(exc: ChainError, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json({"ok": False, "failed_link": exc.link, "error": str(exc)})
+        raise SystemExit(1) from None
+    fail(f"link {exc}")
+
+
+def _cached_ca(
+    chain: bytes, cek: bytes | None, *, fetch: bool, kds_url: str | None, as_json: bool
+) -> CachedCa | None:
+    """AMD's CA for a chain that carries none: from the cache or, with --fetch, downloaded.
+
+    None when the chain carries its CA or does not parse (the verification reports that).
+    """
+    from sevlaunch import kds
+
+    try:
+        parsed = PlatformChain.from_bytes(chain)
+        signed_cek = SevCert.from_bytes(cek) if cek is not None else parsed.cek
+    except FormatError:
+        return None
+    if parsed.ca is not None:
+        return None
+    try:
+        cache = kds.CertCache.default()
+        download = kds.KdsClient(kds_url, cache=cache).fetch_ca if fetch else None
+        found = kds.ca_for_cek(signed_cek, cache, fetch=download)
+    except ChainError as exc:
+        _chain_failure(exc, as_json)
+    except SevlaunchError as exc:
+        fail(str(exc), code=EXIT_USAGE, as_json=as_json)
+    if not as_json:
+        click.echo(f"ca: AMD {found.generation} CA file {found.path}")
+    return found

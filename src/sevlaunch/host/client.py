@@ -1,0 +1,177 @@
+"""A synchronous client of the host manager's API, for the CLI and the VM tool.
+
+``connect`` takes the same forms as ``sevlaunch host serve --listen``: ``unix:PATH`` or
+``tcp:HOST:PORT``; TCP needs the bearer token (``--token-file`` or ``SEVLAUNCH_HOST_TOKEN_FILE``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sevlaunch.errors import HostError, UsageError
+
+DEFAULT_TIMEOUT = 120.0
+
+
+def transport_for(uri: str) -> tuple[httpx.HTTPTransport | None, str]:
+    """An httpx transport and base URL for ``unix:PATH``, ``tcp:HOST:PORT`` or ``http(s)://``."""
+    if uri.startswith("unix:"):
+        return httpx.HTTPTransport(uds=uri[5:]), "http://sevlaunch-host"
+    if uri.startswith("tcp:"):
+        host, _, port = uri[4:].rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"expected tcp:HOST:PORT, got {uri!r}")
+        return None, f"http://{host}:{port}"
+    if uri.startswith(("http://", "https://")):
+        return None, uri.rstrip("/")
+    raise UsageError(f"expected unix:PATH or tcp:HOST:PORT, got {uri!r}")
+
+
+def read_token(token_file: str | None) -> str | None:
+    path = token_file or os.environ.get("SEVLAUNCH_HOST_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+
+
+class HostClient:
+    def __init__(
+        self, uri: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        transport, base = transport_for(uri)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.uri = uri
+        self._http = httpx.Client(
+            base_url=base, transport=transport, headers=headers, timeout=timeout
+        )
+
+    def __enter__(self) -> HostClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HostError("failed to connect to the host manager", f"{self.uri}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise HostError(
+                    error["code"], error["message"].split(": ", 1)[-1], field=error.get("field")
+                )
+            except (ValueError, KeyError, TypeError):
+                raise HostError(
+                    "internal error", f"HTTP {response.status_code}: {response.text[:200]}"
+                ) from None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    # node
+    def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/node/sev-info", params={"refresh": refresh}))
+
+    # domains
+    def define(self, xml: str) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "POST", "/v1/domains", content=xml, headers={"Content-Type": "application/xml"}
+            )
+        )
+
+    def undefine(self, name: str) -> None:
+        self._call("DELETE", f"/v1/domains/{name}")
+
+    def list_domains(self, *, all_domains: bool = False) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/domains", params={"all": all_domains}))
+
+    def domain(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/domains/{name}"))
+
+    def dumpxml(self, name: str) -> str:
+        return str(self._call("GET", f"/v1/domains/{name}/xml"))
+
+    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/domains/{name}/start", json={"paused": paused}))
+
+    def resume(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/domains/{name}/resume"))
+
+    def suspend(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/domains/{name}/suspend"))
+
+    def shutdown(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/domains/{name}/shutdown"))
+
+    def destroy(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/domains/{name}/destroy"))
+
+    def wait_booted(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        return dict(
+            self._call("POST", f"/v1/domains/{name}/wait-booted", params={"timeout": timeout})
+        )
+
+    # launch security
+    def launch_security_info(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/domains/{name}/launch-security"))
+
+    def set_launch_security_state(
+        self, name: str, header: str, secret: str, address: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"sev-secret-header": header, "sev-secret": secret}
+        if address is not None:
+            body["sev-secret-set-address"] = address
+        self._call("PUT", f"/v1/domains/{name}/launch-security", json=body)
+
+    def console(self, name: str) -> str:
+        return str(self._call("GET", f"/v1/domains/{name}/console"))
+
+    def timeline(self, name: str, launch: int | None = None) -> list[dict[str, Any]]:
+        params = {"launch": launch} if launch is not None else {}
+        return list(self._call("GET", f"/v1/domains/{name}/timeline", params=params))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Events as they happen (blocks); keepalives are skipped."""
+        with self._http.stream(
+            "GET", "/v1/events", timeout=httpx.Timeout(10.0, read=None)
+        ) as response:
+            for line in response.iter_lines():
+                if line:
+                    event = json.loads(line)
+                    if event.get("event") != "keepalive":
+                        yield event
+
+    # secrets
+    def secret_define(self, xml: str) -> str:
+        return str(
+            self._call(
+                "POST", "/v1/secrets", content=xml, headers={"Content-Type": "application/xml"}
+            )["uuid"]
+        )
+
+    def secret_set_value(self, uuid: str, value: bytes) -> None:
+        self._call(
+            "PUT", f"/v1/secrets/{uuid}/value", json={"value": base64.b64encode(value).decode()}
+        )
+
+    def secret_list(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/secrets"))
+
+    def secret_undefine(self, uuid: str) -> None:
+        self._call("DELETE", f"/v1/secrets/{uuid}")

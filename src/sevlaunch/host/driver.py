@@ -1,0 +1,165 @@
+"""The QEMU driver: run a hypervisor binary (``sevlaunch-vmm`` or ``qemu-system-x86_64``) and
+talk QMP to it with qemu.qmp, the same code for both.
+
+As libvirt does, the driver starts the process itself (no ``-daemonize``), waits for the QMP
+socket, reports the process's own error output when it dies during start-up, and keeps a pid
+file so a restarted manager can find running guests again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import ExecuteError, QMPClient
+
+from sevlaunch.errors import HostError
+
+START_TIMEOUT = 60.0
+LOG_TAIL = 4000
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """A domain's per-run directory: QMP socket, pid file, logs and launch blobs."""
+
+    root: Path
+
+    @property
+    def qmp(self) -> Path:
+        return self.root / "qmp.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "qemu.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "qemu.log"
+
+    @property
+    def console(self) -> Path:
+        return self.root / "console.log"
+
+
+def internal_error(detail: str) -> HostError:
+    return HostError("internal error", detail)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read_pidfile(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()[-LOG_TAIL:]
+    except OSError:
+        return ""
+    return data.decode(errors="replace").strip()
+
+
+async def spawn(
+    binary: str, argv: list[str], paths: RunPaths, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    """Start the hypervisor detached from the manager's session, output to the domain log."""
+    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileNotFoundError):
+        paths.qmp.unlink()
+    log = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        return await asyncio.create_subprocess_exec(
+            binary,
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **env},
+        )
+    except OSError as exc:
+        raise HostError(
+            "internal error", f"cannot execute binary {binary}: {exc.strerror}"
+        ) from None
+    finally:
+        os.close(log)
+
+
+async def connect(
+    proc_pid: int,
+    paths: RunPaths,
+    exited: asyncio.Future[int] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> QMPClient:
+    """Wait for the QMP socket and negotiate; a process that dies first is reported with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if (exited is not None and exited.done()) or (exited is None and not pid_alive(proc_pid)):
+            tail = log_tail(paths.log)
+            raise internal_error(f"process exited while connecting to monitor: {tail}")
+        if paths.qmp.exists():
+            client = QMPClient(f"pid-{proc_pid}")
+            try:
+                await client.connect(str(paths.qmp))
+            except Exception:
+                await asyncio.sleep(0.02)
+            else:
+                return client
+        if time.monotonic() > deadline:
+            raise internal_error(f"timed out waiting for the monitor socket {paths.qmp}")
+        await asyncio.sleep(0.02)
+
+
+async def qmp_execute(
+    client: QMPClient, command: str, arguments: Mapping[str, Any] | None = None
+) -> Any:
+    """Run a QMP command; QEMU's error becomes libvirt's "internal error: unable to execute QEMU command"."""
+    try:
+        return await client.execute(command, dict(arguments) if arguments else None)
+    except ExecuteError as exc:
+        raise internal_error(
+            f"unable to execute QEMU command '{command}': {exc.error_class}: {exc}"
+        ) from None
+    except Exception as exc:  # connection lost and kin
+        raise internal_error(
+            f"unable to execute QEMU command '{command}': {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def kill(pid: int, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+async def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

@@ -1,0 +1,242 @@
+"""The host manager's state: SQLite (WAL) in its state directory, through SQLAlchemy Core.
+
+Domains (their XML and runtime state), the timeline of every launch step, and secret
+metadata. Secret *values* live in files of mode 0600 beside the database and are never
+returned by a read API.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+domains = sa.Table(
+    "domains",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("xml", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="shutoff"),
+    sa.Column("reason", sa.String(32), nullable=False, default="unknown"),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("run_dir", sa.Text, nullable=True),
+    sa.Column("launch", sa.Integer, nullable=False, default=0),
+)
+
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("domain", sa.String(36), nullable=False, index=True),
+    sa.Column("launch", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("party", sa.String(32), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("duration", sa.Float, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("xml", sa.Text, nullable=False),
+    sa.Column("has_value", sa.Boolean, nullable=False, default=False),
+)
+
+
+@dataclass(frozen=True)
+class DomainRow:
+    uuid: str
+    name: str
+    xml: str
+    state: str
+    reason: str
+    pid: int | None
+    run_dir: str | None
+    launch: int
+
+
+@dataclass(frozen=True)
+class StepRow:
+    launch: int
+    step: int
+    name: str
+    party: str
+    started: float
+    duration: float | None
+    outcome: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "launch": self.launch,
+            "step": self.step,
+            "name": self.name,
+            "party": self.party,
+            "started": self.started,
+            "duration": self.duration,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+
+class Store:
+    """All reads and writes of the host manager's database."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir = state_dir
+        self.secret_dir = state_dir / "secrets"
+        self.secret_dir.mkdir(exist_ok=True, mode=0o700)
+        self.engine = sa.create_engine(
+            f"sqlite:///{state_dir / 'host.db'}", connect_args={"check_same_thread": False}
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        os.chmod(state_dir / "host.db", 0o600)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- domains
+
+    def domain_rows(self) -> list[DomainRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(domains).order_by(domains.c.name)).all()
+        return [DomainRow(**r._mapping) for r in rows]
+
+    def domain(self, key: str) -> DomainRow | None:
+        """Look a domain up by name or UUID, as virsh does."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(domains).where((domains.c.name == key) | (domains.c.uuid == key))
+            ).first()
+        return DomainRow(**row._mapping) if row else None
+
+    def put_domain(self, uuid: str, name: str, xml: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(domains.c.uuid).where(domains.c.uuid == uuid)).first():
+                conn.execute(
+                    domains.update().where(domains.c.uuid == uuid).values(name=name, xml=xml)
+                )
+            else:
+                conn.execute(
+                    domains.insert().values(
+                        uuid=uuid, name=name, xml=xml, state="shutoff", reason="unknown", launch=0
+                    )
+                )
+
+    def delete_domain(self, uuid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(domains.delete().where(domains.c.uuid == uuid))
+            conn.execute(timeline.delete().where(timeline.c.domain == uuid))
+
+    def set_runtime(self, uuid: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(domains.update().where(domains.c.uuid == uuid).values(**values))
+
+    # ---- timeline
+
+    def add_step(
+        self,
+        uuid: str,
+        launch: int,
+        step: int,
+        name: str,
+        party: str,
+        outcome: str,
+        detail: str = "",
+        *,
+        started: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                timeline.insert().values(
+                    domain=uuid,
+                    launch=launch,
+                    step=step,
+                    name=name,
+                    party=party,
+                    started=started if started is not None else time.time(),
+                    duration=duration,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+
+    def steps(self, uuid: str, launch: int | None = None) -> list[StepRow]:
+        query = sa.select(timeline).where(timeline.c.domain == uuid)
+        if launch is not None:
+            query = query.where(timeline.c.launch == launch)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(timeline.c.id)).all()
+        return [
+            StepRow(**{k: v for k, v in r._mapping.items() if k not in ("id", "domain")})
+            for r in rows
+        ]
+
+    # ---- secrets
+
+    def secret_rows(self) -> Iterator[tuple[str, str, bool]]:
+        with self.engine.connect() as conn:
+            yield from (
+                (r.uuid, r.xml, r.has_value)
+                for r in conn.execute(sa.select(secrets).order_by(secrets.c.uuid))
+            )
+
+    def put_secret(self, uuid: str, xml: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(secrets.c.uuid).where(secrets.c.uuid == uuid)).first():
+                conn.execute(secrets.update().where(secrets.c.uuid == uuid).values(xml=xml))
+            else:
+                conn.execute(secrets.insert().values(uuid=uuid, xml=xml, has_value=False))
+
+    def secret_xml(self, uuid: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(secrets.c.xml).where(secrets.c.uuid == uuid)).first()
+        return row.xml if row else None
+
+    def set_secret_value(self, uuid: str, value: bytes) -> None:
+        path = self.secret_dir / f"{uuid}.value"
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(value)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        with self.engine.begin() as conn:
+            conn.execute(secrets.update().where(secrets.c.uuid == uuid).values(has_value=True))
+
+    def secret_value(self, uuid: str) -> bytes | None:
+        """Internal use only (resolving a domain's dhCert/session); no API returns it."""
+        try:
+            return (self.secret_dir / f"{uuid}.value").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete_secret(self, uuid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(secrets.delete().where(secrets.c.uuid == uuid))
+        (self.secret_dir / f"{uuid}.value").unlink(missing_ok=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,260 @@
+"""``sevlaunch-vmm``: the emulated hypervisor process, started and driven like qemu-system-x86_64.
+
+Start-up follows QEMU: parse the command line (QEMU's messages on error, exit 1), bring up the
+SEV guest (LAUNCH_START, LAUNCH_UPDATE_DATA of the firmware and kernel hashes, LAUNCH_MEASURE
+at machine-init-done) and only then serve QMP; ``-daemonize`` returns once that succeeded.
+The SEV device is the platform service's socket: ``sev-device=PATH``, or ``$SEVLAUNCH_SEV_DEVICE``
+when the object leaves the default ``/dev/sev``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from sevlaunch.errors import CommandLineError, FirmwareError, PlatformError, SevlaunchError
+from sevlaunch.qmp import QMPServer, VersionInfo
+from sevlaunch.vmm.cmdline import VmConfig, parse_cmdline
+from sevlaunch.vmm.machine import Machine, MachineSpec
+from sevlaunch.vmm.port import SevPlatform
+from sevlaunch.vmm.qmp_commands import VmmCommands
+from sevlaunch.vmm.sev import SevGuestConfig
+
+PROG = "sevlaunch-vmm"
+DEVICE_ENV = "SEVLAUNCH_SEV_DEVICE"
+DEFAULT_DEVICE = "/dev/sev"
+
+
+class StartupError(Exception):
+    """A failure before QMP is served: printed as QEMU prints it, exit status 1."""
+
+
+def sev_device_path(config: VmConfig) -> str:
+    configured = config.sev_guest.sev_device if config.sev_guest else DEFAULT_DEVICE
+    if configured == DEFAULT_DEVICE:
+        return os.environ.get(DEVICE_ENV, DEFAULT_DEVICE)
+    return configured
+
+
+def open_device(path: str) -> tuple[SevPlatform | None, str]:
+    """The platform behind ``path`` or why there is none (QEMU's "Failed to open" text)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return None, f"SEV: Failed to open {path}: {exc.strerror}"
+    if stat.S_ISCHR(mode):
+        return None, (
+            f"SEV: {path} is a real SEV device; sevlaunch-vmm emulates SEV on the sevlaunch "
+            "platform service: run qemu-system-x86_64 on this host instead"
+        )
+    if not stat.S_ISSOCK(mode):
+        return None, f"SEV: Failed to open {path}: not the socket of a sevlaunch platform service"
+    from sevlaunch.vmm.platform_port import EmulatedSevPlatform
+
+    return EmulatedSevPlatform(path), ""
+
+
+def machine_spec(config: VmConfig) -> MachineSpec:
+    if config.firmware is None:
+        raise StartupError("no firmware given: use -bios FILE or -drive if=pflash,unit=0,file=FILE")
+    sev = config.sev_guest
+    return MachineSpec(
+        name=config.name or "",
+        memory=config.memory,
+        firmware=Path(config.firmware),
+        start_paused=config.start_paused,
+        sev=_sev_config(sev) if sev is not None else None,
+        kernel=Path(config.kernel) if config.kernel else None,
+        initrd=Path(config.initrd) if config.initrd else None,
+        append=config.append,
+        disks=tuple(Path(d.file) for d in config.drives if d.interface != "pflash"),
+        vcpus=config.smp.cpus,
+        cpu_model=config.cpu_model or "qemu64",
+    )
+
+
+def _sev_config(sev: object) -> SevGuestConfig:
+    from sevlaunch.vmm.cmdline import SevGuestConfig as Parsed
+
+    assert isinstance(sev, Parsed)
+
+    def blob(path: str | None, prop: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise StartupError(
+                f"sev-guest: failed to read {prop} '{path}': {exc.strerror}"
+            ) from None
+
+    return SevGuestConfig(
+        cbitpos=sev.cbitpos,
+        reduced_phys_bits=sev.reduced_phys_bits,
+        policy=sev.policy,
+        handle=sev.handle,
+        dh_cert_b64=blob(sev.dh_cert_file, "dh-cert-file"),
+        session_b64=blob(sev.session_file, "session-file"),
+        kernel_hashes=sev.kernel_hashes,
+    )
+
+
+class Console:
+    """The serial port: a file (``-serial file:PATH``) or nowhere."""
+
+    def __init__(self, serial: Sequence[str]) -> None:
+        self._out: TextIO | None = None
+        for spec in serial:
+            if spec.startswith("file:"):
+                self._out = open(spec[5:], "a", buffering=1)  # noqa: SIM115 - lives with the process
+                break
+
+    def __call__(self, line: str) -> None:
+        if self._out is not None:
+            self._out.write(line + "\n")
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+async def _start_machine(
+    config: VmConfig,
+    device: SevPlatform | None,
+    device_error: str,
+    server: QMPServer,
+    console: Console,
+) -> Machine | None:
+    """Machine init as QEMU does it before the monitor runs; ``-machine none`` has none."""
+    if config.machine_type == "none":
+        return None
+    spec = machine_spec(config)
+    if spec.sev is not None and device is None:
+        raise StartupError(f"sev_common_kvm_init: {device_error}")
+    machine = Machine(spec, device if spec.sev else None, server.emit, console)
+    try:
+        await machine.init()
+    except (SevlaunchError, FirmwareError, PlatformError) as exc:
+        await machine.teardown()
+        raise StartupError(str(exc)) from None
+    return machine
+
+
+async def _listen(server: QMPServer, config: VmConfig) -> None:
+    for endpoint in config.qmp:
+        if endpoint.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(endpoint.path)
+            await server.start_unix(endpoint.path)
+        elif endpoint.fd is not None:
+            await server.start_socket(socket.socket(fileno=endpoint.fd))
+
+
+async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> int:
+    server = QMPServer(VersionInfo(9, 1, 0, "sevlaunch-vmm"))
+    console = Console(config.serial)
+    device, device_error = open_device(sev_device_path(config))
+    done = asyncio.Event()
+    machine = await _start_machine(config, device, device_error, server, console)
+    VmmCommands(machine, config.name, device, device_error, done.set).register(server)
+    await _listen(server, config)
+    if config.pidfile:
+        Path(config.pidfile).write_text(f"{os.getpid()}\n")
+    if started is not None:
+        started.set_result(None)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, _on_signal, sig, machine, server, done)
+    waiters = [asyncio.ensure_future(done.wait())]
+    if machine is not None:
+        waiters.append(asyncio.ensure_future(machine.shutdown_requested.wait()))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.sleep(0.05)  # let the SHUTDOWN event and the quit reply reach the clients
+    await server.close()
+    if machine is not None:
+        await machine.teardown()
+    console.close()
+    if config.pidfile:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.pidfile)
+    return 0
+
+
+def _on_signal(sig: int, machine: Machine | None, server: QMPServer, done: asyncio.Event) -> None:
+    print(f"{PROG}: terminating on signal {sig}", file=sys.stderr, flush=True)
+    if machine is not None:
+        machine.signal_shutdown()
+    else:
+        server.emit("SHUTDOWN", {"guest": False, "reason": "host-signal"})
+    done.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_cmdline(args)
+    except CommandLineError as exc:
+        print(exc.report(PROG), file=sys.stderr)
+        return 1
+    if config.daemonize:
+        return _daemonize(config)
+    try:
+        return asyncio.run(run(config))
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _daemonize(config: VmConfig) -> int:
+    """QEMU's -daemonize: the parent returns 0 only once the child finished start-up."""
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            status = pipe.read(1)
+        return 0 if status == b"\0" else 1
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+
+    async def child() -> int:
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        started.add_done_callback(lambda _f: _report(write_fd, b"\0"))
+        return await run(config, started)
+
+    try:
+        code = asyncio.run(child())
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+        _report(write_fd, b"\1")
+        code = 1
+    os._exit(code)
+
+
+def _report(fd: int, status: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, status)
+        os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

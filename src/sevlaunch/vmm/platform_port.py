@@ -1,0 +1,152 @@
+"""KVM's SEV glue on the emulated platform service: :class:`SevPlatform` over
+:class:`~sevlaunch.platform.client.AsyncPlatformClient`.
+
+KVM, not QEMU, picks the ASID: after LAUNCH_START it ACTIVATEs the guest on a free ASID (SEV-ES
+guests from the low range), and on teardown DEACTIVATEs and DECOMMISSIONs it. Several VMM
+processes share one platform, so a free ASID is found by trying: ACTIVATE is atomic in the
+service and answers ASID_OWNED for one in use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from sevlaunch.errors import FirmwareError
+from sevlaunch.formats.policy import PolicyFlags
+from sevlaunch.formats.status import Status
+from sevlaunch.platform.client import AsyncPlatformClient
+from sevlaunch.vmm.port import Capabilities, PlatformInfo
+
+
+@dataclass
+class _Window:
+    """The few bytes one call touches, as a firmware Memory (read/write by address)."""
+
+    base: int
+    data: bytearray
+
+    def read(self, paddr: int, length: int) -> bytes:
+        off = paddr - self.base
+        return bytes(self.data[off : off + length])
+
+    def write(self, paddr: int, data: bytes) -> None:
+        off = paddr - self.base
+        self.data[off : off + len(data)] = data
+
+
+class EmulatedSevPlatform:
+    """The SEV device of one hypervisor process (``sev-device=`` names the service socket)."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.client = AsyncPlatformClient(socket_path)
+        self._es: dict[int, bool] = {}
+
+    async def info(self) -> PlatformInfo:
+        status = await self.client.ensure_init()
+        profile = await self.client.profile()
+        return PlatformInfo(
+            api_major=status.api_major,
+            api_minor=status.api_minor,
+            build_id=status.build_id,
+            es_initialised=status.es_initialized,
+            cbitpos=profile.cbitpos,
+            reduced_phys_bits=profile.reduced_phys_bits,
+        )
+
+    async def capabilities(self) -> Capabilities:
+        await self.client.ensure_init()
+        chain = await self.client.pdh_cert_export()
+        profile = await self.client.profile()
+        chip_id = await self.client.get_id()
+        return Capabilities(
+            pdh=chain.pdh.to_bytes(),
+            cert_chain=chain.export().to_bytes(),
+            cpu0_id=chip_id[:64],
+            cbitpos=profile.cbitpos,
+            reduced_phys_bits=profile.reduced_phys_bits,
+        )
+
+    async def launch_start(self, policy: int, godh: bytes | None, session: bytes | None) -> int:
+        handle = await self.client.launch_start(policy, godh or b"", session or b"")
+        try:
+            await self._activate(handle, es=bool(policy & PolicyFlags.ES))
+        except FirmwareError:
+            with contextlib.suppress(FirmwareError):
+                await self.client.decommission(handle)
+            raise
+        return handle
+
+    async def _activate(self, handle: int, *, es: bool) -> None:
+        profile = await self.client.profile()
+        first, last = (
+            (1, profile.max_es_guests)
+            if es
+            else (profile.max_es_guests + 1, profile.max_es_guests + profile.max_guests)
+        )
+        flushed = False
+        asid = first
+        while asid <= last:
+            try:
+                await self.client.activate(handle, asid)
+            except FirmwareError as exc:
+                if exc.status == Status.DF_FLUSH_REQUIRED and not flushed:
+                    await self.client.df_flush()
+                    flushed = True
+                    continue
+                if exc.status in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
+                    asid += 1
+                    continue
+                raise
+            return
+        raise FirmwareError(
+            "ACTIVATE", Status.RESOURCE_LIMIT, f"all {'SEV-ES' if es else 'SEV'} ASIDs are in use"
+        )
+
+    async def launch_update_data(self, handle: int, paddr: int, plaintext: bytes) -> bytes:
+        window = _Window(paddr, bytearray(plaintext))
+        await self.client.launch_update_data(handle, paddr, len(plaintext), window)
+        return bytes(window.data)
+
+    async def launch_update_vmsa(self, handle: int, paddr: int, vmsa: bytes) -> bytes:
+        window = _Window(paddr, bytearray(vmsa))
+        await self.client.launch_update_vmsa(handle, paddr, len(vmsa), window)
+        return bytes(window.data)
+
+    async def launch_measure(self, handle: int) -> bytes:
+        return (await self.client.launch_measure(handle)).to_bytes()
+
+    async def launch_secret(
+        self, handle: int, header: bytes, paddr: int, trans: bytes, guest_len: int
+    ) -> bytes:
+        window = _Window(paddr, bytearray(guest_len))
+        await self.client.launch_secret(handle, header, trans, paddr, window)
+        return bytes(window.data)
+
+    async def launch_finish(self, handle: int) -> None:
+        await self.client.launch_finish(handle)
+
+    async def attestation(self, handle: int, mnonce: bytes) -> bytes:
+        return await self.client.attestation(handle, mnonce)
+
+    async def guest_read(self, handle: int, paddr: int, ciphertext: bytes) -> bytes:
+        start = paddr & ~0xF
+        end = (paddr + len(ciphertext) + 0xF) & ~0xF
+        window = _Window(paddr, bytearray(ciphertext))
+        if start != paddr or end != paddr + len(ciphertext):
+            raise FirmwareError(
+                "guest read", Status.INVALID_ADDRESS, "guest accesses are 16-byte aligned here"
+            )
+        return await self.client.guest_read(handle, paddr, len(ciphertext), window)
+
+    async def guest_write(self, handle: int, paddr: int, plaintext: bytes) -> bytes:
+        window = _Window(paddr, bytearray(len(plaintext)))
+        await self.client.guest_write(handle, paddr, plaintext, window)
+        return bytes(window.data)
+
+    async def teardown(self, handle: int) -> None:
+        with contextlib.suppress(FirmwareError):
+            await self.client.deactivate(handle)
+        with contextlib.suppress(FirmwareError):
+            await self.client.decommission(handle)
+        await self.client.close()
