@@ -219,6 +219,17 @@ class Signature:
         )
 
 
+def _parse_key(algorithm: Algorithm, data: bytes) -> PublicKey:
+    """The key union, with error offsets made relative to the certificate."""
+    try:
+        if algorithm.is_ecc:
+            return EccPublicKey.from_bytes(data)
+        return RsaPublicKey.from_bytes(data)
+    except FormatError as exc:
+        off = None if exc.offset is None else exc.offset + PUBKEY_OFFSET
+        raise FormatError(STRUCTURE, exc.field, exc.reason, offset=off, value=exc.value) from None
+
+
 @dataclass(frozen=True)
 class SevCert:
     """An SEV certificate (version 1, 0x824 bytes), exact to the byte on round trip."""
@@ -243,15 +254,11 @@ class SevCert:
         usage = _enum(Usage, r, "pub_key_usage", 8)
         algorithm = _enum(Algorithm, r, "pub_key_algo", 0xC)
         key_bytes = r.raw("pub_key", PUBKEY_OFFSET, PUBKEY_SIZE)
-        key: PublicKey
-        if algorithm.is_ecc:
-            key = EccPublicKey.from_bytes(key_bytes)
-        elif algorithm.is_rsa:
-            key = RsaPublicKey.from_bytes(key_bytes)
-        else:
+        if not (algorithm.is_ecc or algorithm.is_rsa):
             raise r.fail(
                 "pub_key_algo", 0xC, "a certificate key needs an RSA or ECC algo", algorithm
             )
+        key = _parse_key(algorithm, key_bytes)
         if usage is Usage.INVALID:
             raise r.fail("pub_key_usage", 8, "a certificate cannot have usage INVALID", usage)
         return cls(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sevlaunch.crypto.chain import VerifiedCa, VerifiedPlatform, verify_ca, verify_platform
 from sevlaunch.crypto.truststore import TrustStore
+from sevlaunch.errors import ChainError
 from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.chain import CaChain, PlatformChain
 from sevlaunch.formats.sevcert import SevCert
@@ -41,14 +42,29 @@ def verify_chain_file(
 
 
 def verify_pdh_and_chain(
-    pdh: bytes, cert_chain: bytes, trust: TrustStore, *, cek: bytes | None = None
+    pdh: bytes,
+    cert_chain: bytes,
+    trust: TrustStore,
+    *,
+    ca: bytes | None = None,
+    cek: bytes | None = None,
 ) -> VerifiedPlatform:
     """Verify what libvirt's node SEV info gives: ``pdh`` and ``cert-chain`` (PEK ‖ OCA ‖ CEK
-    or, from a full export, the whole chain)."""
+    or, from a full export, the whole chain, whose PDH must then be ``pdh``)."""
     from sevlaunch.formats.chain import CertExport
 
     pdh_cert = SevCert.from_bytes(pdh)
     if len(cert_chain) == CertExport.SIZE:
         chain = PlatformChain.from_export(pdh_cert, CertExport.from_bytes(cert_chain))
-        return verify_platform(chain, trust, cek=SevCert.from_bytes(cek) if cek else None)
-    return verify_chain_file(cert_chain, trust, cek=cek)
+    else:
+        chain = PlatformChain.from_bytes(cert_chain)
+        if chain.pdh != pdh_cert:
+            raise ChainError(
+                "PDH", "the PDH given separately is not the PDH of the certificate chain"
+            )
+    return verify_platform(
+        chain,
+        trust,
+        ca=CaChain.from_bytes(ca) if ca is not None else None,
+        cek=SevCert.from_bytes(cek) if cek is not None else None,
+    )
