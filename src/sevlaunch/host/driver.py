@@ -156,6 +156,39 @@ def kill(pid: int, sig: int = signal.SIGTERM) -> None:
         os.kill(pid, sig)
 
 
+async def terminate(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM (QEMU and sevlaunch-vmm tear the guest down on it), SIGKILL after ``grace``."""
+    kill(pid)
+    if not await wait_gone(pid, grace):
+        kill(pid, signal.SIGKILL)
+        await wait_gone(pid, grace)
+
+
+def find_hypervisor(paths: RunPaths, recorded: int | None) -> int | None:
+    """The live hypervisor of a run directory: the recorded pid or the pid file's, or (a start
+    cut short before either was written) a process whose argv names the QMP socket. A pid is
+    only believed when that process's argv names the socket, so a recycled pid is never ours."""
+    for pid in (recorded, read_pidfile(paths.pidfile)):
+        if pid and pid_alive(pid) and _names(pid, paths.qmp):
+            return pid
+    for entry in Path("/proc").iterdir():
+        if (
+            entry.name.isdigit()
+            and _names(int(entry.name), paths.qmp)
+            and pid_alive(int(entry.name))
+        ):
+            return int(entry.name)
+    return None
+
+
+def _names(pid: int, socket: Path) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(socket).encode() in argv
+
+
 async def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sys
 import time
 import uuid as uuidlib
 from collections.abc import Mapping
@@ -65,16 +66,18 @@ class HostManager:
     def __init__(
         self, state_dir: Path, *, qemu: str = "sevlaunch-vmm", platform: str | None = None
     ) -> None:
+        state_dir = state_dir.absolute()  # QEMU gets absolute blob, socket and pid paths
         self.state_dir = state_dir
         self.store = Store(state_dir)
         self.run_root = state_dir / "run"
         self.run_root.mkdir(exist_ok=True, mode=0o700)
-        self.qemu = qemu
+        self.qemu = resolve_binary(qemu)
         self.platform = platform
         self.events = EventBus()
         self._locks: dict[str, asyncio.Lock] = {}
         self._runtime: dict[str, Runtime] = {}
         self._sev_info: dict[str, Any] | None = None
+        self._sev_error: HostError | None = None
         self._sev_info_lock = asyncio.Lock()
 
     # ---- start-up and shut-down of the manager itself
@@ -85,22 +88,33 @@ class HostManager:
             if row.state not in ("running", "paused"):
                 continue
             paths = driver.RunPaths(Path(row.run_dir or self.run_root / row.uuid))
-            pid = row.pid or driver.read_pidfile(paths.pidfile)
-            if pid and driver.pid_alive(pid):
-                try:
-                    client = await driver.connect(pid, paths, timeout=5.0)
-                except HostError:
-                    client = None
-                if client is not None:
-                    runtime = Runtime(pid, client, paths)
-                    self._attach(row, runtime, proc=None)
-                    status = await driver.qmp_execute(client, "query-status")
-                    self.store.set_runtime(
-                        row.uuid, state="running" if status.get("running") else "paused"
-                    )
-                    continue
+            pid = driver.find_hypervisor(paths, row.pid)
+            if pid is not None and await self._reattach(row, pid, paths):
+                continue
+            if pid is not None:  # alive, ours (its argv names our run dir), but no monitor
                 driver.kill(pid, 9)
-            self._cleanup(row, "crashed")
+                await driver.wait_gone(pid, 5.0)
+            await self._cleanup_async(row, "crashed")
+
+    async def _reattach(self, row: DomainRow, pid: int, paths: driver.RunPaths) -> bool:
+        """Connect to a guest that outlived the manager; False when its monitor is gone."""
+        try:
+            client = await driver.connect(pid, paths, timeout=5.0)
+            status = await driver.qmp_execute(client, "query-status")
+        except HostError:
+            return False
+        runtime = Runtime(pid, client, paths)
+        if any(
+            s.step == 13 and s.party == PARTY_GUEST for s in self.store.steps(row.uuid, row.launch)
+        ):
+            runtime.booted.set()
+        self._attach(row, runtime, proc=None)
+        running = bool(as_dict(status).get("running"))
+        reason = row.reason if row.state == "paused" and not running else "unpaused"
+        self.store.set_runtime(
+            row.uuid, state="running" if running else "paused", reason=reason, pid=pid
+        )
+        return True
 
     async def close(self) -> None:
         """Stop watching guests; they keep running, as they do when libvirtd stops."""
@@ -125,15 +139,25 @@ class HostManager:
     # ---- node
 
     async def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
-        """virNodeGetSEVInfo from the hypervisor's ``query-sev-capabilities``, cached as libvirt caches it."""
+        """virNodeGetSEVInfo from the hypervisor's ``query-sev-capabilities``, cached as libvirt
+        caches it (a binary without SEV is remembered too, until ``refresh``)."""
         async with self._sev_info_lock:
-            if self._sev_info is None or refresh:
-                self._sev_info = await self._probe_sev()
+            if (self._sev_info is None and self._sev_error is None) or refresh:
+                try:
+                    self._sev_info, self._sev_error = await self._probe_sev(), None
+                except HostError as exc:
+                    self._sev_info, self._sev_error = None, exc
+            if self._sev_error is not None:
+                raise HostError(
+                    self._sev_error.kind, self._sev_error.detail, field=self._sev_error.field
+                )
+            assert self._sev_info is not None
             return dict(self._sev_info)
 
     async def _probe_sev(self) -> dict[str, Any]:
         paths = driver.RunPaths(self.run_root / f"probe-{uuidlib.uuid4().hex[:8]}")
         argv = ["-S", "-no-user-config", "-nodefaults", "-display", "none", "-machine", "none"]
+        argv += ["-accel", "kvm", "-accel", "tcg"]  # KVM when the host has it, as libvirt probes
         argv += ["-qmp", f"unix:{paths.qmp},server=on,wait=off"]
         proc = await driver.spawn(self.qemu, argv, paths, self._env())
         exited = asyncio.ensure_future(proc.wait())
@@ -143,11 +167,13 @@ class HostManager:
                 caps = as_dict(await client.execute("query-sev-capabilities"))
             except Exception as exc:
                 raise HostError(
-                    "Operation not supported", f"QEMU does not support SEV guest: {exc}"
+                    "Operation not supported",
+                    f"QEMU does not support SEV guest: {self.qemu}: query-sev-capabilities: {exc}",
                 ) from None
-            with contextlib.suppress(Exception):
-                await client.execute("quit")
-            await client.disconnect()
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.execute("quit")
+                await _quiet_disconnect(client)
         finally:
             if not exited.done():
                 driver.kill(proc.pid, 9)
@@ -212,7 +238,7 @@ class HostManager:
     def undefine(self, key: str) -> None:
         row = self._row(key)
         if row.state in ("running", "paused"):
-            raise _invalid("cannot undefine transient domain")  # libvirt: only inactive domains
+            raise _invalid(f"domain '{row.name}' is {row.state}: destroy it before undefining it")
         self.store.delete_domain(row.uuid)
         self.events.lifecycle(row.name, "Undefined", "Removed")
 
@@ -251,16 +277,39 @@ class HostManager:
                     outcome="failed",
                     detail=str(exc),
                 )
-                self._cleanup(self._row(row.uuid), "failed", emit=False)
+                await self._abort_start(self._row(row.uuid))
                 raise
         return self._row(row.uuid)
+
+    async def _abort_start(self, row: DomainRow) -> None:
+        """Stop a hypervisor whose start failed half-way (SIGTERM lets it tear its SEV context
+        down) and forget it."""
+        runtime = self._runtime.get(row.uuid)
+        if runtime is not None:
+            runtime.stopping = "failed"
+            await driver.terminate(runtime.pid)
+        self._cleanup(row, "failed", emit=False)
+
+    async def _require_sev(self) -> None:
+        """libvirt's start-time check: an SEV domain needs a binary whose probe found SEV."""
+        try:
+            await self.node_sev_info()
+        except HostError as exc:
+            raise HostError(
+                "unsupported configuration",
+                f"'sev' launch security is not supported with this QEMU binary ({exc.detail})",
+                field="launchSecurity",
+                value=self.qemu,
+            ) from None
 
     async def _start(self, row: DomainRow, launch: int, paused: bool) -> None:
         domain = Domain.from_xml(row.xml)
         paths = driver.RunPaths(self.run_root / row.uuid)
+        sev = domain.launch_security
+        if sev is not None:
+            await self._require_sev()
         shutil.rmtree(paths.root, ignore_errors=True)
         paths.root.mkdir(parents=True, mode=0o700)
-        sev = domain.launch_security
         if sev is not None and sev.type == "sev":
             detail = "dhCert and session " + (
                 "from stored secrets" if sev.dh_cert_secret or sev.session_secret else "inline"
@@ -296,6 +345,9 @@ class HostManager:
                 f"policy {sev.policy_text}",
             )
         began = time.time()
+        self.store.set_runtime(
+            row.uuid, state="paused", reason="starting up", pid=None, run_dir=str(paths.root)
+        )
         proc = await driver.spawn(plan.argv[0], argv, paths, self._env())
         exited = asyncio.ensure_future(proc.wait())
         try:
@@ -319,7 +371,8 @@ class HostManager:
             began,
         )
         if sev is not None:
-            sev_state = await driver.qmp_execute(client, "query-sev")
+            sev_state = as_dict(await driver.qmp_execute(client, "query-sev"))
+            self.store.set_runtime(row.uuid, sev_handle=sev_state.get("handle"))
             outcome = "ok" if sev_state.get("state") == "launch-secret" else "failed"
             self._step(
                 row,
@@ -418,8 +471,7 @@ class HostManager:
         row = self.store.domain(uuid)
         if row is None or self._runtime.get(uuid) is not runtime:
             return
-        reason = runtime.stopping or "crashed"
-        self._cleanup(row, reason)
+        await self._cleanup_async(row, runtime.stopping or "crashed")
 
     async def _pump_events(self, uuid: str, name: str, runtime: Runtime) -> None:
         with contextlib.suppress(Exception):
@@ -445,17 +497,37 @@ class HostManager:
                     self.store.set_runtime(uuid, state="paused", reason="user")
                 elif kind == "RESUME":
                     self.store.set_runtime(uuid, state="running", reason="unpaused")
-                self.events.publish("hypervisor", name, name_=kind, data=data)
+                self.events.publish("hypervisor", name, qmp_event=kind, data=data)
+
+    async def _cleanup_async(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
+        """:meth:`_cleanup`, and for a guest that died without its own teardown, free its SEV
+        context on the platform (DEACTIVATE, DECOMMISSION), as KVM does when QEMU dies."""
+        handle = row.sev_handle
+        self._cleanup(row, reason, emit=emit)
+        if reason == "crashed" and handle and self.platform is not None:
+            await self._free_sev_context(handle)
+
+    async def _free_sev_context(self, handle: int) -> None:
+        from sevlaunch.platform.client import AsyncPlatformClient
+
+        client = AsyncPlatformClient(self.platform)
+        try:
+            for command in (client.deactivate, client.decommission):
+                with contextlib.suppress(SevlaunchError, OSError):
+                    await asyncio.wait_for(command(handle), 10.0)
+        finally:
+            with contextlib.suppress(SevlaunchError, OSError):
+                await client.close()
 
     def _cleanup(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
+        """Forget a stopped guest: monitor, runtime files; libvirt's "shut off (reason)"."""
         runtime = self._runtime.pop(row.uuid, None)
         if runtime is not None:
-            for task in (runtime.events,):
-                if task is not None:
+            for task in (runtime.events, runtime.watcher):
+                if task is not None and task is not asyncio.current_task():
                     task.cancel()
-            asyncio.get_event_loop().create_task(_quiet_disconnect(runtime.client))
-        state = "crashed" if reason == "crashed" else "shutoff"
-        self.store.set_runtime(row.uuid, state=state, reason=reason, pid=None)
+            asyncio.get_running_loop().create_task(_quiet_disconnect(runtime.client))
+        self.store.set_runtime(row.uuid, state="shutoff", reason=reason, pid=None, sev_handle=None)
         if row.run_dir:
             paths = driver.RunPaths(Path(row.run_dir))
             for leftover in (
@@ -527,10 +599,7 @@ class HostManager:
             row = self._row(row.uuid)
             runtime = self._running(row)
             runtime.stopping = "destroyed"
-            driver.kill(runtime.pid)
-            if not await driver.wait_gone(runtime.pid, 5.0):
-                driver.kill(runtime.pid, 9)
-                await driver.wait_gone(runtime.pid, 5.0)
+            await driver.terminate(runtime.pid)
             if runtime.watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(runtime.watcher), 5.0)
@@ -666,6 +735,14 @@ def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
+
+
+def resolve_binary(name: str) -> str:
+    """A hypervisor binary: on PATH, else (for ``sevlaunch-vmm``) beside this Python's scripts."""
+    if os.sep in name or shutil.which(name):
+        return name
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if sibling.exists() else name
 
 
 def as_dict(value: object) -> dict[str, Any]:

@@ -30,6 +30,7 @@ domains = sa.Table(
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("run_dir", sa.Text, nullable=True),
     sa.Column("launch", sa.Integer, nullable=False, default=0),
+    sa.Column("sev_handle", sa.Integer, nullable=True),
 )
 
 timeline = sa.Table(
@@ -66,6 +67,7 @@ class DomainRow:
     pid: int | None
     run_dir: str | None
     launch: int
+    sev_handle: int | None = None
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,10 @@ def _sev_config(sev: object) -> SevGuestConfig:
             return None
         try:
             return Path(path).read_bytes()
-        except OSError as exc:
+        except OSError as exc:  # QEMU's sev_read_file_base64 text, with glib's reason
             raise StartupError(
-                f"sev-guest: failed to read {prop} '{path}': {exc.strerror}"
+                f"SEV: Failed to read '{path}' (Failed to open file “{path}”: {exc.strerror}); "
+                f"check the sev-guest {prop} property"
             ) from None
 
     return SevGuestConfig(

@@ -55,10 +55,20 @@ class SevGuestConfig:
 
 
 def _decode(what: str, data: bytes) -> bytes:
+    """A launch blob file's base64 text; KVM refuses an empty blob (psp_copy_user_blob)."""
     try:
-        return base64.b64decode(data, validate=False)
+        blob = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError):
-        raise VmmError(f"SEV: failed to decode {what}") from None
+        raise VmmError(
+            f"SEV: failed to decode {what}: expected base64 text (as 'sevlaunch owner session' "
+            "writes it), found bytes that do not decode"
+        ) from None
+    if not blob:
+        raise VmmError(
+            f"sev_launch_start: LAUNCH_START ret=1 fw_error=0 '': KVM refused the {what}: it "
+            "holds no base64 data (Invalid argument); give the file the owner's session wrote"
+        )
+    return blob
 
 
 class SevGuest:

@@ -1,0 +1,220 @@
+"""The broker's one door to the guest owner's cryptography.
+
+Everything the broker needs from :mod:`sevlaunch.owner` and :mod:`sevlaunch.crypto` goes
+through these few functions, so the service and API layers never touch key material directly
+and a change in the owner toolkit touches only this module. Pure: randomness comes in as a
+parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from sevlaunch.crypto.chain import Link, VerifiedCa, VerifiedPlatform, verify_ca
+from sevlaunch.crypto.launch import TransportKeys
+from sevlaunch.crypto.truststore import TrustStore, fingerprint
+from sevlaunch.errors import (
+    FormatError,
+    MeasurementMismatchError,
+    SevlaunchError,
+    UntrustedRootError,
+    VerificationError,
+)
+from sevlaunch.formats import sevcert
+from sevlaunch.formats.amdcert import AmdCert
+from sevlaunch.formats.chain import CaChain, CertExport, PlatformChain
+from sevlaunch.formats.session import Measurement
+from sevlaunch.formats.sevcert import SevCert, Usage
+from sevlaunch.owner import measurement, secret, session
+from sevlaunch.owner.measurement import LaunchInfo, matches
+from sevlaunch.owner.session import LaunchSession
+from sevlaunch.owner.verify import verify_chain_file
+
+Random = Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class Root:
+    """A trust root as the broker stores it: the ARK and, from an AMD CA file, the ASK."""
+
+    name: str
+    ark: bytes
+    ask: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ParsedRoot:
+    name: str
+    fingerprint: str
+    key_id: str
+    amd: bool
+    ark: bytes
+    ask: bytes | None
+
+
+def parse_root(data: bytes, name: str | None) -> ParsedRoot:
+    """Accept an ARK alone or an AMD CA file (ASK ‖ ARK, whose ASK must be the ARK's)."""
+    try:
+        ca: CaChain | None = CaChain.from_bytes(data)
+    except FormatError:
+        ca = None
+    ark = ca.ark if ca else AmdCert.from_bytes(data, allow_unsigned=True)
+    if ark.key_usage is not Usage.ARK:
+        raise FormatError(
+            "trust root",
+            "key_usage",
+            f"expected an ARK (usage 0x0) or an ASK ‖ ARK file, got {ark.key_usage.name}",
+            value=ark.key_usage,
+        )
+    amd = _amd_root_name(ark)
+    store = TrustStore() if amd else TrustStore().with_root(ark, name=name or "user")
+    if ca is not None:
+        verify_ca(ca, store)
+    fp = fingerprint(ark)
+    return ParsedRoot(
+        name=name or amd or f"root-{fp[:12]}",
+        fingerprint=fp,
+        key_id=ark.key_id.hex(),
+        amd=amd is not None,
+        ark=ark.to_bytes(),
+        ask=ca.ask.to_bytes() if ca else None,
+    )
+
+
+def _amd_root_name(ark: AmdCert) -> str | None:
+    try:
+        return TrustStore().identify(ark).name
+    except UntrustedRootError:
+        return None
+
+
+def trust_store(roots: Sequence[Root]) -> TrustStore:
+    store = TrustStore()
+    for root in roots:
+        ark = AmdCert.from_bytes(root.ark, allow_unsigned=True)
+        if _amd_root_name(ark) is None:
+            store = store.with_root(ark, name=root.name)
+    return store
+
+
+def platform_fingerprint(pdh: bytes, cert_chain: bytes, cek: bytes | None) -> str:
+    """SHA-256 over the PDH, the chain and the optional CEK, each length-prefixed."""
+    h = hashlib.sha256()
+    for part in (pdh, cert_chain, cek or b""):
+        h.update(len(part).to_bytes(4, "little") + part)
+    return h.hexdigest()
+
+
+def _chain_file(pdh: bytes, cert_chain: bytes) -> bytes:
+    """libvirt's ``cert-chain`` is PEK ‖ OCA ‖ CEK; a full sevctl export is accepted too."""
+    if len(cert_chain) == CertExport.SIZE:
+        return pdh + cert_chain
+    if cert_chain[: sevcert.SIZE] == pdh:
+        return cert_chain
+    raise FormatError(
+        "cert-chain",
+        "length",
+        f"expected PEK ‖ OCA ‖ CEK ({CertExport.SIZE} bytes, as node SEV info gives it) or a "
+        f"full chain starting with this PDH, got {len(cert_chain)} bytes",
+        value=len(cert_chain),
+    )
+
+
+def verify_platform(
+    pdh: bytes, cert_chain: bytes, cek: bytes | None, roots: Sequence[Root]
+) -> VerifiedPlatform:
+    """Prove the PDH to a stored root, or raise a VerificationError.
+
+    A chain without ASK ‖ ARK (what node SEV info gives) is tried against each stored AMD CA.
+    """
+    chain = _chain_file(pdh, cert_chain)
+    trust = trust_store(roots)
+    if len(chain) > 4 * sevcert.SIZE:
+        return verify_chain_file(chain, trust, cek=cek)
+    cas = [r for r in roots if r.ask is not None]
+    if not cas:
+        raise VerificationError(
+            "the chain carries no ASK ‖ ARK and no AMD CA file is registered: add the "
+            "platform generation's ask_ark_<gen>.cert with 'sevlaunch broker trust add'"
+        )
+    failures = []
+    for root in cas:
+        assert root.ask is not None
+        try:
+            return verify_chain_file(chain, trust, ca=root.ask + root.ark, cek=cek)
+        except SevlaunchError as exc:
+            failures.append(f"{root.name}: {exc}")
+    if len(failures) == 1:
+        raise VerificationError(failures[0])
+    raise VerificationError("no registered CA verifies this chain: " + "; ".join(failures))
+
+
+def remembered_platform(
+    pdh: bytes, cert_chain: bytes, cek: bytes | None, root: Root
+) -> VerifiedPlatform | None:
+    """A platform this fleet verified before (chain cache hit), rebuilt without re-checking
+    signatures; None if its root's CA is no longer at hand, so the caller verifies again."""
+    chain = PlatformChain.from_bytes(_chain_file(pdh, cert_chain))
+    if cek is not None:
+        chain = replace(chain, cek=SevCert.from_bytes(cek))
+    ca = chain.ca
+    if ca is None:
+        if root.ask is None:
+            return None
+        ca = CaChain.from_bytes(root.ask + root.ark)
+        chain = replace(chain, ca=ca)
+    trusted = trust_store([root]).identify(ca.ark)
+    cached = (Link("chain cache", "PDH", f"verified earlier to root {root.name}"),)
+    return VerifiedPlatform(chain, VerifiedCa(ca.ask, ca.ark, trusted, ()), cached)
+
+
+def make_session(platform: VerifiedPlatform, policy: int, random: Random) -> LaunchSession:
+    """A fresh GODH, TEK/TIK wrapped for the platform's PDH, the policy bound by POLICY_MAC."""
+    return session.make_session(platform, policy, rng=random)
+
+
+def reported(
+    measurement: bytes, api_major: int, api_minor: int, build_id: int, policy: int
+) -> LaunchInfo:
+    """What the host reports after LAUNCH_MEASURE, checked for shape."""
+    return LaunchInfo(Measurement.from_bytes(measurement), api_major, api_minor, build_id, policy)
+
+
+def check_measurement(info: LaunchInfo, digests: Sequence[bytes], tik: bytes) -> bytes:
+    """The digest that explains the measurement, or MeasurementMismatchError."""
+    for digest in digests:
+        if matches(info, digest, tik):
+            return digest
+    raise MeasurementMismatchError(
+        f"the measurement matches none of the workload's {len(digests)} expected launch "
+        f"digest(s) for API {info.api_major}.{info.api_minor} build {info.build_id}, policy "
+        f"{info.policy:#x}: the guest did not load the registered firmware, kernel, initrd and "
+        "command line; do not trust it, destroy it"
+    )
+
+
+def diagnose(info: LaunchInfo, digests: Sequence[bytes], keys: TransportKeys) -> str | None:
+    """What explains a mismatch when the broker can tell (it holds digests, not artifacts)."""
+    for digest in digests:
+        found = measurement.diagnose(info, tik=keys.tik, tek=keys.tek, digest=digest)
+        if found.explained:
+            return found.describe()
+    return None
+
+
+def build_secret(
+    keys: TransportKeys, info: LaunchInfo, secrets: Mapping[uuid.UUID, bytes], random: Random
+) -> tuple[str, str]:
+    """``(sev-secret-header, sev-secret)`` base64: the OVMF table under TEK, MAC'd with TIK."""
+    table = secret.secret_table(sorted(secrets.items()))
+    packet = secret.build_packet(table, keys, info.measurement, rng=random)
+    return packet.header_b64, packet.payload_b64
+
+
+def check_secret_sizes(secrets: Mapping[uuid.UUID, bytes]) -> None:
+    """Refuse a set of secrets whose table would exceed what KVM accepts."""
+    if secrets:
+        secret.check_size(secret.secret_table(sorted(secrets.items())))

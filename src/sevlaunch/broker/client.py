@@ -1,0 +1,158 @@
+"""A small HTTP client for the broker (``--url http://host:port`` or ``unix:/path``).
+
+Refusals come back as the same :mod:`sevlaunch.errors` classes the service raised, so a VM
+tool can tell a replay from a measurement mismatch without parsing text.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sevlaunch.errors import (
+    BrokerError,
+    ConflictError,
+    LaunchRefusedError,
+    NotFoundError,
+    UsageError,
+)
+
+URL_ENV = "SEVLAUNCH_BROKER_URL"
+TOKEN_FILE_ENV = "SEVLAUNCH_BROKER_TOKEN_FILE"  # noqa: S105 (a variable name)
+
+
+def read_token(path: str | Path) -> bytes:
+    """A bearer token from its file (surrounding whitespace ignored)."""
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    if len(token) < 16 or any(b < 0x21 or b > 0x7E for b in token):
+        raise UsageError(
+            f"token file {path} must hold one token of at least 16 printable characters; "
+            "make one with: head -c 24 /dev/urandom | base64 > FILE"
+        )
+    return token
+
+
+def _transport(url: str) -> tuple[str, httpx.HTTPTransport | None]:
+    if url.startswith("unix:"):
+        return "http://broker", httpx.HTTPTransport(uds=url[len("unix:") :])
+    if url.startswith(("http://", "https://")):
+        return url.rstrip("/"), None
+    raise UsageError(f"broker URL must be http(s)://HOST:PORT or unix:/PATH, got {url!r}")
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    reason = str(body.get("error", f"http-{response.status_code}"))
+    detail = body.get("detail")
+    message = detail if isinstance(detail, str) else f"HTTP {response.status_code}: {detail}"
+    if response.status_code == 404:
+        raise NotFoundError(reason, message)
+    if response.status_code == 409:
+        raise ConflictError(reason, message)
+    if response.status_code == 403 and reason not in ("forbidden",):
+        raise LaunchRefusedError(reason, message, body.get("diagnosis"))
+    raise BrokerError(reason, message)
+
+
+class BrokerClient:
+    """Calls the broker's API with one bearer token."""
+
+    def __init__(self, url: str, token: bytes, *, timeout: float = 30.0) -> None:
+        base, transport = _transport(url)
+        self._http = httpx.Client(
+            base_url=base,
+            transport=transport,
+            timeout=timeout,
+            headers={"Authorization": "Bearer " + token.decode()},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise BrokerError("unreachable", f"cannot reach the broker: {exc}") from None
+        _raise_for(response)
+        return None if response.status_code == 204 else response.json()
+
+    # owner
+    def add_root(self, certificate: bytes, name: str | None = None) -> dict[str, Any]:
+        body = {"certificate": base64.b64encode(certificate).decode(), "name": name}
+        return dict(self._call("POST", "/v1/trust-roots", json=body))
+
+    def roots(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/trust-roots"))
+
+    def remove_root(self, name: str) -> None:
+        self._call("DELETE", f"/v1/trust-roots/{name}")
+
+    def add_workload(
+        self,
+        name: str,
+        policies: list[int],
+        digests: list[bytes],
+        *,
+        min_api: tuple[int, int] = (0, 0),
+        min_build: int = 0,
+        secrets: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "policies": policies,
+            "digests": [d.hex() for d in digests],
+            "minApiMajor": min_api[0],
+            "minApiMinor": min_api[1],
+            "minBuild": min_build,
+            "secrets": {g: base64.b64encode(v).decode() for g, v in (secrets or {}).items()},
+        }
+        return dict(self._call("POST", "/v1/workloads", json=body))
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/workloads"))
+
+    def workload(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/workloads/{name}"))
+
+    def remove_workload(self, name: str) -> None:
+        self._call("DELETE", f"/v1/workloads/{name}")
+
+    def set_secret(self, workload: str, guid: str, value: bytes) -> None:
+        body = {"value": base64.b64encode(value).decode()}
+        self._call("PUT", f"/v1/workloads/{workload}/secrets/{guid}", json=body)
+
+    def audit(self, **params: Any) -> list[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return list(self._call("GET", "/v1/audit", params=query))
+
+    # launcher
+    def start_launch(
+        self, workload: str, pdh: str, cert_chain: str, cek: str | None = None
+    ) -> dict[str, Any]:
+        """``pdh`` and ``cert_chain`` base64, as node SEV info gives them."""
+        body = {"workload": workload, "pdh": pdh, "cert-chain": cert_chain, "cek": cek}
+        return dict(self._call("POST", "/v1/launches", json=body))
+
+    def finish_launch(self, launch_id: str, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` holds libvirt's sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
+        keys = ("sev-measurement", "sev-api-major", "sev-api-minor", "sev-build-id", "sev-policy")
+        body = {k: info[k] for k in keys}
+        return dict(self._call("POST", f"/v1/launches/{launch_id}/measurement", json=body))

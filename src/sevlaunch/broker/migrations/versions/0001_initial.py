@@ -1,0 +1,96 @@
+"""Initial schema: trust roots, workloads and sealed secrets, launches, chain cache, audit.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "trust_roots",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("ark", sa.LargeBinary, nullable=False),
+        sa.Column("ask", sa.LargeBinary, nullable=True),
+        sa.Column("amd", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "workloads",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("policies", sa.JSON, nullable=False),
+        sa.Column("digests", sa.JSON, nullable=False),
+        sa.Column("min_api_major", sa.Integer, nullable=False),
+        sa.Column("min_api_minor", sa.Integer, nullable=False),
+        sa.Column("min_build", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "workload_secrets",
+        sa.Column(
+            "workload",
+            sa.String(64),
+            sa.ForeignKey("workloads.name", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("guid", sa.String(36), primary_key=True),
+        sa.Column("sealed", sa.LargeBinary, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "launches",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column(
+            "workload",
+            sa.String(64),
+            sa.ForeignKey("workloads.name", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("policy", sa.BigInteger, nullable=False),
+        sa.Column("platform", sa.String(64), nullable=False),
+        sa.Column("sealed_keys", sa.LargeBinary, nullable=False),
+        sa.Column("state", sa.String(24), nullable=False),
+        sa.Column("reason", sa.String(48), nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),
+        sa.Column("finished_at", sa.Float, nullable=True),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.Column("finished_by", sa.String(64), nullable=True),
+    )
+    op.create_index("ix_launches_workload", "launches", ["workload"])
+    op.create_table(
+        "chain_cache",
+        sa.Column("fingerprint", sa.String(64), primary_key=True),
+        sa.Column("root", sa.String(64), nullable=False),
+        sa.Column("verified_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "audit",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.Float, nullable=False),
+        sa.Column("instance", sa.String(64), nullable=False),
+        sa.Column("actor", sa.String(16), nullable=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(48), nullable=True),
+        sa.Column("workload", sa.String(64), nullable=True),
+        sa.Column("launch", sa.String(32), nullable=True),
+        sa.Column("detail", sa.Text, nullable=True),
+    )
+
+
+def downgrade() -> None:
+    for table in ("audit", "chain_cache", "launches", "workload_secrets", "workloads"):
+        op.drop_table(table)
+    op.drop_table("trust_roots")

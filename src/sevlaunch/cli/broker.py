@@ -1,0 +1,380 @@
+"""``sevlaunch broker``: run the attestation broker and administer it as the guest owner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
+
+
+def _client(url: str | None, token_file: str | None) -> Any:
+    from sevlaunch.broker.client import URL_ENV, BrokerClient, read_token
+
+    if not url:
+        fail(f"no broker URL: pass --url or set {URL_ENV}", code=EXIT_USAGE)
+    if not token_file:
+        fail("no token file: pass --token-file or set SEVLAUNCH_BROKER_TOKEN_FILE", code=EXIT_USAGE)
+    return BrokerClient(url, read_token(token_file))
+
+
+def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--token-file",
+        envvar="SEVLAUNCH_BROKER_TOKEN_FILE",
+        type=click.Path(dir_okay=False),
+        help="File holding the owner's bearer token [env SEVLAUNCH_BROKER_TOKEN_FILE].",
+    )(func)
+    return click.option(
+        "--url",
+        envvar="SEVLAUNCH_BROKER_URL",
+        help="Broker URL: http://HOST:PORT or unix:/PATH [env SEVLAUNCH_BROKER_URL].",
+    )(func)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group()
+def broker() -> None:
+    """The guest owner's attestation service and its administration."""
+
+
+@broker.command()
+@click.option(
+    "--db",
+    "db_url",
+    default="sqlite:///sevlaunch-broker.db",
+    show_default=True,
+    help="SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB.",
+)
+@click.option(
+    "--kek-file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="32 random bytes that seal launch keys and secrets at rest.",
+)
+@click.option(
+    "--listen", default="tcp:127.0.0.1:8470", show_default=True, help="unix:PATH or tcp:HOST:PORT."
+)
+@click.option("--owner-token-file", required=True, type=click.Path(dir_okay=False))
+@click.option("--launcher-token-file", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--launch-ttl",
+    default=600.0,
+    show_default=True,
+    help="Seconds a launch may wait for its measurement.",
+)
+@click.option("--instance", default=None, help="Name of this instance in launches and audit.")
+@click.option("--no-chain-cache", is_flag=True, help="Verify every chain, even a known one.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(
+    db_url: str,
+    kek_file: str,
+    listen: str,
+    owner_token_file: str,
+    launcher_token_file: str,
+    launch_ttl: float,
+    instance: str | None,
+    no_chain_cache: bool,
+    log_level: str,
+) -> None:
+    """Run the broker; the database is upgraded to the newest schema first."""
+    import logging
+    import os
+    import socket
+
+    from sevlaunch.broker.server import Listen, build_app
+    from sevlaunch.broker.server import serve as run
+    from sevlaunch.broker.service import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    settings = Settings(
+        launch_ttl=launch_ttl,
+        use_chain_cache=not no_chain_cache,
+        instance=instance or f"{socket.gethostname()}:{os.getpid()}",
+    )
+    with errors_to_exit(code=EXIT_USAGE):
+        where = Listen.parse(listen)
+        app = build_app(db_url, kek_file, owner_token_file, launcher_token_file, settings)
+    run(app, where, log_level)
+
+
+# -- workloads ---------------------------------------------------------------------------------
+
+
+@broker.group()
+def workload() -> None:
+    """Workloads: allowed policies, expected launch digests, minimum firmware, secrets."""
+
+
+def _parse_secret(text: str) -> tuple[str, bytes]:
+    guid, sep, path = text.partition(":")
+    if not sep or not path:
+        fail(
+            f"--secret takes GUID_OR_ALIAS:FILE (e.g. luks-key:passphrase.txt), got {text!r}",
+            code=EXIT_USAGE,
+        )
+    return guid, read_file(path, f"secret {guid}")
+
+
+def _parse_api(text: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(p) for p in text.split("."))
+    except ValueError:
+        fail(f"--min-api takes MAJOR.MINOR (e.g. 0.24), got {text!r}", code=EXIT_USAGE)
+    return major, minor
+
+
+def _digests(
+    digests: tuple[str, ...],
+    firmware: str | None,
+    kernel: str | None,
+    initrd: str | None,
+    append: str | None,
+) -> list[bytes]:
+    """Digests given as hex, or computed here from the reference artifacts."""
+    from sevlaunch.owner.launch_digest import launch_digest
+
+    if bool(digests) == bool(firmware):
+        fail("give either --digest HEX (repeatable) or --firmware FILE", code=EXIT_USAGE)
+    if firmware is None and (kernel or initrd or append is not None):
+        fail("--kernel, --initrd and --append need --firmware", code=EXIT_USAGE)
+    if firmware is None:
+        try:
+            out = [bytes.fromhex(d) for d in digests]
+        except ValueError:
+            fail("--digest takes 64 hex digits (a SHA-256 launch digest)", code=EXIT_USAGE)
+        return out
+    with open(firmware, "rb") as fw:
+        if kernel is None:
+            return [launch_digest(fw)]
+        with open(kernel, "rb") as k:
+            if initrd is None:
+                return [launch_digest(fw, k, None, append)]
+            with open(initrd, "rb") as i:
+                return [launch_digest(fw, k, i, append)]
+
+
+@workload.command("add")
+@click.argument("name")
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Allowed guest policy (0x3, or flags like nodbg,noks); repeatable, first is default.",
+)
+@click.option("--digest", "digests", multiple=True, help="Expected launch digest, hex; repeatable.")
+@click.option(
+    "--firmware",
+    type=click.Path(exists=True, dir_okay=False),
+    help="OVMF image to compute the digest from.",
+)
+@click.option("--kernel", type=click.Path(exists=True, dir_okay=False))
+@click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
+@click.option("--append", default=None, help="Kernel command line, exactly as passed to -append.")
+@click.option("--secret", "secrets", multiple=True, help="GUID_OR_ALIAS:FILE; repeatable.")
+@click.option(
+    "--min-api", default="0.0", show_default=True, help="Minimum firmware API MAJOR.MINOR."
+)
+@click.option("--min-build", default=0, show_default=True, help="Minimum firmware build id.")
+@client_options
+@json_option
+def workload_add(
+    name: str,
+    policies: tuple[str, ...],
+    digests: tuple[str, ...],
+    firmware: str | None,
+    kernel: str | None,
+    initrd: str | None,
+    append: str | None,
+    secrets: tuple[str, ...],
+    min_api: str,
+    min_build: int,
+    url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """Register workload NAME; secret values are sealed by the broker and never shown again."""
+    from sevlaunch.formats.policy import Policy
+
+    with errors_to_exit(as_json=as_json):
+        parsed = [Policy.parse(p).to_int() for p in policies]
+        values = dict(_parse_secret(s) for s in secrets)
+        found = _digests(digests, firmware, kernel, initrd, append)
+        with _client(url, token_file) as client:
+            out = client.add_workload(
+                name,
+                parsed,
+                found,
+                min_api=_parse_api(min_api),
+                min_build=min_build,
+                secrets=values,
+            )
+    _print_workload(out, as_json)
+
+
+def _print_workload(w: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(w)
+        return
+    click.echo(f"workload {w['name']}")
+    click.echo("  policies: " + ", ".join(f"{p:#06x}" for p in w["policies"]))
+    for d in w["digests"]:
+        click.echo(f"  digest:   {d}")
+    click.echo(
+        f"  minimum firmware: API {w['minApiMajor']}.{w['minApiMinor']} build {w['minBuild']}"
+    )
+    click.echo("  secrets:  " + (", ".join(w["secrets"]) or "none"))
+
+
+@workload.command("list")
+@client_options
+@json_option
+def workload_list(url: str | None, token_file: str | None, as_json: bool) -> None:
+    """List workloads."""
+    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+        rows = client.workloads()
+    if as_json:
+        emit_json(rows)
+        return
+    for w in rows:
+        click.echo(
+            f"{w['name']}\tpolicies={','.join(hex(p) for p in w['policies'])}"
+            f"\tdigests={len(w['digests'])}\tsecrets={len(w['secrets'])}"
+        )
+
+
+@workload.command("show")
+@click.argument("name")
+@client_options
+@json_option
+def workload_show(name: str, url: str | None, token_file: str | None, as_json: bool) -> None:
+    """Show one workload (secret GUIDs, never their values)."""
+    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+        out = client.workload(name)
+    _print_workload(out, as_json)
+
+
+@workload.command("remove")
+@click.argument("name")
+@client_options
+def workload_remove(name: str, url: str | None, token_file: str | None) -> None:
+    """Remove a workload, its secrets and its pending launches."""
+    with errors_to_exit(), _client(url, token_file) as client:
+        client.remove_workload(name)
+    click.echo(f"removed workload {name}")
+
+
+# -- secrets and trust roots -------------------------------------------------------------------
+
+
+@broker.group()
+def secret() -> None:
+    """Secrets released to a workload's guests on a matching measurement."""
+
+
+@secret.command("set")
+@click.argument("workload_name", metavar="WORKLOAD")
+@click.argument("guid")
+@click.argument("file", type=click.Path(dir_okay=False))
+@client_options
+def secret_set(
+    workload_name: str, guid: str, file: str, url: str | None, token_file: str | None
+) -> None:
+    """Set secret GUID (or alias such as luks-key) of WORKLOAD to the bytes of FILE."""
+    value = read_file(file, "secret")
+    with errors_to_exit(), _client(url, token_file) as client:
+        client.set_secret(workload_name, guid, value)
+    click.echo(f"secret {guid} of {workload_name} set ({len(value)} bytes, sealed)")
+
+
+@broker.group()
+def trust() -> None:
+    """Trust roots: AMD CA files (ASK ‖ ARK) or other ARKs, such as an emulated platform's."""
+
+
+@trust.command("add")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--name", default=None, help="Name for a non-AMD root (AMD's are named by generation)."
+)
+@client_options
+@json_option
+def trust_add(
+    file: str, name: str | None, url: str | None, token_file: str | None, as_json: bool
+) -> None:
+    """Trust the ARK in FILE (an ARK alone, or ASK ‖ ARK as AMD publishes it)."""
+    data = read_file(file, "trust root")
+    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+        out = client.add_root(data, name)
+    if as_json:
+        emit_json(out)
+    else:
+        kind = "AMD root" if out["amd"] else "root"
+        click.echo(f"trusted {kind} {out['name']} (key fingerprint {out['fingerprint']})")
+
+
+@trust.command("list")
+@client_options
+@json_option
+def trust_list(url: str | None, token_file: str | None, as_json: bool) -> None:
+    """List trust roots."""
+    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+        rows = client.roots()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['name']}\t{'amd' if r['amd'] else 'user'}\t"
+            f"{'ask+ark' if r['hasAsk'] else 'ark'}\t{r['fingerprint']}"
+        )
+
+
+@trust.command("remove")
+@click.argument("name")
+@client_options
+def trust_remove(name: str, url: str | None, token_file: str | None) -> None:
+    """Stop trusting a root (cached chain verifications are dropped too)."""
+    with errors_to_exit(), _client(url, token_file) as client:
+        client.remove_root(name)
+    click.echo(f"removed trust root {name}")
+
+
+@broker.command()
+@click.option("--after", default=0, help="Only entries after this id.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--workload", "workload_name", default=None)
+@click.option("--launch", default=None)
+@client_options
+@json_option
+def audit(
+    after: int,
+    limit: int,
+    workload_name: str | None,
+    launch: str | None,
+    url: str | None,
+    token_file: str | None,
+    as_json: bool,
+) -> None:
+    """Show the audit log: every decision the broker made."""
+    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+        rows = client.audit(after=after, limit=limit, workload=workload_name, launch=launch)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        parts = [str(r["id"]), _when(r["at"]), r["instance"], r["actor"], r["action"], r["outcome"]]
+        parts += [f"{k}={r[k]}" for k in ("reason", "workload", "launch") if r[k]]
+        click.echo("  ".join(parts))

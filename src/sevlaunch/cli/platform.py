@@ -1,0 +1,278 @@
+"""``sevlaunch platform``: run the emulated SEV platform and administer it as sevctl would.
+
+``serve`` owns a state directory and a socket; every other command is a client of that
+socket (``--socket PATH`` or ``$SEVLAUNCH_PLATFORM``) and is named after its sevctl
+counterpart. The admin commands INIT an UNINIT platform first where Linux's ``/dev/sev``
+does (pek-gen, pdh-gen, pek-csr, pek-cert-import, export).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, json_option, read_file
+
+if TYPE_CHECKING:
+    from sevlaunch.platform.client import PlatformClient
+
+SOCKET_ENV = "SEVLAUNCH_PLATFORM"
+
+
+def _socket_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--socket",
+        "socket_path",
+        envvar=SOCKET_ENV,
+        required=True,
+        type=click.Path(dir_okay=False),
+        help=f"The platform service's socket (default: ${SOCKET_ENV}).",
+    )(func)
+
+
+def _write(path: str, data: bytes, what: str) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {what} {path}: {exc.strerror}") from None
+
+
+@click.group()
+def platform() -> None:
+    """Run and administer the emulated SEV platform (the emulated /dev/sev)."""
+
+
+@platform.command()
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory holding the platform's persistent state (created mode 0700).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar=SOCKET_ENV,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=f"Unix socket to listen on (default: ${SOCKET_ENV}); a stale one is replaced.",
+)
+@click.option(
+    "--profile",
+    default=None,
+    help="EPYC generation: naples, rome, milan, genoa (default: the state's, else milan).",
+)
+@click.option(
+    "--latency",
+    type=click.Choice(["none", "real"]),
+    default="none",
+    show_default=True,
+    help="'real' adds real-hardware PSP costs (LAUNCH_START ~4 ms, LAUNCH_UPDATE_DATA 6 MiB/s).",
+)
+@click.option(
+    "--socket-mode",
+    type=click.Choice(["0600", "0660"]),
+    default="0600",
+    show_default=True,
+    help="Permissions of the socket file; 0660 lets the socket's group in.",
+)
+def serve(
+    state_dir: str, socket_path: str, profile: str | None, latency: str, socket_mode: str
+) -> None:
+    """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT."""
+    from sevlaunch.platform.latency import MODELS
+    from sevlaunch.platform.service import open_service, run
+
+    logging.basicConfig(level=logging.INFO, format="sevlaunch platform: %(message)s")
+    with errors_to_exit(code=EXIT_USAGE):
+        service = open_service(state_dir, profile, latency=MODELS[latency])
+    assert service.store is not None
+
+    def ready() -> None:
+        click.echo(
+            f"sevlaunch platform: {service.profile.name} platform (state {state_dir}) "
+            f"listening on {socket_path}",
+            err=True,
+        )
+
+    try:
+        with errors_to_exit():
+            run(service, socket_path, mode=int(socket_mode, 8), ready=ready)
+    finally:
+        service.store.unlock()
+
+
+def _client(socket_path: str) -> PlatformClient:
+    from sevlaunch.platform.client import PlatformClient
+
+    return PlatformClient(socket_path)
+
+
+def _status_fields(socket_path: str) -> dict[str, Any]:
+    from sevlaunch.firmware.states import PlatformState
+
+    with _client(socket_path) as client:
+        s = client.platform_status()
+    try:
+        state = PlatformState(s.state).name
+    except ValueError:
+        state = f"unknown ({s.state})"
+    return {
+        "api_major": s.api_major,
+        "api_minor": s.api_minor,
+        "build_id": s.build_id,
+        "state": state,
+        "owner": "external" if s.externally_owned else "self",
+        "es_configured": s.es_initialized,
+        "guest_count": s.guest_count,
+    }
+
+
+@platform.command()
+@_socket_option
+@json_option
+def status(socket_path: str, as_json: bool) -> None:
+    """Show API version, build, state, owner, SEV-ES and guest count (PLATFORM_STATUS)."""
+    with errors_to_exit(as_json=as_json):
+        info = _status_fields(socket_path)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"API version: {info['api_major']}.{info['api_minor']}")
+    click.echo(f"build: {info['build_id']}")
+    click.echo(f"state: {info['state']}")
+    click.echo(f"owner: {info['owner']}-owned")
+    click.echo(f"SEV-ES: {'configured' if info['es_configured'] else 'not configured'}")
+    click.echo(f"guests: {info['guest_count']}")
+
+
+@platform.command()
+@_socket_option
+@click.option(
+    "--es/--no-es",
+    default=None,
+    help="Enable SEV-ES (default: when the part has SEV-ES ASIDs, as Linux does).",
+)
+def init(socket_path: str, es: bool | None) -> None:
+    """INIT the platform (UNINIT -> INIT)."""
+    with errors_to_exit(), _client(socket_path) as client:
+        client.init(es)
+
+
+def _simple(name: str, method: str, doc: str) -> click.Command:
+    @_socket_option
+    def command(socket_path: str) -> None:
+        with errors_to_exit(), _client(socket_path) as client:
+            getattr(client, method)()
+
+    command.__doc__ = doc
+    return platform.command(name)(command)
+
+
+_simple("shutdown", "shutdown", "SHUTDOWN the platform (-> UNINIT); guests are lost.")
+_simple(
+    "reset",
+    "platform_reset",
+    "Reset to factory state: new PEK, OCA and PDH, self-owned (SHUTDOWN first if INIT).",
+)
+_simple(
+    "pek-gen", "pek_gen", "Generate a new PEK (and OCA and PDH); the platform becomes self-owned."
+)
+_simple("pdh-gen", "pdh_gen", "Generate a new PDH, signed by the current PEK.")
+
+
+@platform.command("get-id")
+@_socket_option
+def get_id(socket_path: str) -> None:
+    """Print the chip ID (GET_ID) in hex, as AMD's key server names the CEK."""
+    with errors_to_exit(), _client(socket_path) as client:
+        chip_id = client.get_id()
+    click.echo(chip_id.hex().upper())
+
+
+@platform.command("pek-csr")
+@_socket_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSR file to write.")
+def pek_csr(socket_path: str, out: str) -> None:
+    """Write the PEK certificate signing request (0x824 bytes) for an owner to sign."""
+    with errors_to_exit(), _client(socket_path) as client:
+        csr = client.pek_csr()
+    _write(out, csr, "CSR file")
+
+
+@platform.command("pek-cert-import")
+@_socket_option
+@click.option("--pek", "pek_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--oca", "oca_path", required=True, type=click.Path(dir_okay=False))
+def pek_cert_import(socket_path: str, pek_path: str, oca_path: str) -> None:
+    """Take ownership: import the owner-signed PEK and the owner's OCA certificate."""
+    pek = read_file(pek_path, "PEK certificate")
+    oca = read_file(oca_path, "OCA certificate")
+    with errors_to_exit(), _client(socket_path) as client:
+        client.pek_cert_import(pek, oca)
+
+
+@platform.command()
+@_socket_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Chain file to write.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Use the ASK-signed CEK and append the emulated ASK ‖ ARK.",
+)
+def export(socket_path: str, out: str, full: bool) -> None:
+    """Export the chain: PDH ‖ PEK ‖ OCA ‖ CEK (sevctl export), with --full ‖ ASK ‖ ARK."""
+    from dataclasses import replace
+
+    from sevlaunch.formats.chain import CaChain
+    from sevlaunch.formats.sevcert import SevCert
+
+    with errors_to_exit(), _client(socket_path) as client:
+        chain = client.pdh_cert_export()
+        if full:
+            chain = replace(
+                chain,
+                cek=SevCert.from_bytes(client.signed_cek()),
+                ca=CaChain.from_bytes(client.ca_chain()),
+            )
+    _write(out, chain.to_bytes(), "chain file")
+
+
+@platform.command("export-root")
+@_socket_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="ARK file to write.")
+def export_root(socket_path: str, out: str) -> None:
+    """Write the emulated ARK alone, for a trust store (owner verify --trust-root)."""
+    with errors_to_exit(), _client(socket_path) as client:
+        ark = client.ark()
+    _write(out, ark, "ARK file")
+
+
+@platform.command()
+@_socket_option
+@click.option(
+    "--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT to serve on (loopback)."
+)
+def kds(socket_path: str, listen: str) -> None:
+    """Serve this platform's AMD-key-server counterpart over HTTP: its ASK-signed CEK at
+    /cek/id/<chip id> and its emulated CA at /ask_ark_emulated.cert (use the printed URL as
+    --kds-url)."""
+    from sevlaunch.platform.kds_server import KdsServer
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.UsageError(f"--listen takes HOST:PORT, got {listen!r}")
+    server = KdsServer((host, int(port)), socket_path)
+    click.echo(f"key server for {socket_path} at {server.url}", err=True)
+    click.echo(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

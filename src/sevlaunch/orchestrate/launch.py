@@ -1,0 +1,257 @@
+"""Steps 1-13 of an attested launch, between a host manager and a guest owner.
+
+:class:`Launcher` runs one guest: it asks the host for node SEV info, gets a session from the
+owner, defines and starts the domain paused, reads the measurement, has it checked, injects
+the secret, resumes and waits for the guest to report its boot. Any failure destroys the
+domain and is reported as :class:`LaunchFailedError` naming the step.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sevlaunch.errors import HostError, SevlaunchError
+from sevlaunch.formats.chain import CertExport
+from sevlaunch.formats.sevcert import Usage
+from sevlaunch.host.client import HostClient
+from sevlaunch.host.domxml import Domain, LaunchSecurity
+from sevlaunch.orchestrate.owner_port import GuestOwner, SessionOffer
+
+#: The 13 steps as the VM tool reports them (DESIGN.md's table).
+STEPS: dict[int, tuple[str, str]] = {
+    1: ("launch requested", "owner→tool"),
+    2: ("node SEV info", "tool→host"),
+    3: ("PDH and chain exported", "host→psp"),
+    4: ("platform verified", "owner"),
+    5: ("session made", "owner"),
+    6: ("domain defined", "tool→host"),
+    7: ("sev-guest object built", "host"),
+    8: ("started paused", "host→vmm"),
+    9: ("launch measured", "vmm→psp"),
+    10: ("measurement read", "vmm→tool"),
+    11: ("measurement checked", "owner"),
+    12: ("secret injected", "host→psp"),
+    13: ("resumed, guest booted", "host→guest"),
+}
+
+
+@dataclass
+class StepRecord:
+    step: int
+    status: str = "pending"  # pending, running, ok, failed, skipped
+    started: float | None = None
+    duration: float | None = None
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return STEPS[self.step][0]
+
+    @property
+    def party(self) -> str:
+        return STEPS[self.step][1]
+
+
+class LaunchFailedError(SevlaunchError):
+    """A launch failed at ``step``; the domain was destroyed."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"step {step} ({STEPS[step][0]}) failed: {reason}")
+
+
+Observer = Callable[[str, StepRecord], None]
+
+
+@dataclass
+class LaunchResult:
+    domain: str
+    steps: list[StepRecord] = field(default_factory=list)
+    ok: bool = False
+    error: str | None = None
+    failed_step: int | None = None
+    console: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "ok": self.ok,
+            "error": self.error,
+            "failed_step": self.failed_step,
+            "steps": [
+                {
+                    "step": s.step,
+                    "name": s.name,
+                    "party": s.party,
+                    "status": s.status,
+                    "duration": s.duration,
+                    "detail": s.detail,
+                }
+                for s in self.steps
+            ],
+        }
+
+
+def prepare_domain(
+    xml: str, offer_policy: int, dh_cert: str, session: str, *, name: str | None = None
+) -> str:
+    """The domain XML with the owner's launch blobs in ``<launchSecurity type='sev'>``."""
+    domain = Domain.from_xml(xml)
+    current = domain.launch_security or LaunchSecurity(type="sev", policy=offer_policy)
+    if current.type != "sev":
+        raise HostError(
+            "unsupported configuration", f"launch security type '{current.type}' takes no session"
+        )
+    sev = dataclasses.replace(
+        current,
+        policy=offer_policy,
+        dh_cert=dh_cert,
+        session=session,
+        dh_cert_secret=None,
+        session_secret=None,
+    )
+    changes: dict[str, Any] = {"launch_security": sev}
+    if name is not None:
+        changes.update(name=name, uuid=uuid.uuid4())
+    return dataclasses.replace(domain, **changes).to_xml()
+
+
+class Launcher:
+    """One attested launch of ``xml`` on ``host`` for ``owner``."""
+
+    def __init__(
+        self,
+        host: HostClient,
+        owner: GuestOwner,
+        xml: str,
+        *,
+        name: str | None = None,
+        observer: Observer | None = None,
+        boot_timeout: float = 60.0,
+        kds_url: str | None = None,
+    ) -> None:
+        self.host = host
+        self.owner = owner
+        self.xml = xml
+        self.name = name or Domain.from_xml(xml).name
+        self.observer = observer or (lambda _d, _s: None)
+        self.boot_timeout = boot_timeout
+        self.kds_url = kds_url
+        self.result = LaunchResult(self.name, [StepRecord(n) for n in STEPS])
+        self._defined = False
+
+    def _run_step(
+        self, step: int, action: Callable[[], Any], detail: Callable[[Any], str] | None = None
+    ) -> Any:
+        record = self.result.steps[step - 1]
+        record.status, record.started = "running", time.time()
+        self.observer(self.name, record)
+        try:
+            value = action()
+        except SevlaunchError as exc:
+            record.status, record.duration, record.detail = (
+                "failed",
+                time.time() - record.started,
+                str(exc),
+            )
+            self.observer(self.name, record)
+            raise LaunchFailedError(step, str(exc)) from None
+        record.status, record.duration = "ok", time.time() - record.started
+        record.detail = detail(value) if detail else ""
+        self.observer(self.name, record)
+        return value
+
+    def _mark(self, step: int, status: str, detail: str = "") -> None:
+        record = self.result.steps[step - 1]
+        record.status, record.detail = status, detail
+        record.started = record.started or time.time()
+        record.duration = 0.0 if record.duration is None else record.duration
+        self.observer(self.name, record)
+
+    def run(self) -> LaunchResult:
+        try:
+            self._steps()
+            self.result.ok = True
+        except LaunchFailedError as exc:
+            self.result.error, self.result.failed_step = exc.reason, exc.step
+            self._destroy()
+        return self.result
+
+    def _steps(self) -> None:
+        self._mark(1, "ok", f"domain {self.name}")
+        node = self._run_step(2, self.host.node_sev_info, lambda n: f"cbitpos {n.get('cbitpos')}")
+        cek = self._run_step(
+            3, lambda: self._signed_cek(node), lambda c: "CEK from the key server" if c else ""
+        )
+        offer = self._run_step(
+            4, lambda: self.owner.begin(node, cek), lambda o: f"launch {o.launch_id}"
+        )
+        self._mark(5, "ok", f"policy {offer.policy:#06x}")
+        self._run_step(6, lambda: self._define(offer))
+        self._run_step(8, lambda: self.host.start(self.name, paused=True))
+        self._mark(7, "ok", "dh-cert-file, session-file, policy")
+        self._mark(9, "ok", "LAUNCH_START, LAUNCH_UPDATE_DATA, LAUNCH_MEASURE")
+        info = self._run_step(10, self._measurement, lambda i: i["sev-measurement"])
+        release = self._run_step(
+            11, lambda: self.owner.attest(offer.launch_id, info), lambda _r: "secret released"
+        )
+        self._run_step(
+            12,
+            lambda: self.host.set_launch_security_state(self.name, release.header, release.secret),
+        )
+        self._run_step(13, self._resume_and_boot)
+        self.result.console = self.host.console(self.name)
+
+    def _signed_cek(self, node: dict[str, Any]) -> bytes | None:
+        """Real firmware exports the CEK unsigned: fetch AMD's signed copy by chip ID, as
+        ``sevctl export --full`` does (from ``kds_url`` for a mirror or an emulated platform)."""
+        export = CertExport.from_bytes(base64.b64decode(node["cert-chain"]))
+        if any(sig.usage is Usage.ASK for sig in export.cek.signatures) or "cpu0-id" not in node:
+            return None
+        from sevlaunch.kds import KdsClient
+
+        return KdsClient(self.kds_url).fetch_cek(base64.b64decode(node["cpu0-id"])).data
+
+    def _define(self, offer: SessionOffer) -> None:
+        renamed = self.name if self.name != Domain.from_xml(self.xml).name else None
+        self.host.define(
+            prepare_domain(self.xml, offer.policy, offer.dh_cert, offer.session, name=renamed)
+        )
+        self._defined = True
+
+    def _measurement(self) -> dict[str, Any]:
+        """The measurement exists once start returns (QEMU measures before serving QMP);
+        poll briefly in case a hypervisor measures later."""
+        deadline = time.time() + 30.0
+        while True:
+            try:
+                return self.host.launch_security_info(self.name)
+            except HostError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _resume_and_boot(self) -> None:
+        self.host.resume(self.name)
+        self.host.wait_booted(self.name, self.boot_timeout)
+        console = self.host.console(self.name)
+        if "halting" in console:
+            raise HostError(
+                "operation failed", "the guest halted: " + console.strip().splitlines()[-1]
+            )
+
+    def _destroy(self) -> None:
+        if not self._defined:
+            return
+        with contextlib.suppress(HostError):  # not running: nothing to destroy
+            self.host.destroy(self.name)
+        with contextlib.suppress(HostError):
+            self.result.console = self.host.console(self.name)

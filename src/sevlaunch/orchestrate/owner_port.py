@@ -1,0 +1,191 @@
+"""The guest owner as the VM tool sees it: a broker over HTTP, or the owner toolkit run locally.
+
+Both answer the same two questions: "here is the platform, give me a session" (steps 4-5) and
+"here is the measurement, give me the secret" (step 11). A refusal raises; nothing returns a
+bool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sevlaunch.errors import LaunchRefusedError, UsageError
+from sevlaunch.formats.policy import Policy
+
+
+@dataclass(frozen=True)
+class SessionOffer:
+    """Step 5's answer: what goes into ``<launchSecurity>``."""
+
+    launch_id: str
+    dh_cert: str
+    session: str
+    policy: int
+
+
+@dataclass(frozen=True)
+class SecretRelease:
+    """Step 11's answer: what ``domsetlaunchsecstate`` takes."""
+
+    header: str
+    secret: str
+
+
+class GuestOwner(Protocol):
+    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
+        """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned)."""
+        ...
+
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease: ...
+
+
+class BrokerOwner:
+    """The attestation broker (``sevlaunch broker serve``) plays the guest owner."""
+
+    def __init__(self, url: str, token: bytes, workload: str) -> None:
+        from sevlaunch.broker.client import BrokerClient
+
+        self.client = BrokerClient(url, token)
+        self.workload = workload
+
+    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
+        cek_b64 = base64.b64encode(cek).decode() if cek else None
+        answer = self.client.start_launch(
+            self.workload, node_info["pdh"], node_info["cert-chain"], cek_b64
+        )
+        return SessionOffer(
+            answer["id"], answer["dhCert"], answer["session"], int(answer["policy"])
+        )
+
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+        answer = self.client.finish_launch(launch_id, launch_info)
+        return SecretRelease(answer["sev-secret-header"], answer["sev-secret"])
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    """``owner.json`` in an owner directory; paths are relative to the directory.
+
+    ``{"policy": "0x1", "trust-roots": ["ark.cert"], "ca": null, "firmware": "OVMF.fd",
+    "kernel": null, "initrd": null, "cmdline": null, "digests": [], "secrets": {"luks-key":
+    "passphrase.txt"}}``: the expected digest is computed from the reference artifacts and/or
+    given in ``digests`` (hex).
+    """
+
+    root: Path
+    policy: Policy
+    trust_roots: tuple[Path, ...] = ()
+    ca: Path | None = None
+    firmware: Path | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: str | None = None
+    digests: tuple[bytes, ...] = ()
+    secrets: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path) -> OwnerConfig:
+        path = directory / "owner.json"
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"cannot read {path}: {exc}; an owner directory holds owner.json"
+            ) from None
+
+        def rel(value: str | None) -> Path | None:
+            return directory / value if value else None
+
+        return cls(
+            root=directory,
+            policy=Policy.parse(str(raw.get("policy", "0x1"))),
+            trust_roots=tuple(directory / p for p in raw.get("trust-roots", [])),
+            ca=rel(raw.get("ca")),
+            firmware=rel(raw.get("firmware")),
+            kernel=rel(raw.get("kernel")),
+            initrd=rel(raw.get("initrd")),
+            cmdline=raw.get("cmdline"),
+            digests=tuple(bytes.fromhex(d) for d in raw.get("digests", [])),
+            secrets={k: directory / v for k, v in raw.get("secrets", {}).items()},
+        )
+
+
+class LocalOwner:
+    """The owner toolkit run in this process; TEK and TIK never leave memory."""
+
+    def __init__(self, config: OwnerConfig) -> None:
+        self.config = config
+        self._launches: dict[str, Any] = {}
+        self._digests = list(config.digests)
+        if config.firmware is not None:
+            from sevlaunch.owner.launch_digest import launch_digest
+
+            with config.firmware.open("rb") as fw:
+                kernel = config.kernel.open("rb") if config.kernel else None
+                initrd = config.initrd.open("rb") if config.initrd else None
+                try:
+                    self._digests.append(
+                        launch_digest(fw, kernel, initrd, config.cmdline if kernel else None)
+                    )
+                finally:
+                    for handle in (kernel, initrd):
+                        if handle is not None:
+                            handle.close()
+        if not self._digests:
+            raise UsageError(
+                "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
+            )
+
+    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
+        from sevlaunch.owner.session import make_session
+        from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
+
+        trust = trust_store([p.read_bytes() for p in self.config.trust_roots])
+        ca = self.config.ca.read_bytes() if self.config.ca else None
+        platform = verify_pdh_and_chain(
+            base64.b64decode(node_info["pdh"]),
+            base64.b64decode(node_info["cert-chain"]),
+            trust,
+            ca=ca,
+            cek=cek,
+        )
+        launch = make_session(platform, self.config.policy, rng=os.urandom)
+        launch_id = secrets.token_hex(8)
+        self._launches[launch_id] = launch
+        return SessionOffer(launch_id, launch.godh_b64, launch.session_b64, launch.policy.to_int())
+
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+        from sevlaunch.owner.measurement import LaunchInfo, matches
+        from sevlaunch.owner.secret import build_packet, secret_table
+
+        launch = self._launches.pop(launch_id, None)
+        if launch is None:
+            raise LaunchRefusedError("replay", f"launch {launch_id} is unknown or was already used")
+        info = LaunchInfo.from_base64(
+            launch_info["sev-measurement"],
+            api_major=launch_info["sev-api-major"],
+            api_minor=launch_info["sev-api-minor"],
+            build_id=launch_info["sev-build-id"],
+            policy=launch_info["sev-policy"],
+        )
+        if info.policy != launch.policy.to_int():
+            raise LaunchRefusedError(
+                "policy",
+                f"the guest runs policy {info.policy:#x}, the session was for {launch.policy.to_int():#x}",
+            )
+        if not any(matches(info, digest, launch.keys.tik) for digest in self._digests):
+            raise LaunchRefusedError(
+                "measurement-mismatch",
+                "the launch measurement matches none of the expected launch digests",
+            )
+        table = secret_table(
+            (name, path.read_bytes()) for name, path in self.config.secrets.items()
+        )
+        packet = build_packet(table, launch.keys, info.measurement, rng=os.urandom)
+        return SecretRelease(packet.header_b64, packet.payload_b64)

@@ -1,0 +1,72 @@
+"""The emulated platform's counterpart of AMD's key distribution server, over HTTP.
+
+Real hosts' CEKs are signed by AMD and served by kdsintf.amd.com by chip ID; an emulated
+platform's CEK is signed by its emulated ASK, so this serves it, with the same URL layout
+:mod:`sevlaunch.kds` uses for a mirror (``/cek/id/<ID>``, ``/ask_ark_<name>.cert``). The
+guest-owner and VM-tool code that fetches from AMD then works unchanged against it.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sevlaunch.platform.client import PlatformClient
+
+CA_NAME = "emulated"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: KdsServer
+
+    def do_GET(self) -> None:
+        try:
+            body = self.server.lookup(self.path)
+        except Exception as exc:
+            self._send(502, f"platform service error: {exc}".encode(), "text/plain")
+            return
+        if body is None:
+            self._send(404, b"not found", "text/plain")
+        else:
+            self._send(200, body, "application/octet-stream")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        return
+
+
+class KdsServer(ThreadingHTTPServer):
+    """Serves one platform's signed CEK and emulated CA on ``address`` (loopback)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], platform_socket: str) -> None:
+        super().__init__(address, _Handler)
+        self.platform_socket = platform_socket
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def lookup(self, path: str) -> bytes | None:
+        with self._lock, PlatformClient(self.platform_socket) as client:
+            if path == f"/ask_ark_{CA_NAME}.cert":
+                return client.ca_chain()
+            if path.startswith("/cek/id/"):
+                wanted = path.removeprefix("/cek/id/").upper()
+                chip_id = client.get_id()[:64]
+                return client.signed_cek() if chip_id.hex().upper() == wanted else None
+        return None
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="kds", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,399 @@
+"""The emulated ``/dev/sev``: one asyncio service per host owning one firmware instance.
+
+Many clients connect at once; PSP commands run one at a time under one lock, as on a real
+PSP, in a worker thread so the event loop keeps accepting and reading while the firmware
+computes. With a latency model the PSP lock is held for the real-hardware cost too, so the
+serialisation a busy host sees is honest. After every command the firmware's persistent state
+is compared with what is on disk and saved atomically when it changed. A bad or hostile
+request gets an :class:`ErrorReply` and the service carries on; a broken frame header cannot
+be resynchronised, so that connection is answered and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from sevlaunch.errors import AddressError, PlatformError, ProtocolError, SevlaunchError
+from sevlaunch.platform import protocol as p
+from sevlaunch.platform.latency import NONE, Latency
+from sevlaunch.platform.memory import RegionMemory
+from sevlaunch.platform.state import StateDir, StoredState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROFILE = "milan"
+
+
+class FirmwareLike(Protocol):
+    """What the service needs of :class:`sevlaunch.firmware.Firmware`."""
+
+    def execute_verbose(
+        self, command: int, buffer: bytes, memory: RegionMemory
+    ) -> tuple[int, bytes, str]: ...
+
+    def persistent_state(self) -> bytes: ...
+
+    def signed_cek(self) -> bytes: ...
+
+    def ca_chain(self) -> bytes: ...
+
+    def ark(self) -> bytes: ...
+
+    def guest_read(self, handle: int, paddr: int, length: int, memory: RegionMemory) -> bytes: ...
+
+    def guest_write(self, handle: int, paddr: int, data: bytes, memory: RegionMemory) -> None: ...
+
+
+FirmwareFactory = Callable[[str, bytes | None], tuple[FirmwareLike, p.ProfileReply]]
+
+
+def real_firmware(profile: str, state: bytes | None) -> tuple[FirmwareLike, p.ProfileReply]:
+    """Build :class:`sevlaunch.firmware.Firmware` for ``profile``, fresh or from saved state."""
+    from sevlaunch.firmware import Firmware
+    from sevlaunch.firmware import profile as find_profile
+
+    prof = find_profile(profile)
+    firmware = Firmware(prof, rng=os.urandom, state=state)
+    info = p.ProfileReply(
+        name=prof.name,
+        api_major=prof.api_major,
+        api_minor=prof.api_minor,
+        build_id=prof.build_id,
+        cbitpos=prof.cbitpos,
+        reduced_phys_bits=prof.reduced_phys_bits,
+        max_guests=prof.max_sev_asids,
+        max_es_guests=prof.max_es_asids,
+    )
+    return firmware, info
+
+
+def _error_reply(exc: Exception) -> p.ErrorReply:
+    if isinstance(exc, ProtocolError):
+        field = exc.field
+        code = {
+            "header.version": p.ErrorCode.UNSUPPORTED_VERSION,
+            "header.length": p.ErrorCode.TOO_LARGE,
+            "header.kind": p.ErrorCode.UNKNOWN_OPERATION,
+        }.get(field, p.ErrorCode.MALFORMED)
+        return p.ErrorReply(code, str(exc))
+    if isinstance(exc, AddressError):
+        return p.ErrorReply(p.ErrorCode.UNMAPPED_MEMORY, str(exc))
+    if isinstance(exc, PlatformError) and exc.code is not None:
+        return p.ErrorReply(p.ErrorCode(exc.code), str(exc))
+    if isinstance(exc, SevlaunchError):
+        return p.ErrorReply(p.ErrorCode.BAD_ARGUMENT, str(exc))
+    return p.ErrorReply(p.ErrorCode.FIRMWARE_FAULT, f"{type(exc).__name__}: {exc}")
+
+
+class PlatformService:
+    """Answers protocol requests with one firmware; see the module docstring."""
+
+    def __init__(
+        self,
+        firmware: FirmwareLike,
+        profile: p.ProfileReply,
+        *,
+        store: StateDir | None = None,
+        latency: Latency = NONE,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.firmware = firmware
+        self._sleep = sleep
+        self.profile = profile
+        self.store = store
+        self.latency = latency
+        self._psp = asyncio.Lock()
+        self._saved = firmware.persistent_state()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def dispatch(self, request: p.Request) -> p.Response:
+        """Answer one request; every failure becomes an ErrorReply."""
+        try:
+            return await self._dispatch(request)
+        except Exception as exc:
+            if not isinstance(exc, SevlaunchError):
+                log.exception("request %s failed inside the firmware", type(request).__name__)
+            return _error_reply(exc)
+
+    async def _dispatch(self, request: p.Request) -> p.Response:
+        if isinstance(request, p.ServiceRequest) and request.op is p.ServiceOp.PROFILE:
+            return self.profile
+        async with self._psp:
+            if isinstance(request, p.MailboxRequest):
+                reply = await asyncio.to_thread(self._mailbox, request)
+                cost = self.latency.cost(request.command, request.buffer)
+                if cost > 0:
+                    await self._sleep(cost)
+                return reply
+            if isinstance(request, p.ServiceRequest):
+                return await asyncio.to_thread(self._service_op, request.op)
+            if isinstance(request, p.GuestReadRequest):
+                return await asyncio.to_thread(self._guest_read, request)
+            return await asyncio.to_thread(self._guest_write, request)
+
+    def _mailbox(self, request: p.MailboxRequest) -> p.MailboxReply:
+        memory = RegionMemory(request.regions)
+        try:
+            status, buffer, detail = self.firmware.execute_verbose(
+                request.command, request.buffer, memory
+            )
+        finally:
+            self._persist()
+        return p.MailboxReply(int(status), buffer, memory.written(), detail)
+
+    def _service_op(self, op: p.ServiceOp) -> p.BlobReply:
+        fw = self.firmware
+        source = {
+            p.ServiceOp.SIGNED_CEK: fw.signed_cek,
+            p.ServiceOp.CA_CHAIN: fw.ca_chain,
+            p.ServiceOp.ARK: fw.ark,
+        }[op]
+        return p.BlobReply(source())
+
+    def _guest_read(self, request: p.GuestReadRequest) -> p.BlobReply:
+        memory = RegionMemory(request.regions)
+        data = self.firmware.guest_read(request.handle, request.paddr, request.length, memory)
+        return p.BlobReply(data)
+
+    def _guest_write(self, request: p.GuestWriteRequest) -> p.BlobReply:
+        memory = RegionMemory(request.regions)
+        self.firmware.guest_write(request.handle, request.paddr, request.data, memory)
+        return p.BlobReply(b"", memory.written())
+
+    def _persist(self) -> None:
+        state = self.firmware.persistent_state()
+        if state == self._saved:
+            return
+        if self.store is not None:
+            self.store.save(StoredState(self.profile.name, state))
+        self._saved = state
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one client until it hangs up or breaks the framing."""
+        self._writers.add(writer)
+        try:
+            await self._serve_frames(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve_frames(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            head = await reader.read(p.HEADER_SIZE)
+            if not head:
+                return
+            if len(head) < p.HEADER_SIZE:
+                head += await reader.readexactly(p.HEADER_SIZE - len(head))
+            try:
+                header = p.parse_header(head)
+            except ProtocolError as exc:
+                await self._send(writer, _error_reply(exc))
+                return
+            payload = await reader.readexactly(header.length)
+            await self._send(writer, await self._answer(p.Frame(header.kind, payload)))
+
+    async def _answer(self, frame: p.Frame) -> p.Response:
+        try:
+            request = p.decode_request(frame)
+        except ProtocolError as exc:
+            return _error_reply(exc)
+        return await self.dispatch(request)
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, response: p.Response) -> None:
+        try:
+            data = p.encode_response(response)
+        except ProtocolError as exc:
+            data = p.encode_response(p.ErrorReply(p.ErrorCode.INTERNAL, str(exc)))
+        writer.write(data)
+        await writer.drain()
+
+    def close_connections(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+
+
+# -------------------------------------------------------------------------------- lifecycle
+
+
+def open_service(
+    state_dir: str | Path,
+    profile: str | None = None,
+    *,
+    latency: Latency = NONE,
+    factory: FirmwareFactory = real_firmware,
+) -> PlatformService:
+    """Lock ``state_dir``, load (or create and save) the platform, and wrap it in a service.
+
+    The caller owns the returned service's ``store`` and must ``unlock()`` it when done.
+    """
+    store = StateDir(state_dir)
+    store.lock()
+    try:
+        stored = store.load()
+        name = _choose_profile(stored, profile, store.path)
+        firmware, info = factory(name, stored.firmware if stored else None)
+        if stored is None:
+            store.save(StoredState(name, firmware.persistent_state()))
+        return PlatformService(firmware, info, store=store, latency=latency)
+    except BaseException:
+        store.unlock()
+        raise
+
+
+def _choose_profile(stored: StoredState | None, wanted: str | None, path: Path) -> str:
+    wanted = wanted.lower() if wanted else None
+    if stored is None:
+        return wanted or DEFAULT_PROFILE
+    if wanted is not None and wanted != stored.profile:
+        raise PlatformError(
+            f"state directory {path} holds a {stored.profile} platform, not {wanted}; pass "
+            f"--profile {stored.profile} or another --state directory"
+        )
+    return stored.profile
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Remove a stale socket file; refuse a live one or a file that is not a socket."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise PlatformError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: left over from a killed service
+    else:
+        raise PlatformError(f"another platform service is listening on {path}")
+    finally:
+        probe.close()
+
+
+async def start_server(
+    service: PlatformService, socket_path: str | Path, *, mode: int = 0o600
+) -> asyncio.Server:
+    """Listen on ``socket_path`` (created with ``mode``, 0600 by default)."""
+    path = Path(socket_path)
+    _claim_socket_path(path)
+    old = os.umask(0o777 & ~mode)
+    try:
+        server = await asyncio.start_unix_server(service.handle_connection, path=str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    return server
+
+
+async def _serve_until(
+    service: PlatformService,
+    socket_path: Path,
+    mode: int,
+    stop: asyncio.Event,
+    ready: Callable[[], None],
+) -> None:
+    server = await start_server(service, socket_path, mode=mode)
+    inode = socket_path.stat().st_ino
+    try:
+        ready()
+        await stop.wait()
+    finally:
+        server.close()
+        service.close_connections()
+        with contextlib.suppress(OSError):
+            if socket_path.stat().st_ino == inode:
+                socket_path.unlink()
+
+
+def run(
+    service: PlatformService,
+    socket_path: str | Path,
+    *,
+    mode: int = 0o600,
+    ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then remove the socket (the caller unlocks the state)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await _serve_until(service, Path(socket_path), mode, stop, ready)
+
+    asyncio.run(main())
+
+
+class BackgroundService:
+    """Run a service on its own event loop in a daemon thread (tests, single-process tools).
+
+    ``with BackgroundService(service, path):`` returns once the socket accepts connections.
+    """
+
+    def __init__(self, service: PlatformService, socket_path: str | Path, *, mode: int = 0o600):
+        self.service = service
+        self.socket_path = Path(socket_path)
+        self.mode = mode
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="platform-service", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await _serve_until(
+                self.service, self.socket_path, self.mode, self._stop, self._ready.set
+            )
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> BackgroundService:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()

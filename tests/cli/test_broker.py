@@ -1,0 +1,106 @@
+"""``sevlaunch broker`` client commands against a real broker process on a UNIX socket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sevlaunch.cli import cli
+from tests.broker.conftest import SECRET
+from tests.broker.fakeplatform import FakePlatform
+from tests.broker.servers import Files, broker_process, write_files
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Files]]:
+    tmp = tmp_path_factory.mktemp("broker")
+    files = write_files(tmp)
+    sock = tmp / "broker.sock"
+    with broker_process(f"sqlite:///{tmp / 'broker.db'}", files, sock, "cli-test"):
+        yield f"unix:{sock}", files
+
+
+def run(server: tuple[str, Files], *args: str, ok: bool = True) -> str:
+    url, files = server
+    result = CliRunner().invoke(
+        cli,
+        ["broker", *args],
+        env={"SEVLAUNCH_BROKER_URL": url, "SEVLAUNCH_BROKER_TOKEN_FILE": str(files.owner_token)},
+    )
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def test_owner_administers_roots_workloads_and_secrets(
+    server: tuple[str, Files], tmp_path: Path
+) -> None:
+    platform = FakePlatform.create(b"cli")
+    (tmp_path / "ca.cert").write_bytes(platform.ca_file)
+    assert "trusted root lab" in run(
+        server, "trust", "add", str(tmp_path / "ca.cert"), "--name", "lab"
+    )
+    assert "ask+ark" in run(server, "trust", "list")
+    firmware = tmp_path / "OVMF.fd"
+    firmware.write_bytes(b"\x90" * 8192)
+    (tmp_path / "luks").write_bytes(SECRET)
+    out = run(
+        server,
+        "workload",
+        "add",
+        "web",
+        "--policy",
+        "nodbg,noks",
+        "--firmware",
+        str(firmware),
+        "--secret",
+        f"luks-key:{tmp_path / 'luks'}",
+        "--min-api",
+        "1.40",
+        "--json",
+    )
+    shown = json.loads(out)
+    assert shown["digests"] == [hashlib.sha256(firmware.read_bytes()).hexdigest()]
+    assert shown["policies"] == [3]
+    assert (shown["minApiMajor"], shown["minApiMinor"]) == (1, 40)
+    run(server, "workload", "add", "db", "--policy", "0x1", "--digest", "ab" * 32)
+    listed = run(server, "workload", "list")
+    assert "web" in listed
+    assert "db" in listed
+    (tmp_path / "new").write_bytes(b"rotated passphrase")
+    run(server, "secret", "set", "web", "luks-key", str(tmp_path / "new"))
+    for args in (("workload", "show", "web"), ("workload", "list", "--json"), ("audit",)):
+        text = run(server, *args)
+        assert SECRET.decode() not in text
+        assert "rotated passphrase" not in text
+    assert "736869e5-84f0-4973-92ec-06879ce3da0b" in run(server, "workload", "show", "web")
+    assert "secret.set" in run(server, "audit")
+    run(server, "workload", "remove", "db")
+    assert "no workload named 'db'" in run(server, "workload", "show", "db", ok=False)
+
+
+def test_usage_errors_are_clear(server: tuple[str, Files], tmp_path: Path) -> None:
+    out = run(server, "workload", "add", "x", "--policy", "1", ok=False)
+    assert "--digest HEX" in out
+    out = run(server, "workload", "add", "x", "--policy", "1", "--digest", "zz", ok=False)
+    assert "64 hex digits" in out
+    result = CliRunner().invoke(
+        cli,
+        ["broker", "workload", "list"],
+        env={"SEVLAUNCH_BROKER_URL": "", "SEVLAUNCH_BROKER_TOKEN_FILE": ""},
+    )
+    assert result.exit_code == 2
+    assert "--url" in result.output
+
+
+def test_wrong_token_is_refused(server: tuple[str, Files], tmp_path: Path) -> None:
+    url, files = server
+    result = CliRunner().invoke(
+        cli, ["broker", "workload", "list", "--url", url, "--token-file", str(files.launcher_token)]
+    )
+    assert result.exit_code == 1
+    assert "owner token" in result.output

@@ -1,0 +1,185 @@
+"""``sevlaunch platform`` admin commands against a running service (real firmware)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from sevlaunch.cli import cli
+from sevlaunch.formats.chain import PlatformChain
+from sevlaunch.formats.sevcert import SIZE as CERT_SIZE
+from sevlaunch.formats.sevcert import SevCert
+from sevlaunch.platform.service import BackgroundService, open_service
+from tests.platform.conftest import copy_template
+from tests.platform.test_client import _owner_signed
+
+
+@pytest.fixture
+def sock() -> Iterator[Path]:
+    """The socket of a running service over a copy of the template platform."""
+    root = Path(tempfile.mkdtemp(prefix="sevc-", dir="/tmp"))
+    service = open_service(copy_template(root / "state"))
+    with BackgroundService(service, root / "sock"):
+        yield root / "sock"
+    assert service.store is not None
+    service.store.unlock()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, ["platform", *map(str, args)], env=env)
+
+
+def ok(*args: str | Path) -> Result:
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_status_human_and_json(sock: Path) -> None:
+    human = ok("status", "--socket", sock).output
+    assert "API version: 1.55" in human
+    assert "state: UNINIT" in human
+    assert "owner: self-owned" in human
+    ok("init", "--socket", sock)
+    data = json.loads(ok("status", "--socket", sock, "--json").output)
+    assert data == {
+        "api_major": 1,
+        "api_minor": 55,
+        "build_id": 21,
+        "state": "INIT",
+        "owner": "self",
+        "es_configured": True,
+        "guest_count": 0,
+    }
+
+
+def test_socket_comes_from_the_environment(sock: Path) -> None:
+    result = run("status", "--json", env={"SEVLAUNCH_PLATFORM": str(sock)})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["state"] == "UNINIT"
+
+
+def test_missing_socket_is_a_usage_error() -> None:
+    result = run("status", env={"SEVLAUNCH_PLATFORM": ""})
+    assert result.exit_code == 2
+    assert "--socket" in result.output
+
+
+def test_no_service_is_reported_with_what_to_do(tmp_path: Path) -> None:
+    result = run("get-id", "--socket", tmp_path / "none")
+    assert result.exit_code == 1
+    assert "no platform service at" in result.output
+    assert "sevlaunch platform serve" in result.output
+
+
+def test_firmware_errors_are_reported_in_qemu_style(sock: Path) -> None:
+    ok("init", "--socket", sock, "--no-es")
+    result = run("init", "--socket", sock)
+    assert result.exit_code == 1
+    assert "INIT failed: fw_error=1 'Platform state is invalid'" in result.output
+
+
+def test_export_full_verifies_with_owner_verify(sock: Path, tmp_path: Path) -> None:
+    chain, ark = tmp_path / "chain.cert", tmp_path / "ark.cert"
+    ok("export", "--socket", sock, "--out", chain, "--full")
+    ok("export-root", "--socket", sock, "--out", ark)
+    result = CliRunner().invoke(
+        cli, ["owner", "verify", "--chain", str(chain), "--trust-root", str(ark)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "PDH verified" in result.output
+
+
+def test_plain_export_has_the_unsigned_cek_and_fails_verification(
+    sock: Path, tmp_path: Path
+) -> None:
+    chain, ark = tmp_path / "chain.cert", tmp_path / "ark.cert"
+    ok("export", "--socket", sock, "--out", chain)
+    ok("export-root", "--socket", sock, "--out", ark)
+    data = chain.read_bytes()
+    assert len(data) == 4 * CERT_SIZE
+    assert PlatformChain.from_bytes(data).cek.sig2.is_empty
+    result = CliRunner().invoke(
+        cli, ["owner", "verify", "--chain", str(chain), "--trust-root", str(ark)]
+    )
+    assert result.exit_code == 1
+
+
+def test_get_id_prints_the_chip_id_in_hex(sock: Path) -> None:
+    out = ok("get-id", "--socket", sock).output.strip()
+    assert len(bytes.fromhex(out)) == 64
+    assert out == ok("get-id", "--socket", sock).output.strip()
+
+
+def test_ownership_with_csr_and_import_then_reset(sock: Path, tmp_path: Path) -> None:
+    csr = tmp_path / "pek.csr"
+    ok("pek-csr", "--socket", sock, "--out", csr)
+    pek, oca = _owner_signed(csr.read_bytes())
+    (tmp_path / "pek.cert").write_bytes(pek)
+    (tmp_path / "oca.cert").write_bytes(oca)
+    ok(
+        "pek-cert-import",
+        "--socket",
+        sock,
+        "--pek",
+        tmp_path / "pek.cert",
+        "--oca",
+        tmp_path / "oca.cert",
+    )
+    assert json.loads(ok("status", "--socket", sock, "--json").output)["owner"] == "external"
+    ok("reset", "--socket", sock)
+    data = json.loads(ok("status", "--socket", sock, "--json").output)
+    assert (data["owner"], data["state"]) == ("self", "UNINIT")
+
+
+def test_pek_gen_and_pdh_gen_change_the_chain(sock: Path, tmp_path: Path) -> None:
+    def chain() -> PlatformChain:
+        ok("export", "--socket", sock, "--out", tmp_path / "c")
+        return PlatformChain.from_bytes((tmp_path / "c").read_bytes())
+
+    first = chain()
+    ok("pdh-gen", "--socket", sock)
+    second = chain()
+    assert (second.pdh != first.pdh, second.pek == first.pek) == (True, True)
+    ok("pek-gen", "--socket", sock)
+    third = chain()
+    assert third.pek != second.pek
+    assert third.oca != second.oca
+    ok("shutdown", "--socket", sock)
+    assert json.loads(ok("status", "--socket", sock, "--json").output)["state"] == "UNINIT"
+
+
+def test_unreadable_input_is_a_usage_error(sock: Path, tmp_path: Path) -> None:
+    result = run(
+        "pek-cert-import", "--socket", sock, "--pek", tmp_path / "x", "--oca", tmp_path / "y"
+    )
+    assert result.exit_code == 2
+    assert "cannot read PEK certificate" in result.output
+
+
+def test_bad_certificate_import_is_a_firmware_error(sock: Path, tmp_path: Path) -> None:
+    csr = tmp_path / "pek.csr"
+    ok("pek-csr", "--socket", sock, "--out", csr)
+    pek, oca = _owner_signed(csr.read_bytes())
+    forged = replace(SevCert.from_bytes(oca), api_major=9).to_bytes()  # breaks its signature
+    (tmp_path / "pek.cert").write_bytes(pek)
+    (tmp_path / "oca.cert").write_bytes(forged)
+    result = run(
+        "pek-cert-import",
+        "--socket",
+        sock,
+        "--pek",
+        tmp_path / "pek.cert",
+        "--oca",
+        tmp_path / "oca.cert",
+    )
+    assert result.exit_code == 1
+    assert "PEK_CERT_IMPORT failed: fw_error=" in result.output

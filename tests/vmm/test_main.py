@@ -1,0 +1,267 @@
+"""The ``sevlaunch-vmm`` process: start-up failures, -daemonize, signals, and a QMP socket that
+stays up whatever a client sends (garbage, huge inputs, wrong types, vanishing clients)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sevlaunch.vmm import main as vmm_main
+from tests.vmm.conftest import (
+    WAIT_LIMIT,
+    Media,
+    Owner,
+    VmmProcess,
+    next_event,
+    qmp_connect,
+    run_async,
+    vmm_argv,
+)
+
+# ---- start-up, in process (only failures: a successful start serves forever) ------------
+
+
+def test_unknown_option_is_refused_as_qemu_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert vmm_main.main(["-frobnicate"]) == 1
+    assert capsys.readouterr().err.startswith("sevlaunch-vmm: -frobnicate: invalid option")
+
+
+def test_missing_firmware_is_refused(
+    capsys: pytest.CaptureFixture[str], work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(vmm_main.DEVICE_ENV, str(work / "absent.sock"))
+    assert vmm_main.main(["-machine", "q35", "-qmp", f"unix:{work / 'q'},server=on,wait=off"]) == 1
+    assert "no firmware given: use -bios FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [
+        ("absent.sock", "SEV: Failed to open {path}: No such file or directory"),
+        ("regular-file", "not the socket of a sevlaunch platform service"),
+    ],
+)
+def test_an_unusable_sev_device_is_refused(
+    capsys: pytest.CaptureFixture[str],
+    work: Path,
+    media: Media,
+    owner: Owner,
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    expected: str,
+) -> None:
+    path = work / device
+    if device == "regular-file":
+        path.write_text("")
+    monkeypatch.setenv(vmm_main.DEVICE_ENV, str(path))
+    assert vmm_main.main(vmm_argv(work, media, owner.session(work))) == 1
+    assert expected.format(path=path) in capsys.readouterr().err
+
+
+def test_cbitpos_must_be_the_hosts(vmm: VmmProcess, media: Media, owner: Owner) -> None:
+    done = vmm.run(vmm_argv(vmm.work, media, owner.session(vmm.work), cbitpos=51))
+    assert done.returncode == 1
+    assert "cbitpos check failed, host '47' requested '51'" in done.stderr
+
+
+# ---- -daemonize and signals --------------------------------------------------------------
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"daemon {pid} still runs after {WAIT_LIMIT} s")
+
+
+def test_daemonize_returns_once_started(vmm: VmmProcess, media: Media, owner: Owner) -> None:
+    done = vmm.run(vmm_argv(vmm.work, media, owner.session(vmm.work), extra=["-daemonize"]))
+    assert done.returncode == 0, done.stderr
+    pid = int((vmm.work / "vmm.pid").read_text())
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.connect(vmm.qmp)  # listening already: no waiting after -daemonize returned
+    probe.close()
+
+    async def drive() -> None:
+        qmp = await qmp_connect(vmm.qmp)
+        assert (await qmp.execute("query-sev"))["state"] == "launch-secret"
+        await qmp.execute("quit")
+
+    run_async(drive)
+    _wait_gone(pid)
+    assert not (vmm.work / "vmm.pid").exists()
+
+
+def test_daemonize_fails_with_the_start_up(vmm: VmmProcess, media: Media, owner: Owner) -> None:
+    launch = owner.session(vmm.work, policy=0x1)
+    done = vmm.run(vmm_argv(vmm.work, media, launch, policy=0x3, extra=["-daemonize"]))
+    assert done.returncode == 1
+    assert "fw_error=11 'Bad measurement'" in done.stderr
+    assert not (vmm.work / "vmm.pid").exists()
+
+
+def test_sigterm_emits_shutdown_and_exits_cleanly(
+    vmm: VmmProcess, media: Media, owner: Owner
+) -> None:
+    vmm.start(vmm_argv(vmm.work, media, owner.session(vmm.work)))
+    assert vmm.proc is not None
+    proc = vmm.proc
+
+    async def drive() -> dict[str, Any]:
+        qmp = await qmp_connect(vmm.qmp)
+        proc.send_signal(signal.SIGTERM)
+        return await next_event(qmp, "SHUTDOWN")
+
+    assert run_async(drive) == {"guest": False, "reason": "host-signal"}
+    assert vmm.wait() == 0
+    assert "terminating on signal 15" in vmm.stderr
+    assert not (vmm.work / "vmm.pid").exists()
+
+
+# ---- QMP robustness against the running VMM -----------------------------------------------
+
+
+class RawQmp:
+    """A hand-rolled QMP client, to send what qemu.qmp never would."""
+
+    def __init__(self, path: str, *, negotiate: bool = True) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(WAIT_LIMIT)
+        self.sock.connect(path)
+        self.buffer = b""
+        assert "QMP" in self.message()
+        if negotiate:
+            assert self.command({"execute": "qmp_capabilities"}) == {"return": {}}
+
+    def message(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the VMM closed the QMP connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        assert line.endswith(b"\r"), "QMP output lines end in CRLF"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def reply(self) -> dict[str, Any]:
+        while "event" in (message := self.message()):
+            pass
+        return message
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(json.dumps(request).encode())  # no newline, as qemu.qmp sends
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _error(reply: dict[str, Any]) -> str:
+    assert "error" in reply, reply
+    return f"{reply['error']['class']}: {reply['error']['desc']}"
+
+
+@pytest.fixture
+def running(vmm: VmmProcess, media: Media, owner: Owner) -> VmmProcess:
+    vmm.start(vmm_argv(vmm.work, media, owner.session(vmm.work)))
+    return vmm
+
+
+def _still_serving(vmm: VmmProcess) -> None:
+    qmp = RawQmp(vmm.qmp)
+    assert qmp.command({"execute": "query-status", "id": 1}) == {
+        "return": {"status": "prelaunch", "running": False},
+        "id": 1,
+    }
+    qmp.close()
+    assert vmm.proc is not None and vmm.proc.poll() is None
+
+
+def test_garbage_gets_errors_and_the_connection_goes_on(running: VmmProcess) -> None:
+    qmp = RawQmp(running.qmp)
+    qmp.send(b"\x00\xffgarbage")
+    assert _error(qmp.reply()).startswith("GenericError: ")
+    qmp.send(b"}")
+    assert _error(qmp.reply()).startswith("GenericError: ")
+    assert _error(qmp.command({"id": 7, "arguments": {}})) == (
+        "GenericError: QMP input lacks member 'execute'"
+    )
+    assert _error(qmp.command({"execute": "no-such-command"})) == (
+        "CommandNotFound: The command no-such-command has not been found"
+    )
+    assert qmp.command({"execute": "query-name", "id": "x"}) == {"return": {"name": "t1"}, "id": "x"}
+    qmp.close()
+    _still_serving(running)
+
+
+def test_huge_inputs_are_refused_not_buffered(running: VmmProcess) -> None:
+    qmp = RawQmp(running.qmp)
+    huge = {"execute": "sev-inject-launch-secret", "arguments": {"packet-header": "A" * (3 << 20), "secret": "A"}}
+    reply = qmp.command(huge)
+    assert _error(reply) == "GenericError: JSON token size limit exceeded"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    qmp.send(deep)
+    assert _error(qmp.reply()) == "GenericError: JSON nesting depth limit exceeded"
+    assert qmp.command({"execute": "query-sev"})["return"]["state"] == "launch-secret"
+    qmp.close()
+    _still_serving(running)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"packet-header": 5, "secret": "AA=="}, "Invalid parameter type for 'packet-header', expected: string"),
+        ({"packet-header": "AA==", "secret": ["x"]}, "Invalid parameter type for 'secret', expected: string"),
+        ({"packet-header": "AA==", "secret": "AA==", "gpa": -1}, "Parameter 'gpa' expects uint64"),
+        ({"packet-header": "AA==", "secret": "AA==", "gpa": "0x800000"}, "Invalid parameter type for 'gpa', expected: integer"),
+        ({"packet-header": "AA=="}, "Parameter 'secret' is missing"),
+        ({"packet-header": "AA==", "secret": "AA==", "bogus": 1}, "Parameter 'bogus' is unexpected"),
+    ],
+)  # fmt: skip
+def test_wrong_argument_types_and_unknown_arguments(
+    running: VmmProcess, arguments: dict[str, Any], expected: str
+) -> None:
+    qmp = RawQmp(running.qmp)
+    request = {"execute": "sev-inject-launch-secret", "arguments": arguments}
+    assert _error(qmp.command(request)) == f"GenericError: {expected}"
+    assert _error(qmp.command({"execute": "query-status", "arguments": {"verbose": True}})) == (
+        "GenericError: Parameter 'verbose' is unexpected"
+    )
+    qmp.close()
+    _still_serving(running)
+
+
+def test_clients_that_vanish_mid_command_do_not_hurt(running: VmmProcess) -> None:
+    half = RawQmp(running.qmp)
+    half.send(b'{"execute": "query-sev-launch-me')  # half a message, then gone
+    half.close()
+    gone = RawQmp(running.qmp)
+    gone.send(json.dumps({"execute": "query-sev-capabilities"}).encode())
+    gone.sock.shutdown(socket.SHUT_RDWR)  # the reply has nowhere to go
+    gone.close()
+    unnegotiated = RawQmp(running.qmp, negotiate=False)
+    assert _error(unnegotiated.command({"execute": "cont"})) == (
+        "CommandNotFound: Expecting capabilities negotiation with 'qmp_capabilities'"
+    )
+    unnegotiated.close()
+    _still_serving(running)
+    flood = [RawQmp(running.qmp) for _ in range(20)]
+    for client in flood:
+        client.send(b'{"execute": "query-status"}' * 50)
+        client.close()
+    _still_serving(running)
