@@ -1,0 +1,167 @@
+"""``sevlaunch demo``: a full attested launch on an embedded emulated host, in one command."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+
+
+@click.command()
+@click.option(
+    "--guests",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Guests to launch at once.",
+)
+@click.option(
+    "--keep", is_flag=True, help="Leave the services running and print how to reach them."
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Work directory (default: a new temporary one).",
+)
+@click.option(
+    "--latency",
+    type=click.Choice(["none", "real"]),
+    default="none",
+    show_default=True,
+    help="Emulate real PSP command latencies.",
+)
+def demo(guests: int, keep: bool, directory: str | None, latency: str) -> None:
+    """Start an emulated SEV platform, a host manager and an attestation broker; register a
+    workload whose secret is a disk passphrase; launch guests that unlock their disk with
+    it; then launch once more with tampered firmware and show the refusal. Exit 0 only if
+    every expected outcome happened."""
+    from sevlaunch.errors import SevlaunchError
+    from sevlaunch.orchestrate import demo as d
+    from sevlaunch.orchestrate.progress import Progress
+    from sevlaunch.orchestrate.services import Stack
+
+    console = Console()
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sevlaunch-demo-"))
+    stack = Stack(root, latency=latency)
+    outcome = d.DemoOutcome()
+    began = time.monotonic()
+    try:
+        console.rule("[bold]sevlaunch demo: attested SEV launches on an emulated host")
+        console.print(f"work directory: {root}")
+        with console.status(
+            "starting the emulated platform (Rome profile), host manager and broker…"
+        ):
+            stack.start(detach=keep)
+        console.print(
+            f"[green]✓[/] platform service [dim]{stack.platform_socket}[/], key server [dim]{stack.kds_url}[/]"
+        )
+        console.print(
+            f"[green]✓[/] host manager [dim]{stack.host_uri}[/], broker [dim]{stack.broker_url}[/]"
+        )
+        art = d.make_artifacts(root / "images")
+        digest = d.register_workload(stack, art)
+        console.print(
+            f"[green]✓[/] guest owner registered workload [bold]{d.WORKLOAD}[/]: policy {d.POLICY:#06x} (nodbg), "
+            f"expected launch digest [cyan]{digest}[/], secret: the disk passphrase (luks-key)"
+        )
+        names = [f"demo-{i}" for i in range(1, guests + 1)]
+        progress = Progress(names, console)
+        with progress.live():
+            outcome.launches = d.run_launches(stack, art, names, art.firmware, progress)
+        for result in outcome.launches:
+            _show_guest(console, result)
+        console.rule("[bold]the same launch with one bit of the firmware flipped")
+        progress = Progress(["tampered"], console)
+        with progress.live():
+            outcome.tampered = d.run_launches(stack, art, ["tampered"], art.tampered, progress)[0]
+        _show_refusal(console, outcome.tampered)
+    except SevlaunchError as exc:
+        console.print(f"[bold red]demo failed:[/] {exc}")
+        _finish(stack, root, keep=False, cleanup=directory is None)
+        raise SystemExit(1) from None
+    _summary(console, outcome, time.monotonic() - began)
+    _finish(stack, root, keep=keep, cleanup=directory is None, console=console)
+    raise SystemExit(0 if outcome.ok else 1)
+
+
+def _show_guest(console: Console, result: object) -> None:
+    from sevlaunch.orchestrate.launch import LaunchResult
+
+    assert isinstance(result, LaunchResult)
+    if not result.ok:
+        console.print(f"[bold red]✗ {result.domain}: {result.error}[/]")
+        return
+    measured = next(s for s in result.steps if s.step == 10)
+    console.print(
+        f"[green]✓[/] {result.domain}: measurement [cyan]{measured.detail}[/] matched; secret injected; guest running"
+    )
+    console.print(
+        Panel(
+            result.console.rstrip() or "(empty)",
+            title=f"{result.domain} serial console",
+            expand=False,
+        )
+    )
+
+
+def _show_refusal(console: Console, result: object) -> None:
+    from sevlaunch.orchestrate.launch import LaunchResult
+
+    assert isinstance(result, LaunchResult)
+    if result.ok:
+        console.print("[bold red]✗ the tampered launch was NOT refused[/]")
+        return
+    console.print(f"[green]✓[/] refused at step {result.failed_step}: [yellow]{result.error}[/]")
+    console.print("[green]✓[/] no secret was released and the domain was destroyed")
+
+
+def _summary(console: Console, outcome: object, seconds: float) -> None:
+    from sevlaunch.orchestrate.demo import DemoOutcome
+
+    assert isinstance(outcome, DemoOutcome)
+    booted = sum(r.ok for r in outcome.launches)
+    style = "green" if outcome.ok else "red"
+    console.rule(
+        f"[bold {style}]{'every expected outcome happened' if outcome.ok else 'an expected outcome did not happen'}"
+    )
+    console.print(
+        f"{booted}/{len(outcome.launches)} attested guests booted and unlocked their disk; tampered launch refused: {outcome.tampered is not None and not outcome.tampered.ok}; {seconds:.1f} s"
+    )
+
+
+def _finish(
+    stack: object, root: Path, *, keep: bool, cleanup: bool, console: Console | None = None
+) -> None:
+    from sevlaunch.orchestrate.demo import destroy_all
+    from sevlaunch.orchestrate.services import Stack
+
+    assert isinstance(stack, Stack)
+    if keep and console is not None:
+        console.print(
+            Panel(
+                f"export SEVLAUNCH_HOST={stack.host_uri}\n"
+                f"export SEVLAUNCH_PLATFORM={stack.platform_socket}\n"
+                f"export SEVLAUNCH_BROKER_URL={stack.broker_url}\n"
+                f"export SEVLAUNCH_BROKER_TOKEN_FILE={stack.owner_token}\n"
+                "sevlaunch host list --all; sevlaunch host console demo-1; sevlaunch host timeline demo-1\n"
+                "sevlaunch broker audit; sevlaunch platform status\n"
+                f"stop them with: pkill -f {root}",
+                title="the services are still running",
+                expand=False,
+            )
+        )
+        return
+    try:
+        destroy_all(stack)
+    except Exception:  # noqa: S110 - best effort: the services are going away anyway
+        pass
+    stack.stop()
+    if cleanup:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,170 @@
+"""``sevlaunch demo``: a whole attested launch on an embedded emulated host, then a tampered
+one that must be refused.
+
+The guest owner registers a workload with the broker (the expected launch digest of a
+firmware, kernel, initrd and command line, and a disk passphrase as its secret); the VM tool
+launches guests on the host manager; each guest unlocks its encrypted disk with the secret
+only the attested launch received. Then the firmware is tampered with and the launch must
+fail at the measurement check, with the domain destroyed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sevlaunch.crypto.disk import DiskContents, seal
+from sevlaunch.host.client import HostClient
+from sevlaunch.orchestrate.launch import Launcher, LaunchResult, Observer
+from sevlaunch.orchestrate.owner_port import BrokerOwner
+from sevlaunch.orchestrate.services import Stack
+
+DISK_LABEL = "sevlaunch-demo-root"
+CMDLINE = "console=ttyS0 root=/dev/vda ro"
+WORKLOAD = "demo"
+POLICY = 0x1  # NODBG
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    firmware: Path
+    tampered: Path
+    kernel: Path
+    initrd: Path
+    disk: Path
+    passphrase: Path
+
+
+def make_artifacts(directory: Path) -> Artifacts:
+    """A 4 MiB AmdSev-like firmware, a kernel and initrd, and a disk sealed under a passphrase."""
+    from sevlaunch.vmm.ovmf_image import make_image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    image = make_image(4 << 20, seed=b"sevlaunch demo")
+    firmware = directory / "OVMF.amdsev.fd"
+    firmware.write_bytes(image)
+    tampered = directory / "OVMF.tampered.fd"
+    evil = bytearray(image)
+    evil[0x1000] ^= 0x01  # one bit in the firmware volume
+    tampered.write_bytes(bytes(evil))
+    kernel = directory / "vmlinuz"
+    kernel.write_bytes(b"MZ" + secrets.token_bytes(64 << 10))
+    initrd = directory / "initrd.img"
+    initrd.write_bytes(secrets.token_bytes(32 << 10))
+    passphrase = directory / "disk.passphrase"
+    fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(secrets.token_urlsafe(24).encode())
+    disk = directory / "root.img"
+    disk.write_bytes(
+        seal(
+            passphrase.read_bytes(),
+            DiskContents(DISK_LABEL, b"the guest's data"),
+            salt=secrets.token_bytes(16),
+            nonce=secrets.token_bytes(12),
+        )
+    )
+    return Artifacts(firmware, tampered, kernel, initrd, disk, passphrase)
+
+
+def domain_xml(
+    name: str, art: Artifacts, firmware: Path, *, policy: int = POLICY, vcpus: int = 1
+) -> str:
+    return f"""<domain type='kvm'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <loader readonly='yes' type='rom'>{firmware}</loader>
+    <kernel>{art.kernel}</kernel>
+    <initrd>{art.initrd}</initrd>
+    <cmdline>{CMDLINE}</cmdline>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{art.disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+  <launchSecurity type='sev' kernelHashes='yes'>
+    <policy>0x{policy:04x}</policy>
+  </launchSecurity>
+</domain>
+"""
+
+
+def register_workload(stack: Stack, art: Artifacts, *, policy: int = POLICY) -> str:
+    """The guest owner's setup: trust the emulated root, register the workload and its secret."""
+    from sevlaunch.broker.client import BrokerClient
+    from sevlaunch.owner.launch_digest import launch_digest
+    from sevlaunch.platform.client import PlatformClient
+
+    with PlatformClient(stack.platform_socket) as platform:
+        ca = platform.ca_chain()
+    with (
+        art.firmware.open("rb") as fw,
+        art.kernel.open("rb") as kernel,
+        art.initrd.open("rb") as initrd,
+    ):
+        digest = launch_digest(fw, kernel, initrd, CMDLINE)
+    with BrokerClient(stack.broker_url, stack.owner_token.read_bytes().strip()) as broker:
+        broker.add_root(ca, name="emulated")
+        broker.add_workload(
+            WORKLOAD, [policy], [digest], secrets={"luks-key": art.passphrase.read_bytes()}
+        )
+    return digest.hex()
+
+
+@dataclass
+class DemoOutcome:
+    launches: list[LaunchResult] = field(default_factory=list)
+    tampered: LaunchResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        good = bool(self.launches) and all(
+            r.ok and f"disk label '{DISK_LABEL}'" in r.console for r in self.launches
+        )
+        refused = (
+            self.tampered is not None and not self.tampered.ok and self.tampered.failed_step == 11
+        )
+        return good and refused
+
+
+def run_launches(
+    stack: Stack,
+    art: Artifacts,
+    names: list[str],
+    firmware: Path,
+    observer: Observer,
+) -> list[LaunchResult]:
+    token = stack.launcher_token.read_bytes().strip()
+
+    def one(name: str) -> LaunchResult:
+        owner = BrokerOwner(stack.broker_url, token, WORKLOAD)
+        with HostClient(stack.host_uri) as host:
+            return Launcher(
+                host,
+                owner,
+                domain_xml(name, art, firmware),
+                observer=observer,
+                kds_url=stack.kds_url,
+            ).run()
+
+    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+        return list(pool.map(one, names))
+
+
+def destroy_all(stack: Stack) -> None:
+    with HostClient(stack.host_uri) as host:
+        for domain in host.list_domains():
+            host.destroy(domain["name"])
+
+
+Reporter = Callable[[str], None]

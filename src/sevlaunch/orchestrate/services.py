@@ -1,0 +1,207 @@
+"""Run sevlaunch's services as processes, for the demo and for tests: an emulated platform
+(with its key server), a host manager and an attestation broker, all on Unix sockets in one
+directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sevlaunch.errors import SevlaunchError
+
+START_TIMEOUT = 60.0
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "sevlaunch.cli"]
+
+
+def _write_private(path: Path, data: bytes) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return path
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@dataclass
+class Stack:
+    """The services of one emulated host plus a broker, under ``root``."""
+
+    root: Path
+    profile: str = "rome"
+    latency: str = "none"
+    es: bool = False
+    services: list[Service] = field(default_factory=list)
+    kds_url: str = ""
+
+    @property
+    def platform_socket(self) -> Path:
+        return self.root / "platform.sock"
+
+    @property
+    def host_socket(self) -> Path:
+        return self.root / "host.sock"
+
+    @property
+    def broker_socket(self) -> Path:
+        return self.root / "broker.sock"
+
+    @property
+    def host_uri(self) -> str:
+        return f"unix:{self.host_socket}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"unix:{self.broker_socket}"
+
+    @property
+    def owner_token(self) -> Path:
+        return self.root / "owner.token"
+
+    @property
+    def launcher_token(self) -> Path:
+        return self.root / "launcher.token"
+
+    def start(self, *, detach: bool = False) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "platform",
+            [
+                "platform",
+                "serve",
+                "--state",
+                str(self.root / "platform"),
+                "--socket",
+                str(self.platform_socket),
+                "--profile",
+                self.profile,
+                "--latency",
+                self.latency,
+            ],
+            self.platform_socket,
+            detach,
+        )
+        if self.es:
+            self._cli("platform", "init", "--es", "--socket", str(self.platform_socket))
+        kds = self._spawn(
+            "kds",
+            ["platform", "kds", "--socket", str(self.platform_socket)],
+            None,
+            detach,
+            capture=True,
+        )
+        self.kds_url = self._first_line(kds)
+        self._spawn(
+            "host",
+            [
+                "host",
+                "serve",
+                "--state",
+                str(self.root / "host"),
+                "--listen",
+                self.host_uri,
+                "--platform",
+                str(self.platform_socket),
+            ],
+            self.host_socket,
+            detach,
+        )
+        _write_private(self.root / "kek", secrets.token_bytes(32))
+        _write_private(self.owner_token, secrets.token_hex(24).encode())
+        _write_private(self.launcher_token, secrets.token_hex(24).encode())
+        broker = [
+            "broker",
+            "serve",
+            "--db",
+            f"sqlite:///{self.root / 'broker.db'}",
+            "--kek-file",
+            str(self.root / "kek"),
+            "--listen",
+            self.broker_url,
+        ]
+        broker += [
+            "--owner-token-file",
+            str(self.owner_token),
+            "--launcher-token-file",
+            str(self.launcher_token),
+            "--log-level",
+            "warning",
+        ]
+        self._spawn("broker", broker, self.broker_socket, detach)
+
+    def _cli(self, *args: str) -> None:
+        done = subprocess.run([*_cli(), *args], capture_output=True, check=False)
+        if done.returncode:
+            raise SevlaunchError(
+                f"sevlaunch {' '.join(args)} failed: {done.stderr.decode().strip()}"
+            )
+
+    def _spawn(
+        self, name: str, args: list[str], ready: Path | None, detach: bool, *, capture: bool = False
+    ) -> Service:
+        log = self.root / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [*_cli(), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else out,
+                stderr=out,
+                start_new_session=detach,
+            )
+        service = Service(name, process, log)
+        self.services.append(service)
+        if ready is not None:
+            self._wait_socket(service, ready)
+        return service
+
+    def _wait_socket(self, service: Service, path: Path) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not path.exists():
+            if service.process.poll() is not None:
+                raise SevlaunchError(
+                    f"the {service.name} service failed to start: {service.log.read_text()[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise SevlaunchError(
+                    f"the {service.name} service did not open {path} within {START_TIMEOUT:.0f} s"
+                )
+            time.sleep(0.05)
+
+    @staticmethod
+    def _first_line(service: Service) -> str:
+        assert service.process.stdout is not None
+        line = service.process.stdout.readline().decode().strip()
+        if not line:
+            raise SevlaunchError(
+                f"the {service.name} service failed to start: {service.log.read_text()[-2000:]}"
+            )
+        return line
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            with contextlib.suppress(OSError):
+                service.stop()
+        self.services.clear()
