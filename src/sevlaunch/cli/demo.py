@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -131,8 +132,10 @@ def _summary(console: Console, outcome: object, seconds: float) -> None:
     console.rule(
         f"[bold {style}]{'every expected outcome happened' if outcome.ok else 'an expected outcome did not happen'}"
     )
+    refused = outcome.tampered is not None and not outcome.tampered.ok
     console.print(
-        f"{booted}/{len(outcome.launches)} attested guests booted and unlocked their disk; tampered launch refused: {outcome.tampered is not None and not outcome.tampered.ok}; {seconds:.1f} s"
+        f"{booted}/{len(outcome.launches)} attested guests booted and unlocked their disk; "
+        f"tampered launch refused: {refused}; {seconds:.1f} s"
     )
 
 
@@ -158,10 +161,8 @@ def _finish(
             )
         )
         return
-    try:
+    with contextlib.suppress(Exception):  # best effort: the services are going away anyway
         destroy_all(stack)
-    except Exception:  # noqa: S110 - best effort: the services are going away anyway
-        pass
     stack.stop()
     if cleanup:
         shutil.rmtree(root, ignore_errors=True)

@@ -23,6 +23,11 @@ _STYLE = {
 _MARK = {"pending": "·", "running": "…", "ok": "✓", "failed": "✗", "skipped": "-"}
 
 
+def _short(text: str, limit: int = 44) -> str:
+    """One line of detail; the full text of a failure is printed after the table."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class Progress:
     """Collects step updates from launcher threads and renders them."""
 
@@ -57,7 +62,9 @@ class Progress:
                 party,
                 Text(_MARK[rec.status], style=_STYLE[rec.status]),
                 took,
-                Text(rec.detail[:160], style=_STYLE[rec.status] if rec.status == "failed" else ""),
+                Text(
+                    _short(rec.detail), style=_STYLE[rec.status] if rec.status == "failed" else ""
+                ),
             )
         return table
 
