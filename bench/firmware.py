@@ -90,7 +90,6 @@ def bench_launch_start(fw: Firmware) -> tuple[float, float]:
     mem.write(0x3000, session)
     start = LaunchStartBuffer(0, 0, 0x1000, len(godh), 0x3000, len(session)).to_bytes()
 
-    decommission = HandleBuffer(0)
     times = []
     for _ in range(300):
         begin = time.perf_counter()

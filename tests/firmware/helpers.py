@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.crypto import ecc, kdf, launch

@@ -86,7 +86,10 @@ def test_length_query_writes_back_required_lengths(
 ) -> None:
     fw.init()
     mem = SparseMemory()
-    assert fw.execute(command, buffer.to_bytes(), mem) == (Status.INVALID_LENGTH, written.to_bytes())
+    assert fw.execute(command, buffer.to_bytes(), mem) == (
+        Status.INVALID_LENGTH,
+        written.to_bytes(),
+    )
     assert mem.pages_in_use == 0  # nothing was written
 
 
@@ -142,7 +145,7 @@ def test_platform_status_layout(es_fw: Firmware) -> None:
         (InitExBuffer(nv_paddr=0x10000, nv_len=32768), Status.SUCCESS),
     ],
 )
-def test_init_checks(fw: Firmware, buffer: InitBuffer, status: Status) -> None:
+def test_init_checks(fw: Firmware, buffer: InitBuffer | InitExBuffer, status: Status) -> None:
     command = Command.INIT if isinstance(buffer, InitBuffer) else Command.INIT_EX
     assert fw.execute(command, buffer.to_bytes(), SparseMemory())[0] is status
     expected = PlatformState.INIT if status is Status.SUCCESS else PlatformState.UNINIT

@@ -48,14 +48,16 @@ def test_exported_chain_with_signed_cek_verifies_to_the_emulated_ark(fw: Firmwar
 def test_exported_cek_is_unsigned_like_real_firmware(fw: Firmware) -> None:
     fw.init()
     chain = _chain(fw, signed_cek=False)
-    assert chain.cek.sig1.is_empty and chain.cek.sig2.is_empty
+    assert chain.cek.sig1.is_empty
+    assert chain.cek.sig2.is_empty
     with pytest.raises(MissingCekSignatureError):
         verify_platform(chain, _trust(fw))
 
 
 def test_emulated_roots_cannot_pass_for_amd(fw: Firmware) -> None:
     ca = CaChain.from_bytes(fw.ca_chain())
-    assert ca.ark.key_id == ARK_KEY_ID and ca.ask.key_id == ASK_KEY_ID
+    assert ca.ark.key_id == ARK_KEY_ID
+    assert ca.ask.key_id == ASK_KEY_ID
     assert ARK_KEY_ID.startswith(b"sevlaunch-emu")
     assert (ca.ark.modulus_size, ca.ask.certifying_id) == (4096, ARK_KEY_ID)
     fw.init()
@@ -78,14 +80,16 @@ def test_certificate_contents(fw: Firmware) -> None:
 
 def test_get_id_is_64_bytes_and_stable(fw: Firmware, make_fw: MakeFw) -> None:
     chip = fw.get_id()
-    assert len(chip) == 64 and chip == fw.chip_id == make_fw(seed=9).get_id()
+    assert len(chip) == 64
+    assert chip == fw.chip_id == make_fw(seed=9).get_id()
 
 
 def _own(fw: Firmware, seed: int = 3) -> tuple[bytes, bytes]:
     """Sign the PEK CSR with a fresh owner OCA; returns (pek, oca)."""
     oca_key = ecc.generate_p384(seed)
     csr = SevCert.from_bytes(fw.pek_csr())
-    assert csr.sig1.is_empty and csr.sig2.is_empty
+    assert csr.sig1.is_empty
+    assert csr.sig2.is_empty
     oca = SevCert(
         Usage.OCA,
         Algorithm.ECDSA_SHA256,
@@ -138,10 +142,12 @@ def test_pek_gen_and_pdh_gen(fw: Firmware) -> None:
     pdh1, certs1 = fw.pdh_cert_export()
     fw.pdh_gen()
     pdh2, certs2 = fw.pdh_cert_export()
-    assert pdh1 != pdh2 and certs1 == certs2
+    assert pdh1 != pdh2
+    assert certs1 == certs2
     fw.pek_gen()
     pdh3, certs3 = fw.pdh_cert_export()
-    assert pdh3 != pdh2 and certs3[:0x824] != certs2[:0x824]
+    assert pdh3 != pdh2
+    assert certs3[:0x824] != certs2[:0x824]
     verify_platform(_chain(fw, signed_cek=True), _trust(fw))
 
 

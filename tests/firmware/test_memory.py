@@ -48,7 +48,8 @@ def test_blocks_are_independent_and_address_bound(paddr: int) -> None:
     cipher = GuestCipher(VEK)
     block = b"sixteen byte blk"
     one = cipher.encrypt_at(paddr, block)
-    assert len(one) == 16 and one != block
+    assert len(one) == 16
+    assert one != block
     assert cipher.encrypt_at(paddr - paddr % GRANULE, bytes(paddr % GRANULE) + block)[-16:] == one
     assert cipher.encrypt_at(paddr + GRANULE, block) != one  # moved: different ciphertext
     assert cipher.decrypt_at(paddr, one) == block

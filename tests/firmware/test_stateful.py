@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
 
 from sevlaunch.firmware import GUEST_TABLE, Firmware, PlatformState, Profile, SparseMemory
 from sevlaunch.formats.commands import (
@@ -36,6 +45,8 @@ NO_BUFFER = (
 
 
 class FirmwareMachine(RuleBasedStateMachine):
+    guests = Bundle("guests")
+
     def __init__(self, state: bytes) -> None:
         super().__init__()
         self.fw = Firmware(TINY, rng=seeded_rng(3).randbytes, state=state)
@@ -47,6 +58,10 @@ class FirmwareMachine(RuleBasedStateMachine):
         assert isinstance(status, Status)
         return status, written
 
+    @initialize(es=st.booleans())
+    def boot(self, es: bool) -> None:
+        self.init(es)
+
     @rule(es=st.booleans())
     def init(self, es: bool) -> None:
         self.run(Command.INIT, InitBuffer(int(es), 1 << 20, 1 << 20).to_bytes())
@@ -57,40 +72,58 @@ class FirmwareMachine(RuleBasedStateMachine):
         if command is Command.SHUTDOWN and status is Status.SUCCESS:
             self.handles.clear()
 
-    @rule(policy=POLICIES, share=HANDLES)
-    def launch_start(self, policy: int, share: int) -> None:
+    @rule(target=guests, policy=POLICIES, share=st.one_of(st.just(0), guests, HANDLES))
+    def launch_start(self, policy: int, share: int) -> MultipleResults[int]:
         status, written = self.run(
             Command.LAUNCH_START, LaunchStartBuffer(share, policy).to_bytes()
         )
-        if status is Status.SUCCESS:
-            handle = LaunchStartBuffer.from_bytes(written).handle
-            assert handle not in self.handles
-            self.handles.add(handle)
+        if status is not Status.SUCCESS:
+            return multiple()
+        handle = LaunchStartBuffer.from_bytes(written).handle
+        assert handle not in self.handles
+        self.handles.add(handle)
+        return multiple(handle)
 
-    @rule(handle=HANDLES, asid=ASIDS)
+    @rule(handle=st.one_of(guests, HANDLES), asid=ASIDS)
     def activate(self, handle: int, asid: int) -> None:
         self.run(Command.ACTIVATE, ActivateBuffer(handle, asid).to_bytes())
 
+    @rule(handle=guests)
+    def activate_in_range(self, handle: int) -> None:
+        """Try each ASID of the guest's range, as KVM's allocator would."""
+        _, written = self.run(Command.GUEST_STATUS, GuestStatusBuffer(handle).to_bytes())
+        es = bool(GuestStatusBuffer.from_bytes(written).policy & 0x4)
+        for asid in TINY.es_asids if es else TINY.sev_asids:
+            status, _ = self.run(Command.ACTIVATE, ActivateBuffer(handle, asid).to_bytes())
+            if status is not Status.ASID_OWNED and status is not Status.DF_FLUSH_REQUIRED:
+                return
+
     @rule(
-        handle=HANDLES,
-        command=st.sampled_from(
-            [Command.DEACTIVATE, Command.LAUNCH_FINISH, Command.DECOMMISSION]
-        ),
+        handle=st.one_of(guests, HANDLES),
+        command=st.sampled_from([Command.DEACTIVATE, Command.LAUNCH_FINISH, Command.DECOMMISSION]),
     )
     def by_handle(self, handle: int, command: Command) -> None:
         status, _ = self.run(command, HandleBuffer(handle).to_bytes())
         if command is Command.DECOMMISSION and status is Status.SUCCESS:
             self.handles.remove(handle)
 
-    @rule(handle=HANDLES, paddr=st.integers(0, 0x30000), length=st.integers(0, 0x2000))
+    @rule(
+        handle=st.one_of(guests, HANDLES),
+        paddr=st.integers(0, 0x30000),
+        length=st.integers(0, 0x2000),
+    )
     def update(self, handle: int, paddr: int, length: int) -> None:
         self.run(Command.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer(handle, paddr, length).to_bytes())
 
-    @rule(handle=HANDLES, length=st.sampled_from([0, 0x2F, 0x30]))
+    @rule(handle=st.one_of(guests, HANDLES), length=st.sampled_from([0, 0x2F, 0x30]))
     def measure(self, handle: int, length: int) -> None:
         self.run(Command.LAUNCH_MEASURE, LaunchMeasureBuffer(handle, 0x1000, length).to_bytes())
 
-    @rule(handle=HANDLES, src=st.integers(0, 0x3000), length=st.integers(0, 0x100))
+    @rule(
+        handle=st.one_of(guests, HANDLES),
+        src=st.integers(0, 0x300).map(lambda v: v * 16),
+        length=st.integers(0, 0x10).map(lambda v: v * 16),
+    )
     def dbg(self, handle: int, src: int, length: int) -> None:
         self.run(Command.DBG_DECRYPT, DbgBuffer(handle, src, 0x8000, length).to_bytes())
 
@@ -129,7 +162,8 @@ class FirmwareMachine(RuleBasedStateMachine):
                 assert guest.asid in allowed
                 assert handle in core.asids.owners(guest.asid)
         for asid, owners in core.asids.bound.items():
-            assert owners and asid not in core.asids.dirty
+            assert owners
+            assert asid not in core.asids.dirty
             assert {core.guests[h].asid for h in owners} == {asid}
             assert len({core.guests[h].key_group for h in owners}) == 1
         for es, asids in ((True, TINY.es_asids), (False, TINY.sev_asids)):
@@ -138,10 +172,14 @@ class FirmwareMachine(RuleBasedStateMachine):
 
 
 def test_random_command_sequences(factory_state: bytes) -> None:
+    class Machine(FirmwareMachine):
+        def __init__(self) -> None:
+            super().__init__(factory_state)
+
     run_state_machine_as_test(
-        lambda: FirmwareMachine(factory_state),
+        Machine,
         settings=settings(
-            max_examples=60,
+            max_examples=100,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -140,7 +140,7 @@ def platform_in(make_fw: MakeFw, state: PlatformState) -> Firmware:
 
 
 @pytest.mark.parametrize("state", list(PlatformState))
-@pytest.mark.parametrize("command", PLATFORM_ONLY + [Command.LAUNCH_START])
+@pytest.mark.parametrize("command", [*PLATFORM_ONLY, Command.LAUNCH_START])
 def test_platform_table_platform_commands(
     make_fw: MakeFw, state: PlatformState, command: Command
 ) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sevlaunch.firmware.guest import AsidTable, GuestContext
 from sevlaunch.firmware.identity import Identity, Rng
 from sevlaunch.firmware.memory import Memory
@@ -42,7 +40,6 @@ class Core:
     profile: Profile
     rng: Rng
     identity: Identity
-    rsa_keygen: Callable[[], rsa.RSAPrivateKey]
     state: PlatformState = PlatformState.UNINIT
     es_enabled: bool = False
     guests: dict[int, GuestContext] = field(default_factory=dict)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sevlaunch.errors import FirmwareError
+from sevlaunch.errors import AddressError, FirmwareError
 from sevlaunch.firmware import dispatch, identity, persist
 from sevlaunch.firmware._core import Core
 from sevlaunch.firmware.guest import GuestContext
@@ -54,8 +54,6 @@ class _NoMemory:
     """The memory of a command that moves no guest data: only the scratch window exists."""
 
     def read(self, paddr: int, length: int) -> bytes:
-        from sevlaunch.errors import AddressError
-
         raise AddressError(paddr, length, "this command was given no guest memory")
 
     def write(self, paddr: int, data: bytes) -> None:
@@ -79,7 +77,7 @@ class Firmware:
             if state is None
             else persist.decode(state)
         )
-        self._core = Core(profile=profile, rng=rng, identity=ident, rsa_keygen=rsa_keygen)
+        self._core = Core(profile=profile, rng=rng, identity=ident)
 
     # -- the firmware interface ------------------------------------------------------------
 
