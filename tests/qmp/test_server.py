@@ -142,6 +142,20 @@ def test_events_reach_every_negotiated_client(sock_path: str) -> None:
     run(body, sock_path)
 
 
+def test_latched_event_reaches_clients_that_negotiate_later(sock_path: str) -> None:
+    async def body(server: QMPServer, path: str, *_: object) -> None:
+        server.emit("SEV_LAUNCH_MEASUREMENT_AVAILABLE", {"data": "bWVhc3VyZQ=="}, latch=True)
+        server.emit("STOP")  # not latched: a late client never sees it
+        raw = await Raw.open(path)
+        event = await raw.recv()
+        assert event["event"] == "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
+        assert event["data"] == {"data": "bWVhc3VyZQ=="}
+        await raw.send(b'{"execute":"query-version","id":1}')
+        assert "return" in await raw.recv()
+
+    run(body, sock_path)
+
+
 # -- raw sockets ---------------------------------------------------------------------------
 
 

@@ -86,9 +86,15 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def rome_state() -> bytes:
-    """A factory-fresh rome platform's state file, generated once per session."""
-    return StoredState(PROFILE, Firmware(PROFILES[PROFILE]).persistent_state()).to_bytes()
+def rome_identity() -> bytes:
+    """A factory-fresh rome chip's persistent firmware state, generated once per session."""
+    return Firmware(PROFILES[PROFILE]).persistent_state()
+
+
+@pytest.fixture(scope="session")
+def rome_state(rome_identity: bytes) -> bytes:
+    """That chip as a platform service's state file."""
+    return StoredState(PROFILE, rome_identity).to_bytes()
 
 
 @dataclass
@@ -324,7 +330,12 @@ class VmmProcess:
     def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """Run to exit (start-up failures, -daemonize)."""
         return subprocess.run(
-            [VMM, *argv], env=self.env(), capture_output=True, text=True, timeout=WAIT_LIMIT
+            [VMM, *argv],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=WAIT_LIMIT,
+            check=False,
         )
 
     def wait(self) -> int:

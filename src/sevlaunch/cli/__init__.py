@@ -14,6 +14,7 @@ COMMANDS = {
     "host": "sevlaunch.cli.host:host",
     "broker": "sevlaunch.cli.broker:broker",
     "launch": "sevlaunch.cli.launch:launch",
+    "image": "sevlaunch.cli.image:image",
 }
 
 

@@ -29,6 +29,7 @@ from sevlaunch.qmp._messages import (
     ErrorClass,
     ErrorResponse,
     Event,
+    Negotiated,
     Outbound,
     Return,
     VersionInfo,
@@ -88,6 +89,7 @@ class QMPServer:
         self._clients: set[_Client] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
+        self._latched: dict[str, Event] = {}
         self.register("query-version", self._query_version)
         self.register("query-commands", self._query_commands)
 
@@ -164,9 +166,17 @@ class QMPServer:
 
     # -- events -------------------------------------------------------------------------
 
-    def emit(self, name: str, data: Mapping[str, object] | None = None) -> None:
-        """Broadcast an event, stamped now, to every negotiated client."""
+    def emit(
+        self, name: str, data: Mapping[str, object] | None = None, *, latch: bool = False
+    ) -> None:
+        """Broadcast an event, stamped now, to every negotiated client.
+
+        A ``latch`` event is also sent to every client that negotiates later (an extension
+        for state announcements made before any client could connect; QEMU events are not).
+        """
         event = Event.at(name, self.clock(), data)
+        if latch:
+            self._latched[name] = event
         for client in list(self._clients):
             client.write(event)
 
@@ -195,6 +205,9 @@ class QMPServer:
                         client.write(await self._execute(event))
                     else:
                         client.write(event.response())
+                        if isinstance(event, Negotiated):
+                            for latched in self._latched.values():
+                                client.write(latched)
                 if not writer.is_closing():
                     await writer.drain()
         except (ConnectionError, OSError) as e:

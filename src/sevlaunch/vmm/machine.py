@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sevlaunch.errors import FirmwareError, VmmError
+from sevlaunch.errors import FirmwareError, UsageError, VmmError
 from sevlaunch.formats.hashes import KernelHashes
 from sevlaunch.formats.ovmf import OvmfFooterTable
+from sevlaunch.formats.vmsa import qemu_cpu_option, reset_vmsas
 from sevlaunch.vmm.guest import BootMedia, BootResult, Guest
 from sevlaunch.vmm.memory import GuestMemory
 from sevlaunch.vmm.port import SevPlatform
@@ -86,15 +87,28 @@ class Machine:
                 )
             self.sev = SevGuest(self.platform, self.spec.sev)
             await self.sev.kvm_init()
+            reset = _es_reset_address(self.firmware) if self.spec.sev.es else None
             await self.sev.encrypt(self.memory, self.memory.flash_base, self.firmware)
             if self.spec.kernel is not None and self.spec.sev.kernel_hashes:
                 await self.sev.add_kernel_hashes(self.memory, self.firmware, self._hashes_table())
-            await self.sev.machine_done()
+            await self.sev.machine_done(self._vmsas(reset))
             self.emit(MEASUREMENT_EVENT, {"data": self.sev.launch_measure()})
         else:
             self.memory.write(self.memory.flash_base, self.firmware)
         if not self.spec.start_paused:
             await self.cont()
+
+    def _vmsas(self, ap_reset_address: int | None) -> tuple[bytes, ...]:
+        """The vCPUs' reset state as KVM syncs it into the VMSAs (SEV-ES only)."""
+        sev = self.spec.sev
+        if sev is None or not sev.es or self.sev is None:
+            return ()
+        host = self.sev.info.host_cpu_model if self.sev.info else None
+        try:
+            cpu = qemu_cpu_option(self.spec.cpu_model, host)
+            return reset_vmsas(self.spec.vcpus, cpu, ap_reset_address, legacy=sev.legacy)
+        except UsageError as exc:
+            raise VmmError(f"unable to build the SEV-ES VMSAs: {exc}") from None
 
     def _hashes_table(self) -> bytes:
         spec = self.spec
@@ -182,18 +196,21 @@ class Machine:
 
     async def attestation_report(self, mnonce_b64: str) -> dict[str, Any]:
         if self.sev is None or self.platform is None:
-            raise VmmError("SEV not enabled for guest")
+            raise VmmError("SEV is not enabled")
         try:
             mnonce = base64.b64decode(mnonce_b64, validate=True)
         except (binascii.Error, ValueError):
-            raise VmmError("SEV: failed to decode mnonce") from None
+            raise VmmError("SEV: failed to decode mnonce input") from None
         if len(mnonce) != 16:
             raise VmmError(f"SEV: mnonce must be 16 bytes (got {len(mnonce)})")
         try:
             report = await self.platform.attestation(self.sev.handle, mnonce)
         except FirmwareError as exc:
+            from sevlaunch.formats.status import status_name
+
             raise VmmError(
-                f"SEV: Failed to get attestation report ret=1 fw_error={exc.status}"
+                "SEV: Failed to get attestation report ret=-1 "
+                f"fw_err={exc.status} ({status_name(exc.status)})"
             ) from None
         return {"data": base64.b64encode(report).decode()}
 
@@ -240,6 +257,20 @@ def _read(path: Path | None, option: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise VmmError(f"{option}: could not open '{path}': {exc.strerror}") from None
+
+
+def _es_reset_address(firmware: bytes) -> int:
+    """``sev_es_save_reset_vector``: the AP reset address from the OVMF footer table."""
+    footer = _footer(firmware)
+    address = footer.sev_es_reset_address if footer is not None else None
+    if address is None:
+        raise VmmError(
+            "SEV information block/Firmware GUID Table block not found in pflash rom; "
+            "failed to locate and/or save reset vector"
+        )
+    if address == 0:
+        raise VmmError("SEV-ES reset address is zero; failed to locate and/or save reset vector")
+    return address
 
 
 def _footer(firmware: bytes) -> OvmfFooterTable | None:

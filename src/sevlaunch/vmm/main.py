@@ -18,12 +18,12 @@ import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sevlaunch.errors import CommandLineError, FirmwareError, PlatformError, SevlaunchError
 from sevlaunch.qmp import QMPServer, VersionInfo
 from sevlaunch.vmm.cmdline import VmConfig, parse_cmdline
-from sevlaunch.vmm.machine import Machine, MachineSpec
+from sevlaunch.vmm.machine import MEASUREMENT_EVENT, Machine, MachineSpec
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.qmp_commands import VmmCommands
 from sevlaunch.vmm.sev import SevGuestConfig
@@ -105,6 +105,7 @@ def _sev_config(sev: object) -> SevGuestConfig:
         dh_cert_b64=blob(sev.dh_cert_file, "dh-cert-file"),
         session_b64=blob(sev.session_file, "session-file"),
         kernel_hashes=sev.kernel_hashes,
+        legacy_vm_type=sev.legacy_vm_type,
     )
 
 
@@ -140,7 +141,12 @@ async def _start_machine(
     spec = machine_spec(config)
     if spec.sev is not None and device is None:
         raise StartupError(f"sev_common_kvm_init: {device_error}")
-    machine = Machine(spec, device if spec.sev else None, server.emit, console)
+
+    def emit(name: str, data: dict[str, Any] | None) -> None:
+        # the measurement is announced before QMP listens: latch it for clients that connect later
+        server.emit(name, data, latch=name == MEASUREMENT_EVENT)
+
+    machine = Machine(spec, device if spec.sev else None, emit, console)
     try:
         await machine.init()
     except (SevlaunchError, FirmwareError, PlatformError) as exc:

@@ -54,12 +54,13 @@ class GuestMemory:
             view = view[chunk:]
 
     def contains(self, needle: bytes) -> bool:
-        """Whether ``needle`` appears in any page (tests use it to prove ciphertext-only RAM)."""
-        prev_index, prev = -2, b""
+        """Whether ``needle`` appears in the stored pages (tests use it to prove ciphertext-only
+        RAM). A needle may straddle any number of adjacent pages; unwritten pages hold nothing."""
+        keep = max(len(needle) - 1, 0)
+        prev_index, tail = -2, b""
         for index in sorted(self._pages):
-            frame = bytes(self._pages[index])
-            carry = prev[-len(needle) :] if index == prev_index + 1 else b""
-            if needle in carry + frame:
+            window = (tail if index == prev_index + 1 else b"") + bytes(self._pages[index])
+            if needle in window:
                 return True
-            prev_index, prev = index, frame
+            prev_index, tail = index, window[max(len(window) - keep, 0) :] if keep else b""
         return False

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sevlaunch.errors import FirmwareError
 from sevlaunch.formats.policy import PolicyFlags
 from sevlaunch.formats.status import Status
+from sevlaunch.formats.vmsa import GENERATION_MODELS
 from sevlaunch.platform.client import AsyncPlatformClient
 from sevlaunch.vmm.port import Capabilities, PlatformInfo
 
@@ -52,6 +53,7 @@ class EmulatedSevPlatform:
             es_initialised=status.es_initialized,
             cbitpos=profile.cbitpos,
             reduced_phys_bits=profile.reduced_phys_bits,
+            host_cpu_model=GENERATION_MODELS.get(profile.name),
         )
 
     async def capabilities(self) -> Capabilities:

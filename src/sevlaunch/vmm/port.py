@@ -22,6 +22,8 @@ class PlatformInfo:
     es_initialised: bool
     cbitpos: int
     reduced_phys_bits: int
+    #: The QEMU CPU model of the host's EPYC generation (what ``-cpu host`` shows), if known.
+    host_cpu_model: str | None = None
 
 
 @dataclass(frozen=True)

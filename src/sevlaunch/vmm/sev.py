@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sevlaunch.errors import FirmwareError, VmmError
@@ -21,6 +22,10 @@ from sevlaunch.vmm.memory import GuestMemory
 from sevlaunch.vmm.port import PlatformInfo, SevPlatform
 
 SEV_FW_BLOB_MAX_SIZE = 0x4000
+#: Where the VMSA pages sit for LAUNCH_UPDATE_VMSA: pages KVM allocates itself, never
+#: guest-physical (the emulated PSP uses the address only as the encryption tweak).
+VMSA_PADDR_BASE = 0x7F_0000_0000
+VMSA_PAGE = 4096
 
 
 class SevState(enum.Enum):
@@ -48,10 +53,17 @@ class SevGuestConfig:
     dh_cert_b64: bytes | None = None
     session_b64: bytes | None = None
     kernel_hashes: bool = False
+    legacy_vm_type: str = "auto"
 
     @property
     def es(self) -> bool:
         return bool(self.policy & PolicyFlags.ES)
+
+    @property
+    def legacy(self) -> bool:
+        """Whether KVM gets the legacy KVM_SEV_INIT/KVM_SEV_ES_INIT (FPU state not in the
+        VMSA). ``auto`` is legacy as in QEMU 9.1+: no sev-guest property needs INIT2."""
+        return self.legacy_vm_type != "off"
 
 
 def _decode(what: str, data: bytes) -> bytes:
@@ -81,6 +93,7 @@ class SevGuest:
         self.handle = 0
         self.info: PlatformInfo | None = None
         self.measurement: str | None = None
+        self.vmsas: list[bytes] = []
 
     async def kvm_init(self) -> None:
         """``sev_common_kvm_init``: host checks, PLATFORM_STATUS, LAUNCH_START."""
@@ -141,10 +154,13 @@ class SevGuest:
             )
         await self.encrypt(memory, area.base, table)
 
-    async def machine_done(self) -> None:
-        """``sev_launch_get_measure``: LAUNCH_MEASURE at machine-init-done, still paused."""
+    async def machine_done(self, vmsas: Sequence[bytes] = ()) -> None:
+        """``sev_launch_get_measure``: LAUNCH_MEASURE at machine-init-done, still paused;
+        for SEV-ES first LAUNCH_UPDATE_VMSA of each vCPU's page, in vCPU order."""
         if self.state is not SevState.LAUNCH_UPDATE:
             return
+        if self.config.es:
+            await self._update_vmsas(vmsas)
         try:
             blob = await self.platform.launch_measure(self.handle)
         except FirmwareError as exc:
@@ -153,6 +169,19 @@ class SevGuest:
             ) from None
         self.measurement = base64.b64encode(blob).decode()
         self.state = SevState.LAUNCH_SECRET
+
+    async def _update_vmsas(self, vmsas: Sequence[bytes]) -> None:
+        """KVM's ``sev_launch_update_vmsa``: one LAUNCH_UPDATE_VMSA per vCPU; the encrypted
+        pages stay with the hypervisor (KVM), as on hardware."""
+        for index, page in enumerate(vmsas):
+            paddr = VMSA_PADDR_BASE + index * VMSA_PAGE
+            try:
+                self.vmsas.append(await self.platform.launch_update_vmsa(self.handle, paddr, page))
+            except FirmwareError as exc:
+                raise VmmError(
+                    f"sev_launch_update_vmsa: LAUNCH_UPDATE_VMSA ret=1 fw_error={exc.status} "
+                    f"'{_fw_text(exc)}'"
+                ) from None
 
     def launch_measure(self) -> str:
         """``query-sev-launch-measure``."""
