@@ -38,7 +38,12 @@ from rich.panel import Panel
     show_default=True,
     help="Emulate real PSP command latencies.",
 )
-def demo(guests: int, keep: bool, directory: str | None, latency: str) -> None:
+@click.option(
+    "--es",
+    is_flag=True,
+    help="SEV-ES guests: policy 0x5, 2 vCPUs of EPYC-Rome, their VMSAs measured.",
+)
+def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool) -> None:
     """Start an emulated SEV platform, a host manager and an attestation broker; register a
     workload whose secret is a disk passphrase; launch guests that unlock their disk with
     it; then launch once more with tampered firmware and show the refusal. Exit 0 only if
@@ -50,7 +55,9 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str) -> None:
 
     console = Console()
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sevlaunch-demo-"))
-    stack = Stack(root, latency=latency)
+    stack = Stack(root, latency=latency, es=es)
+    shape = d.GuestShape.es() if es else d.GuestShape()
+    kind = f"SEV-ES, {shape.vcpus} vCPUs {shape.cpu_model}" if es else "nodbg"
     outcome = d.DemoOutcome()
     began = time.monotonic()
     try:
@@ -67,21 +74,23 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str) -> None:
             f"[green]✓[/] host manager [dim]{stack.host_uri}[/], broker [dim]{stack.broker_url}[/]"
         )
         art = d.make_artifacts(root / "images")
-        digest = d.register_workload(stack, art)
+        digest = d.register_workload(stack, art, shape)
         console.print(
-            f"[green]✓[/] guest owner registered workload [bold]{d.WORKLOAD}[/]: policy {d.POLICY:#06x} (nodbg), "
+            f"[green]✓[/] guest owner registered workload [bold]{d.WORKLOAD}[/]: policy {shape.policy:#06x} ({kind}), "
             f"expected launch digest [cyan]{digest}[/], secret: the disk passphrase (luks-key)"
         )
         names = [f"demo-{i}" for i in range(1, guests + 1)]
         progress = Progress(names, console)
         with progress.live():
-            outcome.launches = d.run_launches(stack, art, names, art.firmware, progress)
+            outcome.launches = d.run_launches(stack, art, names, art.firmware, progress, shape)
         for result in outcome.launches:
             _show_guest(console, result)
         console.rule("[bold]the same launch with one bit of the firmware flipped")
         progress = Progress(["tampered"], console)
         with progress.live():
-            outcome.tampered = d.run_launches(stack, art, ["tampered"], art.tampered, progress)[0]
+            outcome.tampered = d.run_launches(
+                stack, art, ["tampered"], art.tampered, progress, shape
+            )[0]
         _show_refusal(console, outcome.tampered)
     except SevlaunchError as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")

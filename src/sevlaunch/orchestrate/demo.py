@@ -71,20 +71,56 @@ def make_artifacts(directory: Path) -> Artifacts:
     return Artifacts(firmware, tampered, kernel, initrd, disk, passphrase)
 
 
-def domain_xml(
-    name: str, art: Artifacts, firmware: Path, *, policy: int = POLICY, vcpus: int = 1
-) -> str:
+@dataclass(frozen=True)
+class GuestShape:
+    """Policy and vCPUs of the demo's guests; SEV-ES guests measure a VMSA per vCPU."""
+
+    policy: int = POLICY
+    vcpus: int = 1
+    cpu_model: str | None = None
+
+    @classmethod
+    def es(cls, vcpus: int = 2, cpu_model: str = "EPYC-Rome") -> GuestShape:
+        return cls(POLICY | 0x4, vcpus, cpu_model)
+
+    @property
+    def is_es(self) -> bool:
+        return bool(self.policy & 0x4)
+
+
+def expected_digest(art: Artifacts, shape: GuestShape) -> bytes:
+    """The launch digest the owner expects: firmware, kernel hashes and, for SEV-ES, VMSAs."""
+    from sevlaunch.owner.launch_digest import measure_direct_boot, measure_firmware
+
+    with art.firmware.open("rb") as fw:
+        measured = measure_firmware(fw)
+    with art.kernel.open("rb") as kernel, art.initrd.open("rb") as initrd:
+        boot = measure_direct_boot(kernel, initrd, CMDLINE)
+    pages: tuple[bytes, ...] = ()
+    if shape.is_es:
+        from sevlaunch.owner.vmsa import EsVmsas, es_pages, vcpu_type
+
+        cpu = vcpu_type(name=shape.cpu_model or "qemu64")
+        pages = es_pages(measured, EsVmsas(shape.vcpus, cpu=cpu))
+    return measured.digest(boot.hashes(), pages)
+
+
+def domain_xml(name: str, art: Artifacts, firmware: Path, shape: GuestShape | None = None) -> str:
+    shape = shape or GuestShape()
+    cpu = (
+        f"\n  <cpu mode='custom'><model>{shape.cpu_model}</model></cpu>" if shape.cpu_model else ""
+    )
     return f"""<domain type='kvm'>
   <name>{name}</name>
   <memory unit='MiB'>256</memory>
-  <vcpu>{vcpus}</vcpu>
+  <vcpu>{shape.vcpus}</vcpu>
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>
     <loader readonly='yes' type='rom'>{firmware}</loader>
     <kernel>{art.kernel}</kernel>
     <initrd>{art.initrd}</initrd>
     <cmdline>{CMDLINE}</cmdline>
-  </os>
+  </os>{cpu}
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
@@ -93,31 +129,25 @@ def domain_xml(
     </disk>
   </devices>
   <launchSecurity type='sev' kernelHashes='yes'>
-    <policy>0x{policy:04x}</policy>
+    <policy>0x{shape.policy:04x}</policy>
   </launchSecurity>
 </domain>
 """
 
 
-def register_workload(stack: Stack, art: Artifacts, *, policy: int = POLICY) -> str:
+def register_workload(stack: Stack, art: Artifacts, shape: GuestShape | None = None) -> str:
     """The guest owner's setup: trust the emulated root, register the workload and its secret."""
     from sevlaunch.broker.client import BrokerClient
-    from sevlaunch.owner.launch_digest import launch_digest
     from sevlaunch.platform.client import PlatformClient
 
+    shape = shape or GuestShape()
     with PlatformClient(stack.platform_socket) as platform:
         ca = platform.ca_chain()
-    with (
-        art.firmware.open("rb") as fw,
-        art.kernel.open("rb") as kernel,
-        art.initrd.open("rb") as initrd,
-    ):
-        digest = launch_digest(fw, kernel, initrd, CMDLINE)
+    digest = expected_digest(art, shape)
     with BrokerClient(stack.broker_url, stack.owner_token.read_bytes().strip()) as broker:
         broker.add_root(ca, name="emulated")
-        broker.add_workload(
-            WORKLOAD, [policy], [digest], secrets={"luks-key": art.passphrase.read_bytes()}
-        )
+        secrets_ = {"luks-key": art.passphrase.read_bytes()}
+        broker.add_workload(WORKLOAD, [shape.policy], [digest], secrets=secrets_)
     return digest.hex()
 
 
@@ -143,6 +173,7 @@ def run_launches(
     names: list[str],
     firmware: Path,
     observer: Observer,
+    shape: GuestShape | None = None,
 ) -> list[LaunchResult]:
     token = stack.launcher_token.read_bytes().strip()
 
@@ -152,7 +183,7 @@ def run_launches(
             return Launcher(
                 host,
                 owner,
-                domain_xml(name, art, firmware),
+                domain_xml(name, art, firmware, shape),
                 observer=observer,
                 kds_url=stack.kds_url,
             ).run()

@@ -74,8 +74,9 @@ class OwnerConfig:
 
     ``{"policy": "0x1", "trust-roots": ["ark.cert"], "ca": null, "firmware": "OVMF.fd",
     "kernel": null, "initrd": null, "cmdline": null, "digests": [], "secrets": {"luks-key":
-    "passphrase.txt"}}``: the expected digest is computed from the reference artifacts and/or
-    given in ``digests`` (hex).
+    "passphrase.txt"}, "es": {"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"}}``:
+    the expected digest is computed from the reference artifacts (with the VMSAs of ``es`` for
+    an SEV-ES policy) and/or given in ``digests`` (hex).
     """
 
     root: Path
@@ -88,6 +89,7 @@ class OwnerConfig:
     cmdline: str | None = None
     digests: tuple[bytes, ...] = ()
     secrets: dict[str, Path] = field(default_factory=dict)
+    es: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path) -> OwnerConfig:
@@ -113,6 +115,7 @@ class OwnerConfig:
             cmdline=raw.get("cmdline"),
             digests=tuple(bytes.fromhex(d) for d in raw.get("digests", [])),
             secrets={k: directory / v for k, v in raw.get("secrets", {}).items()},
+            es=dict(raw.get("es", {})),
         )
 
 
@@ -124,19 +127,7 @@ class LocalOwner:
         self._launches: dict[str, Any] = {}
         self._digests = list(config.digests)
         if config.firmware is not None:
-            from sevlaunch.owner.launch_digest import launch_digest
-
-            with config.firmware.open("rb") as fw:
-                kernel = config.kernel.open("rb") if config.kernel else None
-                initrd = config.initrd.open("rb") if config.initrd else None
-                try:
-                    self._digests.append(
-                        launch_digest(fw, kernel, initrd, config.cmdline if kernel else None)
-                    )
-                finally:
-                    for handle in (kernel, initrd):
-                        if handle is not None:
-                            handle.close()
+            self._digests.append(_reference_digest(config))
         if not self._digests:
             raise UsageError(
                 "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
@@ -189,3 +180,32 @@ class LocalOwner:
         )
         packet = build_packet(table, launch.keys, info.measurement, rng=os.urandom)
         return SecretRelease(packet.header_b64, packet.payload_b64)
+
+
+def _reference_digest(config: OwnerConfig) -> bytes:
+    """The launch digest of the owner's reference artifacts (VMSAs added for SEV-ES)."""
+    from sevlaunch.owner.launch_digest import measure_direct_boot, measure_firmware
+
+    assert config.firmware is not None
+    with config.firmware.open("rb") as fw:
+        measured = measure_firmware(fw)
+    hashes = None
+    if config.kernel is not None:
+        with config.kernel.open("rb") as kernel:
+            if config.initrd is not None:
+                with config.initrd.open("rb") as initrd:
+                    hashes = measure_direct_boot(kernel, initrd, config.cmdline).hashes()
+            else:
+                hashes = measure_direct_boot(kernel, None, config.cmdline).hashes()
+    pages: tuple[bytes, ...] = ()
+    if config.policy.requires_es:
+        from sevlaunch.owner.vmsa import EsVmsas, es_pages, legacy_from_option, vcpu_type
+
+        es = config.es
+        shape = EsVmsas(
+            int(es.get("vcpus", 1)),
+            cpu=vcpu_type(name=str(es.get("vcpu-type", "qemu64"))),
+            legacy=legacy_from_option(str(es.get("legacy-vm-type", "auto"))),
+        )
+        pages = es_pages(measured, shape)
+    return measured.digest(hashes, pages)
