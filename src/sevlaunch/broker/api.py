@@ -343,6 +343,9 @@ def create_app(broker: Broker, owner_token: bytes, launcher_token: bytes) -> Fas
             id=released.id, secret_header=released.secret_header, secret=released.secret
         )
 
+    from sevlaunch.broker.dashboard import add_dashboard
+
+    add_dashboard(app, broker, owner)
     return app
 
 

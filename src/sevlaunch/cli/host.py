@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -212,9 +213,9 @@ def domlaunchsecinfo(uri: str | None, token_file: str | None, domain: str, as_js
 )
 @click.option(
     "--set-address",
-    type=int,
+    callback=lambda _ctx, _param, value: _address(value),
     default=None,
-    help="Guest physical address (default: the firmware's secret area).",
+    help="Guest physical address, decimal or 0x hex (default: the firmware's secret area).",
 )
 def domsetlaunchsecstate(
     uri: str | None,
@@ -229,6 +230,18 @@ def domsetlaunchsecstate(
     secret = read_file(secret_file, "secret").decode().strip()
     with _client(uri, token_file) as c:
         c.set_launch_security_state(domain, header, secret, set_address)
+
+
+def _address(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"expected a number such as 0x80c000, got {text!r}") from None
+    if not 0 <= value < 1 << 64:
+        raise click.BadParameter(f"a guest physical address is 0 .. 2^64-1, got {text}")
+    return value
 
 
 @host.command()
@@ -318,9 +331,14 @@ def secret_set_value(
     """Set a secret's value (it is never returned by any read API)."""
     if (value_file is None) == (value_b64 is None):
         fail("give exactly one of --file FILE or --base64 VALUE", code=EXIT_USAGE)
-    value = (
-        read_file(value_file, "secret value") if value_file else base64.b64decode(value_b64 or "")
-    )
+    try:
+        value = (
+            read_file(value_file, "secret value")
+            if value_file
+            else base64.b64decode(value_b64 or "", validate=True)
+        )
+    except (binascii.Error, ValueError):
+        fail("--base64 takes the value base64-encoded (as virsh secret-set-value)", code=EXIT_USAGE)
     with _client(uri, token_file) as c:
         c.secret_set_value(uuid, value)
     click.echo("Secret value set")

@@ -103,6 +103,9 @@ def create_app(manager: HostManager, *, token: str | None = None) -> FastAPI:
         )
 
     _routes(app, manager)
+    from sevlaunch.host.dashboard import add_dashboard
+
+    add_dashboard(app, manager, token_required=token is not None)
     return app
 
 

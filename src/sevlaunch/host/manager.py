@@ -34,6 +34,7 @@ from sevlaunch.host.store import DomainRow, Store
 MEASUREMENT_EVENT = "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
 GUEST_BOOTED_EVENT = "SEVLAUNCH_GUEST_BOOTED"
 SHUTDOWN_TIMEOUT = 30.0
+RECONNECT_TIMEOUT = 30.0
 
 PARTY_HOST = "host"
 PARTY_HYPERVISOR = "hypervisor"
@@ -60,6 +61,7 @@ class Runtime:
     events: asyncio.Task[None] | None = None
     stopping: str | None = None  # "destroyed" / "shutdown" when we asked for it
     booted: asyncio.Event = field(default_factory=asyncio.Event)
+    measured: bool = False  # "measurement-available" published for this run
 
 
 class HostManager:
@@ -83,31 +85,32 @@ class HostManager:
     # ---- start-up and shut-down of the manager itself
 
     async def startup(self) -> None:
-        """Find running guests again (pid file and QMP socket); mark dead ones crashed."""
-        for row in self.store.domain_rows():
-            if row.state not in ("running", "paused"):
-                continue
-            paths = driver.RunPaths(Path(row.run_dir or self.run_root / row.uuid))
-            pid = driver.find_hypervisor(paths, row.pid)
-            if pid is not None and await self._reattach(row, pid, paths):
-                continue
-            if pid is not None:  # alive, ours (its argv names our run dir), but no monitor
-                driver.kill(pid, 9)
-                await driver.wait_gone(pid, 5.0)
-            await self._cleanup_async(row, "crashed")
+        """Find running guests again (pid file and QMP socket); mark dead ones crashed. All at
+        once: a guest killed mid-start may need seconds before its monitor answers."""
+        rows = [r for r in self.store.domain_rows() if r.state in ("running", "paused")]
+        await asyncio.gather(*(self._recover(row) for row in rows))
+
+    async def _recover(self, row: DomainRow) -> None:
+        paths = driver.RunPaths(Path(row.run_dir or self.run_root / row.uuid))
+        pid = driver.find_hypervisor(paths, row.pid)
+        if pid is not None and await self._reattach(row, pid, paths):
+            return
+        if pid is not None:  # alive, ours (its argv names our run dir), but no monitor
+            await driver.terminate(pid)
+        await self._cleanup_async(row, "crashed")
 
     async def _reattach(self, row: DomainRow, pid: int, paths: driver.RunPaths) -> bool:
         """Connect to a guest that outlived the manager; False when its monitor is gone."""
         try:
-            client = await driver.connect(pid, paths, timeout=5.0)
+            client = await driver.connect(pid, paths, timeout=RECONNECT_TIMEOUT)
             status = await driver.qmp_execute(client, "query-status")
         except HostError:
             return False
         runtime = Runtime(pid, client, paths)
-        if any(
-            s.step == 13 and s.party == PARTY_GUEST for s in self.store.steps(row.uuid, row.launch)
-        ):
+        steps = self.store.steps(row.uuid, row.launch)
+        if any(s.step == 13 and s.party == PARTY_GUEST for s in steps):
             runtime.booted.set()
+        runtime.measured = any(s.step == 9 and s.outcome == "ok" for s in steps)  # no repeat
         self._attach(row, runtime, proc=None)
         running = bool(as_dict(status).get("running"))
         reason = row.reason if row.state == "paused" and not running else "unpaused"
@@ -265,7 +268,7 @@ class HostManager:
             self.store.set_runtime(row.uuid, launch=launch)
             try:
                 await self._start(row, launch, paused)
-            except SevlaunchError as exc:
+            except Exception as exc:
                 self.store.add_step(
                     row.uuid, launch, 8, "hypervisor started paused", PARTY_HOST, "failed", str(exc)
                 )
@@ -278,7 +281,9 @@ class HostManager:
                     detail=str(exc),
                 )
                 await self._abort_start(self._row(row.uuid))
-                raise
+                if isinstance(exc, SevlaunchError):
+                    raise
+                raise driver.internal_error(f"{type(exc).__name__}: {exc}") from exc
         return self._row(row.uuid)
 
     async def _abort_start(self, row: DomainRow) -> None:
@@ -370,6 +375,8 @@ class HostManager:
             f"pid {proc.pid}",
             began,
         )
+        self.events.lifecycle(row.name, "Started", "Booted")
+        self.events.lifecycle(row.name, "Suspended", "Paused")
         if sev is not None:
             sev_state = as_dict(await driver.qmp_execute(client, "query-sev"))
             self.store.set_runtime(row.uuid, sev_handle=sev_state.get("handle"))
@@ -385,9 +392,7 @@ class HostManager:
                 began,
             )
             if outcome == "ok":
-                self.events.publish("measurement-available", row.name, launch=launch)
-        self.events.lifecycle(row.name, "Started", "Booted")
-        self.events.lifecycle(row.name, "Suspended", "Paused")
+                self._measured(row.name, runtime, launch)
         if not paused:
             await self._resume(self._row(row.uuid), runtime)
         else:
@@ -478,7 +483,11 @@ class HostManager:
             async for event in runtime.client.events:
                 kind = str(event["event"])
                 data = as_dict(event.get("data"))
-                if kind == GUEST_BOOTED_EVENT:
+                if kind == MEASUREMENT_EVENT:
+                    row = self.store.domain(uuid)
+                    if row is not None:
+                        self._measured(name, runtime, row.launch)
+                elif kind == GUEST_BOOTED_EVENT:
                     row = self.store.domain(uuid)
                     if row is not None:
                         outcome = "failed" if data.get("halted") else "ok"
@@ -518,6 +527,13 @@ class HostManager:
         finally:
             with contextlib.suppress(SevlaunchError, OSError):
                 await client.close()
+
+    def _measured(self, name: str, runtime: Runtime, launch: int) -> None:
+        """Announce the measurement once per run: from the hypervisor's extension event when a
+        monitor was connected in time, else from polling ``query-sev`` as libvirt would."""
+        if not runtime.measured:
+            runtime.measured = True
+            self.events.publish("measurement-available", name, launch=launch)
 
     def _cleanup(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
         """Forget a stopped guest: monitor, runtime files; libvirt's "shut off (reason)"."""

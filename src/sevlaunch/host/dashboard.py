@@ -1,0 +1,283 @@
+"""The host manager's web page: node SEV info, domains and each launch's steps, live.
+
+:func:`add_dashboard` mounts the page shell (no data, no token) and HTML fragments that go
+through the API's own bearer-token check. The page reloads a fragment when the event stream
+(``/v1/events``) says something changed; resume and destroy call the JSON API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+
+from sevlaunch.errors import FormatError, HostError, SevlaunchError
+from sevlaunch.formats.chain import CertExport
+from sevlaunch.formats.sevcert import Algorithm, SevCert, Usage
+from sevlaunch.host.manager import HostManager
+from sevlaunch.host.store import DomainRow, StepRow
+from sevlaunch.web import clock, esc, fragment, mount_shell, seconds, short
+
+#: The steps the host records, in order, and the ones it can only infer (DESIGN.md's table).
+HOST_STEPS = (6, 7, 8, 9, 10, 11, 12, 13)
+INFERRED = {
+    7: ("sev-guest object built", "host"),
+    8: ("hypervisor started paused (-S)", "hypervisor"),
+    9: ("firmware launch measured", "firmware"),
+    10: ("measurement read", "VM tool"),
+    11: ("measurement checked", "guest owner"),
+    12: ("secret injected", "firmware"),
+    13: ("resumed, guest booted", "guest"),
+}
+PLATFORM_TIMEOUT = 2.0
+
+
+def add_dashboard(app: FastAPI, manager: HostManager, *, token_required: bool) -> None:
+    """Mount the page at ``/`` and its fragments under ``/ui/fragments``."""
+    mount_shell(
+        app, "host.html", title="sevlaunch host manager", auth="token" if token_required else "none"
+    )
+    app.include_router(_router(manager))
+
+
+def _router(manager: HostManager) -> APIRouter:
+    router = APIRouter(prefix="/ui/fragments", include_in_schema=False)
+
+    @router.get("/node", response_class=HTMLResponse)
+    async def node() -> HTMLResponse:
+        return fragment(await render_node(manager))
+
+    @router.get("/domains", response_class=HTMLResponse)
+    async def domains() -> HTMLResponse:
+        return fragment(render_domains(manager))
+
+    return router
+
+
+# ---- node ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformFacts:
+    """What an emulated platform's socket adds: its profile (generation) and owner flag."""
+
+    profile: str | None = None
+    externally_owned: bool | None = None
+
+
+async def render_node(manager: HostManager) -> str:
+    try:
+        info = await manager.node_sev_info()
+    except HostError as exc:
+        return _alert("failed", "No SEV on this node", str(exc))
+    facts = await asyncio.to_thread(_platform_facts, manager.platform)
+    try:
+        pdh = SevCert.from_bytes(base64.b64decode(info["pdh"]))
+        export = CertExport.from_bytes(base64.b64decode(info["cert-chain"]))
+    except (FormatError, binascii.Error, ValueError, KeyError) as exc:
+        return _alert("failed", "The node's certificate chain does not parse", str(exc))
+    rows = [
+        ("Generation", esc(generation(export, facts.profile))),
+        ("Owner", esc(ownership(facts.externally_owned))),
+        ("Firmware API", esc(f"{pdh.api_major}.{pdh.api_minor}")),
+        ("Chip id", _chip_id(info.get("cpu0-id"))),
+        ("C-bit position", esc(info.get("cbitpos"))),
+        ("Reduced phys bits", esc(info.get("reduced-phys-bits"))),
+        ("Max SEV guests", esc(info.get("max-guests", "—"))),
+        ("Max SEV-ES guests", esc(info.get("max-es-guests", "—"))),
+    ]
+    facts_html = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
+    certs = [("PDH", pdh), ("PEK", export.pek), ("OCA", export.oca), ("CEK", export.cek)]
+    chain = "".join(_cert_row(name, cert) for name, cert in certs)
+    return (
+        f'<dl class="facts">{facts_html}</dl>'
+        '<table class="chain"><caption>Platform certificate chain</caption>'
+        "<thead><tr><th>Certificate</th><th>Key</th><th>Key id</th><th>API</th>"
+        f"<th>Signed by</th></tr></thead><tbody>{chain}</tbody></table>"
+    )
+
+
+def _platform_facts(socket: str | None) -> PlatformFacts:
+    """Ask an emulated platform who it is; a real host has no such socket."""
+    if socket is None:
+        return PlatformFacts()
+    from sevlaunch.platform.client import PlatformClient
+
+    try:
+        with PlatformClient(socket, timeout=PLATFORM_TIMEOUT) as client:
+            profile = client.profile().name
+            owned = client.platform_status().externally_owned
+    except (SevlaunchError, OSError):
+        return PlatformFacts()
+    return PlatformFacts(profile, owned)
+
+
+def generation(export: CertExport, profile: str | None) -> str:
+    """The platform's generation: the emulated profile, else what the CEK's signer tells."""
+    if profile is not None:
+        return f"emulated ({profile})"
+    ask = next((s for s in export.cek.signatures if s.usage is Usage.ASK), None)
+    if ask is None:
+        return "AMD, generation not in the chain (the CEK is unsigned; fetch the signed CEK by chip id)"
+    if ask.algorithm is Algorithm.RSA_SHA256:
+        return "AMD Naples (CEK signed by an RSA-2048 ASK)"
+    return "AMD Rome or later (CEK signed by an RSA-4096 ASK)"
+
+
+def ownership(externally_owned: bool | None) -> str:
+    if externally_owned is None:
+        return "not reported (PLATFORM_STATUS is not in node SEV info)"
+    return "externally owned (imported OCA)" if externally_owned else "self-owned (firmware OCA)"
+
+
+def key_id(cert: SevCert) -> str:
+    """A short id for a certificate's key: SHA-256 of its public-key field, 16 hex digits."""
+    return hashlib.sha256(cert.public_key.to_bytes()).hexdigest()[:16]
+
+
+def _cert_row(name: str, cert: SevCert) -> str:
+    signers = [
+        f"{s.usage.name} ({s.algorithm.name.replace('_', '-')})"
+        for s in cert.signatures
+        if not s.is_empty
+    ]
+    signed = ", ".join(signers) or '<span class="muted">unsigned</span>'
+    return (
+        f"<tr><th>{name}</th><td>{esc(cert.algorithm.name.replace('_', '-'))}</td>"
+        f"<td><code>{key_id(cert)}</code></td><td>{cert.api_major}.{cert.api_minor}</td>"
+        f"<td>{esc(signed) if signers else signed}</td></tr>"
+    )
+
+
+def _chip_id(value: Any) -> str:
+    if not value:
+        return '<span class="muted">—</span>'
+    try:
+        raw = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        return esc(value)
+    return short(raw.hex(), 24)
+
+
+# ---- domains -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a domain's latest launch went: ``kind`` ok, running, failed or idle; the step at
+    fault (recorded or inferred) and words for it."""
+
+    kind: str
+    step: int | None = None
+    text: str = ""
+
+
+def verdict(row: DomainRow, steps: list[StepRow]) -> Verdict:
+    """Judge the latest launch from its recorded steps and the domain's state."""
+    if row.launch == 0 or not steps:
+        return Verdict("idle", text="never launched")
+    failed = next((s for s in steps if s.outcome == "failed"), None)
+    if failed is not None:
+        return Verdict(
+            "failed", failed.step, f"step {failed.step} ({failed.name}) failed: {failed.detail}"
+        )
+    booted = any(s.step == 13 and s.party == "guest" and s.outcome == "ok" for s in steps)
+    if booted:
+        return Verdict("ok", text="booted")
+    following = _next_step(steps)
+    if row.state in ("running", "paused"):
+        return Verdict("running", following, "in progress")
+    if following is None:
+        return Verdict("ok", text=f"shut off ({row.reason})")
+    name, party = INFERRED[following]
+    text = (
+        f"launch #{row.launch} ended ({row.reason}) after step {max(s.step for s in steps)}; "
+        f"step {following} ({name}, {party}) never happened"
+    )
+    if following == 11:
+        text += ": the guest owner released no secret (the broker's audit log says why)"
+    return Verdict("failed", following, text)
+
+
+def _next_step(steps: list[StepRow]) -> int | None:
+    done = max(s.step for s in steps)
+    return next((n for n in HOST_STEPS if n > done), None)
+
+
+def render_domains(manager: HostManager) -> str:
+    rows = manager.list_domains(all_domains=True)
+    if not rows:
+        return '<p class="empty">No domains defined yet.</p>'
+    return "".join(render_domain(r, manager.store.steps(r.uuid, r.launch)) for r in rows)
+
+
+def render_domain(row: DomainRow, steps: list[StepRow]) -> str:
+    judged = verdict(row, steps)
+    state = row.state.replace("shutoff", "shut off")
+    live = row.state in ("running", "paused")
+    resume = "" if row.state == "paused" else " disabled"
+    destroy = "" if live else " disabled"
+    alert = ""
+    if judged.kind == "failed":
+        alert = _alert("failed", f"Launch #{row.launch} failed", judged.text)
+    return (
+        f'<article class="domain verdict-{judged.kind} state-{esc(row.state)}" '
+        f'data-name="{esc(row.name)}" data-state="{esc(row.state)}">'
+        f'<header><h3>{esc(row.name)}</h3><span class="badge state-{esc(row.state)}">'
+        f'{esc(state)}</span><span class="reason">{esc(row.reason)}</span>'
+        f'<span class="muted">launch #{row.launch} · {short(row.uuid, 8)}</span>'
+        '<span class="actions">'
+        f'<button type="button" data-action="resume" data-domain="{esc(row.name)}"{resume}>'
+        "Resume</button>"
+        f'<button type="button" class="danger" data-action="destroy" '
+        f'data-domain="{esc(row.name)}"{destroy}>Destroy</button></span></header>'
+        f"{alert}{render_timeline(steps, judged)}</article>"
+    )
+
+
+def render_timeline(steps: list[StepRow], judged: Verdict) -> str:
+    if not steps:
+        return '<p class="empty">No launch steps recorded.</p>'
+    first = steps[0].started
+    body = "".join(_step_row(s, first, judged) for s in steps)
+    if judged.step is not None and judged.step not in {s.step for s in steps}:
+        name, party = INFERRED[judged.step]
+        outcome = "not reached" if judged.kind == "failed" else "waiting"
+        css = "failed inferred" if judged.kind == "failed" else "pending"
+        body += (
+            f'<tr class="step outcome-{css}" data-step="{judged.step}">'
+            f'<td class="num">{judged.step}</td><td>{esc(name)}</td><td>{esc(party)}</td>'
+            f'<td></td><td></td><td><span class="badge outcome">{outcome}</span></td>'
+            f"<td>{'inferred by the dashboard' if judged.kind == 'failed' else ''}</td></tr>"
+        )
+    return (
+        '<table class="timeline"><thead><tr><th>#</th><th>Step</th><th>Party</th>'
+        "<th>Start</th><th>Duration</th><th>Outcome</th><th>Detail</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _step_row(step: StepRow, first: float, judged: Verdict) -> str:
+    failing = step.outcome == "failed" and judged.step == step.step
+    css = f"step outcome-{esc(step.outcome)}" + (" failing" if failing else "")
+    offset = f'<span class="muted offset">+{step.started - first:.3f} s</span>'
+    return (
+        f'<tr class="{css}" data-step="{step.step}"><td class="num">{step.step}</td>'
+        f"<td>{esc(step.name)}</td><td>{esc(step.party)}</td>"
+        f"<td>{clock(step.started)} {offset}</td><td>{seconds(step.duration)}</td>"
+        f'<td><span class="badge outcome">{esc(step.outcome)}</span></td>'
+        f'<td class="detail">{esc(step.detail)}</td></tr>'
+    )
+
+
+def _alert(kind: str, title: str, text: str) -> str:
+    return (
+        f'<div class="alert alert-{kind}" role="alert"><strong>{esc(title)}</strong>'
+        f"<p>{esc(text)}</p></div>"
+    )

@@ -1,0 +1,165 @@
+"""The broker's dashboard over plain HTTP: owner token only, workloads without secret values,
+launch decisions with their reasons and diagnoses, filters."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+
+from fastapi.testclient import TestClient
+
+from sevlaunch.crypto.launch import TransportKeys
+from tests.broker.conftest import (
+    DIGEST,
+    LAUNCHER,
+    OWNER,
+    POLICY,
+    SECRET,
+    setup_owner,
+    start,
+)
+from tests.broker.fakeplatform import FakePlatform
+
+FRAGMENTS = ("/ui/fragments/workloads", "/ui/fragments/launches", "/ui/fragments/audit")
+
+
+def _measure(
+    client: TestClient, platform: FakePlatform, *, digest: bytes = DIGEST, swap: bool = False
+) -> tuple[str, int]:
+    launch = start(client, platform)
+    keys = platform.launch_start(str(launch["dhCert"]), str(launch["session"]), POLICY)
+    if swap:  # the owner's classic mistake: TEK and TIK the wrong way round
+        keys = TransportKeys(keys.tik, keys.tek)
+    measurement = platform.launch_measure(keys, digest, POLICY)
+    r = client.post(
+        f"/v1/launches/{launch['id']}/measurement",
+        headers=LAUNCHER,
+        json=platform.info(measurement, POLICY),
+    )
+    return str(launch["id"]), r.status_code
+
+
+def _get(client: TestClient, path: str, **params: str) -> str:
+    r = client.get(path, headers=OWNER, params=params)
+    assert r.status_code == 200, r.text
+    text: str = r.text
+    return text
+
+
+def test_shell_is_open_fragments_need_the_owner_token(broker: TestClient) -> None:
+    page = broker.get("/")
+    assert page.status_code == 200
+    assert 'data-app="broker"' in page.text
+    assert 'data-auth="token"' in page.text
+    assert all(f'id="{i}"' in page.text for i in ("workloads", "launches", "audit", "filters"))
+    assert broker.get("/ui/static/broker.js").status_code == 200
+    for path in FRAGMENTS:
+        assert broker.get(path).status_code == 401
+        assert broker.get(path, headers=LAUNCHER).status_code == 403
+        assert broker.get(path, headers=OWNER).status_code == 200
+
+
+def test_workloads_show_digests_policies_and_secret_names_only(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    broker.put(
+        "/v1/workloads/web/secrets/0a8ea1b2-7c51-4bd4-9d2e-1c0f1a2b3c4d",
+        headers=OWNER,
+        json={"value": base64.b64encode(b"second secret value").decode()},
+    )
+    _measure(broker, fake_platform)  # a release: the secrets went out in a packet
+    text = _get(broker, "/ui/fragments/workloads")
+    assert DIGEST.hex() in text
+    assert "0x0003 (nodbg,noks)" in text
+    assert ">luks-key<" in text
+    assert "0a8ea1b2-7c51-4bd4-9d2e-1c0f1a2b3c4d" in text
+    assert '<option value="web">' in text
+    pages = [broker.get("/").text] + [_get(broker, p) for p in FRAGMENTS]
+    for secret in (SECRET, b"second secret value"):
+        for page in pages:
+            assert secret.decode() not in page
+            assert base64.b64encode(secret).decode() not in page
+
+
+def test_a_mismatch_shows_its_reason_and_diagnosis(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    released, _ = _measure(broker, fake_platform)
+    wrong, status = _measure(broker, fake_platform, digest=bytes(32))
+    assert status == 403
+    swapped, status = _measure(broker, fake_platform, swap=True)
+    assert status == 403
+    text = _get(broker, "/ui/fragments/launches")
+    rows = re.findall(r'<tr class="launch decision-(\w+)" data-launch="(\w+)"', text)
+    assert (rows[0], rows[1], rows[2]) == (
+        ("refused", swapped),
+        ("refused", wrong),
+        ("released", released),
+    )  # newest first
+    assert text.count("measurement-mismatch") == 2
+    assert "matches none of the workload&#x27;s 1 expected launch digest(s)" in text
+    assert text.count("Diagnosis (owner toolkit)") == 1  # only the swapped keys explain one
+    assert text.count("sevlaunch owner validate") == 1  # the other one says what to run
+    after = text.split(f'data-launch="{swapped}"')[1].split('<tr class="launch')[0]
+    assert "Diagnosis (owner toolkit)" in after
+    assert "swapped" in after
+
+
+def test_the_audit_log_keeps_the_refusal_words(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    launch, _ = _measure(broker, fake_platform, swap=True)
+    entries = broker.get("/v1/audit", headers=OWNER, params={"launch": launch}).json()
+    refusal = next(e for e in entries if e["outcome"] == "refused")
+    assert refusal["reason"] == "measurement-mismatch"
+    assert "matches none" in refusal["detail"]["message"]
+    assert "swapped" in refusal["detail"]["diagnosis"]
+    text = _get(broker, "/ui/fragments/audit")
+    assert '<tr class="audit-entry outcome-refused">' in text
+    assert "diagnosis" in text
+    ids = [int(i) for i in re.findall(r'<td class="num">(\d+)</td>', text)]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_a_platform_refused_before_any_session_is_listed(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    stranger = FakePlatform.create(b"stranger")
+    r = broker.post(
+        "/v1/launches",
+        headers=LAUNCHER,
+        json={"workload": "web", "pdh": stranger.pdh_b64, "cert-chain": stranger.chain_b64},
+    )
+    assert r.status_code == 403
+    text = _get(broker, "/ui/fragments/launches")
+    assert "no session" in text
+    assert "platform-not-verified" in text
+
+
+def test_filters(broker: TestClient, fake_platform: FakePlatform) -> None:
+    setup_owner(broker, fake_platform)
+    setup_owner(broker, fake_platform, name="db")
+    released, _ = _measure(broker, fake_platform)
+    refused, _ = _measure(broker, fake_platform, digest=bytes(32))
+
+    def launches(**params: str) -> set[str]:
+        text = _get(broker, "/ui/fragments/launches", **params)
+        return set(re.findall(r'data-launch="(\w+)"', text))
+
+    assert launches() == {released, refused}
+    assert launches(decision="refused") == {refused}
+    assert launches(decision="released") == {released}
+    assert launches(workload="db") == set()
+    assert launches(q="MISMATCH") == {refused}
+    assert launches(q=released[:10]) == {released}
+    audit = _get(broker, "/ui/fragments/audit", workload="db")
+    assert "workload.add" in audit
+    assert "launch.start" not in audit
+    refusals = _get(broker, "/ui/fragments/audit", decision="refused")
+    assert refusals.count("audit-entry") == 1
+    assert "No launches match." in _get(broker, "/ui/fragments/launches", q=str(uuid.uuid4()))

@@ -1,0 +1,340 @@
+"""The dashboards in headless Chromium against a real emulated stack: a platform service, its
+key server, a host manager on TCP with a token, and a broker on TCP.
+
+Needs Debian's ``chromium`` (/usr/bin/chromium) and the ``playwright`` package (its driver
+only: Playwright never downloads a browser here). Screenshots go to $SEVLAUNCH_TEST_ARTIFACTS
+(default: the test's tmp_path).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from sevlaunch.broker.client import BrokerClient
+from sevlaunch.errors import SevlaunchError
+from sevlaunch.host.client import HostClient
+from sevlaunch.orchestrate.demo import Artifacts, domain_xml, make_artifacts
+from sevlaunch.orchestrate.launch import Launcher, LaunchResult
+from sevlaunch.orchestrate.owner_port import BrokerOwner
+from sevlaunch.platform.state import STATE_FILE
+from tests.platform.templates import template_state
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SEVLAUNCH = str(Path(sys.executable).parent / "sevlaunch")
+WORKLOAD = "web"
+POLICY = 0x1
+WAIT = 30.0  # a bound on waiting, not a claim about speed
+WAIT_MS = WAIT * 1000
+
+
+def _env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("SEVLAUNCH_")}
+    out["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}"
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait(ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not ready within {WAIT} s")
+        time.sleep(0.05)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class WebStack:
+    root: Path
+    art: Artifacts
+    host_port: int = field(default_factory=_free_port)
+    broker_port: int = field(default_factory=_free_port)
+    host_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    owner_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    launcher_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    kds_url: str = ""
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def host_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"http://127.0.0.1:{self.broker_port}"
+
+    @property
+    def platform_socket(self) -> Path:
+        return self.root / "p.sock"
+
+    def _spawn(self, name: str, *args: str, stdout: int | None = None) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [SEVLAUNCH, *args], stdout=stdout or log, stderr=log, env=_env(), cwd=self.root
+        )
+        self.procs.append(proc)
+        return proc
+
+    def _secret_file(self, name: str, data: bytes) -> str:
+        path = self.root / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return str(path)
+
+    def start(self) -> None:
+        state = self.root / "platform"
+        state.mkdir(mode=0o700)
+        (state / STATE_FILE).write_bytes(template_state())
+        (state / STATE_FILE).chmod(0o600)
+        sock = str(self.platform_socket)
+        platform = self._spawn(
+            "platform", "platform", "serve", "--state", str(state), "--socket", sock
+        )
+        _wait(self.platform_socket.exists, "the platform service", platform)
+        kds = self._spawn("kds", "platform", "kds", "--socket", sock, stdout=subprocess.PIPE)
+        assert kds.stdout is not None
+        self.kds_url = kds.stdout.readline().decode().strip()
+        host = self._spawn(
+            "host", "host", "serve", "--state", str(self.root / "host"),
+            "--listen", f"tcp:127.0.0.1:{self.host_port}", "--platform", sock,
+            "--token-file", self._secret_file("host.token", self.host_token.encode()),
+        )  # fmt: skip
+        broker = self._spawn(
+            "broker", "broker", "serve", "--db", f"sqlite:///{self.root / 'broker.db'}",
+            "--kek-file", self._secret_file("kek", secrets.token_bytes(32)),
+            "--listen", f"tcp:127.0.0.1:{self.broker_port}",
+            "--owner-token-file", self._secret_file("owner.token", self.owner_token.encode()),
+            "--launcher-token-file", self._secret_file("launcher.token", self.launcher_token.encode()),
+            "--log-level", "warning",
+        )  # fmt: skip
+        _wait(lambda: _answers(self.host_url), "the host manager", host)
+        _wait(lambda: _answers(self.broker_url), "the broker", broker)
+        self._register()
+
+    def _register(self) -> None:
+        """The guest owner trusts the emulated root and registers the workload and its secret."""
+        from sevlaunch.owner.launch_digest import launch_digest
+        from sevlaunch.platform.client import PlatformClient
+
+        with PlatformClient(self.platform_socket) as platform:
+            ca = platform.ca_chain()
+        art = self.art
+        with art.firmware.open("rb") as fw, art.kernel.open("rb") as k, art.initrd.open("rb") as i:
+            digest = launch_digest(fw, k, i, "console=ttyS0 root=/dev/vda ro")
+        with BrokerClient(self.broker_url, self.owner_token.encode()) as broker:
+            broker.add_root(ca, name="emulated")
+            broker.add_workload(
+                WORKLOAD, [POLICY], [digest], secrets={"luks-key": art.passphrase.read_bytes()}
+            )
+
+    def host(self) -> HostClient:
+        return HostClient(f"tcp:127.0.0.1:{self.host_port}", token=self.host_token)
+
+    def launch(self, name: str, firmware: Path) -> LaunchResult:
+        owner = BrokerOwner(self.broker_url, self.launcher_token.encode(), WORKLOAD)
+        with self.host() as host:
+            xml = domain_xml(name, self.art, firmware)
+            return Launcher(host, owner, xml, kds_url=self.kds_url).run()
+
+    def stop(self) -> None:
+        """Destroy the guests (they outlive a stopped host manager), then end our processes."""
+        try:
+            with self.host() as host:
+                for domain in host.list_domains():
+                    host.destroy(domain["name"])
+        except (SevlaunchError, httpx.HTTPError) as exc:  # teardown goes on; say why
+            print(f"could not destroy the guests: {exc}", file=sys.stderr)
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="browser tests need the playwright package (pip install playwright)",
+    )
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def stack(browser: Browser) -> Iterator[WebStack]:
+    root = Path(tempfile.mkdtemp(prefix="sevweb-", dir="/tmp"))
+    running = WebStack(root, make_artifacts(root / "media"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("SEVLAUNCH_TEST_ARTIFACTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _sign_in(page: Page, url: str, token: str, shot: Path | None = None) -> None:
+    page.goto(url)
+    page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
+    if shot is not None:
+        page.screenshot(path=str(shot))
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+
+
+def _card(name: str) -> str:
+    return f'article.domain[data-name="{name}"]'
+
+
+RECORD_CARD = """name => {
+  window.seen = [];
+  const record = () => {
+    const card = document.querySelector(`article.domain[data-name="${name}"]`);
+    if (!card) return;
+    const rows = [...card.querySelectorAll("tr[data-step]")]
+      .map(r => `${r.dataset.step}:${r.className}`).join(",");
+    if (window.seen[window.seen.length - 1] !== rows) window.seen.push(rows);
+  };
+  new MutationObserver(record).observe(
+    document.getElementById("domains"), {childList: true, subtree: true});
+}"""
+
+
+def test_host_page_follows_a_launch_live(page: Page, stack: WebStack, artifacts: Path) -> None:
+    _sign_in(page, stack.host_url, stack.host_token, artifacts / "host-login.png")
+    page.wait_for_selector("#live.on", timeout=WAIT_MS)  # subscribed to /v1/events
+    page.wait_for_selector("#node dl.facts", timeout=WAIT_MS)
+    assert "emulated (milan)" in page.inner_text("#node")
+    page.evaluate(RECORD_CARD, "web-live")
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(stack.launch, "web-live", stack.art.firmware).result(timeout=WAIT * 2)
+    assert result.ok, result.error
+    booted = f'{_card("web-live")} tr[data-step="13"]:has-text("guest booted")'
+    page.wait_for_selector(booted, timeout=WAIT_MS)
+    seen: list[str] = page.evaluate("window.seen")
+    assert len(seen) >= 2, seen  # the card changed while the launch ran, without a reload
+    assert "13:" not in seen[0]
+    assert page.get_attribute(_card("web-live"), "class") == "domain verdict-ok state-running"
+    assert page.locator("#events li").count() > 0
+    page.screenshot(path=str(artifacts / "host-live-launch.png"), full_page=True)
+
+
+def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: Path) -> None:
+    result = stack.launch("web-tampered", stack.art.tampered)
+    assert (result.ok, result.failed_step) == (False, 11)
+    _sign_in(page, stack.host_url, stack.host_token)
+    card = _card("web-tampered")
+    page.wait_for_selector(f"{card}.verdict-failed", timeout=WAIT_MS)
+    assert "never happened" in page.inner_text(f"{card} .alert-failed")
+    assert page.locator(f'{card} tr.outcome-failed[data-step="11"]').count() == 1
+    page.locator(card).scroll_into_view_if_needed()
+    page.locator(card).screenshot(path=str(artifacts / "host-refused-launch.png"))
+
+    _sign_in(page, stack.broker_url, stack.launcher_token)  # not the owner's: refused
+    page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
+    page.wait_for_selector("#toast:has-text('needs the owner token')", timeout=WAIT_MS)
+    page.fill("#token", stack.owner_token)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#workloads table.workloads", timeout=WAIT_MS)
+    page.select_option("#f-decision", "refused")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#launches tr.launch').length > 0 && "
+        "[...document.querySelectorAll('#launches tr.launch')]"
+        ".every(r => r.classList.contains('decision-refused'))",
+        timeout=WAIT_MS,
+    )
+    refused = page.inner_text("#launches")
+    assert "measurement-mismatch" in refused
+    assert "matches none of the workload's 1 expected launch digest(s)" in refused
+    assert page.locator("#audit tr.audit-entry.outcome-refused").count() >= 1
+    page.screenshot(path=str(artifacts / "broker-refused-launch.png"), full_page=True)
+
+
+def test_resume_and_destroy_buttons(page: Page, stack: WebStack, artifacts: Path) -> None:
+    result = stack.launch("web-resume", stack.art.firmware)
+    assert result.ok, result.error
+    _sign_in(page, stack.host_url, stack.host_token)
+    page.wait_for_selector("#live.on", timeout=WAIT_MS)
+    card = _card("web-resume")
+    with stack.host() as host:
+        host.suspend("web-resume")
+    page.wait_for_selector(f'{card}[data-state="paused"]', timeout=WAIT_MS)
+    page.locator(card).screenshot(path=str(artifacts / "host-paused.png"))
+    page.click(f'{card} button[data-action="resume"]')
+    page.wait_for_selector(f'{card}[data-state="running"]', timeout=WAIT_MS)
+    with stack.host() as host:
+        assert host.domain("web-resume")["state"] == "running"
+    page.locator(card).screenshot(path=str(artifacts / "host-resumed.png"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click(f'{card} button[data-action="destroy"]')
+    page.wait_for_selector(f'{card}[data-state="shutoff"]', timeout=WAIT_MS)
+    assert page.locator(f'{card} button[data-action="resume"]').is_disabled()

@@ -1,0 +1,160 @@
+"""The host manager's dashboard over plain HTTP: the shell, its token rule, the fragments."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from sevlaunch.formats.sevcert import SevCert
+from sevlaunch.host.api import create_app
+from sevlaunch.host.dashboard import generation, key_id, verdict
+from sevlaunch.host.store import DomainRow, StepRow
+from sevlaunch.orchestrate.demo import Artifacts, domain_xml
+from tests.broker.fakeplatform import FakePlatform
+from tests.web.conftest import CHIP_ID, HOST_TOKEN, NodeManager
+
+AUTH = {"Authorization": f"Bearer {HOST_TOKEN}"}
+SECRET_VALUE = b"the-host-secret-value-never-shown"
+
+
+def _define(manager: NodeManager, name: str) -> DomainRow:
+    art = Artifacts(*(Path(f"/srv/{n}") for n in ("fw", "bad", "vmlinuz", "initrd", "disk", "pw")))
+    return manager.define(domain_xml(name, art, art.firmware))
+
+
+def _steps(manager: NodeManager, row: DomainRow, launch: int, upto: int) -> None:
+    names = {6: "launch blobs received", 7: "sev-guest object built", 8: "hypervisor started",
+             9: "firmware launch measured", 10: "measurement read"}  # fmt: skip
+    now = time.time()
+    for n in range(6, upto + 1):
+        manager.store.add_step(
+            row.uuid, launch, n, names[n], "host", "ok", f"detail {n}", started=now + n,
+            duration=0.01,
+        )  # fmt: skip
+
+
+def test_the_shell_needs_no_token_and_carries_no_data(host: TestClient) -> None:
+    for path in ("/", "/ui/"):
+        page = host.get(path)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'data-auth="token"' in page.text
+        assert 'id="login"' in page.text
+        assert 'id="domains"' in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "<script>" not in page.text  # no inline script: the CSP forbids it
+    for asset in ("dashboard.js", "host.js", "dashboard.css"):
+        assert host.get(f"/ui/static/{asset}").status_code == 200
+
+
+def test_fragments_and_the_api_need_the_token(host: TestClient) -> None:
+    for path in ("/ui/fragments/node", "/ui/fragments/domains", "/v1/domains"):
+        assert host.get(path).status_code == 401
+        assert host.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert host.get(path, headers=AUTH).status_code == 200
+
+
+def test_on_a_unix_socket_the_page_asks_for_no_token(manager: NodeManager) -> None:
+    with TestClient(create_app(manager, token=None)) as client:
+        assert 'data-auth="none"' in client.get("/").text
+        assert client.get("/ui/fragments/domains").status_code == 200
+
+
+def test_dashboard_routes_stay_out_of_the_openapi_document(host: TestClient) -> None:
+    paths = host.get("/openapi.json", headers=AUTH).json()["paths"]
+    assert not [p for p in paths if not p.startswith("/v1/")]
+
+
+def test_node_fragment_summarises_the_chain(host: TestClient, fake_platform: FakePlatform) -> None:
+    text = host.get("/ui/fragments/node", headers=AUTH).text
+    pdh = SevCert.from_bytes(base64.b64decode(fake_platform.pdh_b64))
+    assert key_id(pdh) in text
+    for cert in (fake_platform.pek, fake_platform.oca, fake_platform.cek):
+        assert key_id(cert) in text
+    assert "AMD Naples (CEK signed by an RSA-2048 ASK)" in text  # the fake's roots are RSA-2048
+    assert CHIP_ID.hex()[:24] in text
+    assert "not reported" in text  # no platform socket: the owner flag is not in node info
+    assert re.search(r"<th>PEK</th>.*OCA \(ECDSA-SHA256\), CEK \(ECDSA-SHA256\)", text)
+
+
+def test_generation_names_an_emulated_profile(fake_platform: FakePlatform) -> None:
+    from sevlaunch.formats.chain import CertExport
+
+    export = CertExport(fake_platform.pek, fake_platform.oca, fake_platform.cek)
+    assert generation(export, "milan") == "emulated (milan)"
+    unsigned = CertExport(fake_platform.pek, fake_platform.oca, fake_platform.oca)
+    assert "generation not in the chain" in generation(unsigned, None)
+
+
+def test_a_launch_refused_after_measurement_is_obvious(
+    host: TestClient, manager: NodeManager
+) -> None:
+    row = _define(manager, "refused-vm")
+    manager.store.set_runtime(row.uuid, launch=1, state="shutoff", reason="destroyed")
+    _steps(manager, row, 1, 10)
+    text = host.get("/ui/fragments/domains", headers=AUTH).text
+    assert 'class="domain verdict-failed state-shutoff"' in text
+    assert "step 11 (measurement checked, guest owner) never happened" in text
+    assert re.search(r'<tr class="step outcome-failed inferred" data-step="11">', text)
+    assert "broker&#x27;s audit log" in text
+
+
+def test_a_failed_step_is_highlighted_and_escaped(host: TestClient, manager: NodeManager) -> None:
+    row = _define(manager, "broken-vm")
+    manager.store.set_runtime(row.uuid, launch=2, state="shutoff", reason="failed")
+    _steps(manager, row, 1, 10)  # an earlier launch went further; only the latest counts
+    manager.store.add_step(row.uuid, 2, 6, "launch blobs received", "VM tool", "ok", "")
+    evil = "<img src=x onerror=alert(1)>"
+    manager.store.add_step(row.uuid, 2, 8, "hypervisor start", "host", "failed", evil)
+    text = host.get("/ui/fragments/domains", headers=AUTH).text
+    assert "step 8 (hypervisor start) failed" in text
+    assert '<tr class="step outcome-failed failing" data-step="8">' in text
+    assert evil not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert 'data-step="10"' not in text
+
+
+def test_buttons_follow_the_state(host: TestClient, manager: NodeManager) -> None:
+    paused = _define(manager, "paused-vm")
+    manager.store.set_runtime(paused.uuid, launch=1, state="paused", reason="user")
+    _steps(manager, paused, 1, 10)
+    _define(manager, "idle-vm")
+    text = host.get("/ui/fragments/domains", headers=AUTH).text
+    headers = re.finditer(r'data-name="([\w-]+)".*?</header>', text, re.S)
+    cards = {m.group(1): m.group(0) for m in headers}
+    assert 'data-action="resume" data-domain="paused-vm">' in cards["paused-vm"]
+    assert 'data-action="resume" data-domain="idle-vm" disabled>' in cards["idle-vm"]
+    assert 'data-domain="idle-vm" disabled>Destroy' in cards["idle-vm"]
+    assert "verdict-running" in text  # the paused launch waits for step 11
+    assert '<tr class="step outcome-pending" data-step="11">' in text
+
+
+def test_secret_values_are_never_rendered(host: TestClient, manager: NodeManager) -> None:
+    uid = manager.secret_define(
+        "<secret ephemeral='no' private='yes'><usage type='volume'><volume>/x</volume></usage>"
+        "</secret>"
+    )
+    manager.secret_set_value(uid, SECRET_VALUE)
+    _define(manager, "with-secret")
+    pages = [
+        host.get(p, headers=AUTH).text for p in ("/", "/ui/fragments/node", "/ui/fragments/domains")
+    ]
+    for text in pages:
+        assert SECRET_VALUE.decode() not in text
+        assert base64.b64encode(SECRET_VALUE).decode() not in text
+
+
+def test_verdicts() -> None:
+    row = DomainRow("u", "vm", "<domain/>", "shutoff", "shutdown", None, None, 1)
+    booted = [StepRow(1, n, f"s{n}", "guest" if n == 13 else "host", 1.0, 0.1, "ok", "")
+              for n in (6, 7, 8, 9, 10, 12, 13)]  # fmt: skip
+    assert verdict(row, booted).kind == "ok"
+    assert verdict(row, []).kind == "idle"
+    stopped = verdict(row, booted[:5])
+    assert (stopped.kind, stopped.step) == ("failed", 11)
+    running = DomainRow("u", "vm", "<domain/>", "paused", "user", 1, None, 1)
+    assert (verdict(running, booted[:6]).kind, verdict(running, booted[:6]).step) == ("running", 13)
