@@ -16,7 +16,7 @@ def test_upgrade_matches_metadata_and_is_idempotent(db_url: str) -> None:
         assert db.current_revision(engine) is None
         db.upgrade(engine)
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == "0002"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []

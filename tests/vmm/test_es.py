@@ -78,7 +78,8 @@ class EsRig:
 
     def check(self, machine: Machine, es: EsVmsas) -> None:
         """The measurement validates against the owner's digest for ``es``."""
-        assert machine.sev is not None and self.keys is not None
+        assert machine.sev is not None
+        assert self.keys is not None
         firmware = measure_firmware(FIRMWARE)
         digest = firmware.digest(vmsas=es_pages(firmware, es))
         info = LaunchInfo.from_base64(
@@ -158,8 +159,7 @@ def test_an_es_policy_on_a_platform_without_es_fails_as_qemu_does(
         with pytest.raises(VmmError) as err:
             await machine.init()
         assert str(err.value) == (
-            "sev_common_kvm_init: guest policy requires SEV-ES, but host SEV-ES support "
-            "unavailable"
+            "sev_common_kvm_init: guest policy requires SEV-ES, but host SEV-ES support unavailable"
         )
 
     run(body)
@@ -200,7 +200,8 @@ def test_a_plain_sev_guest_gets_no_vmsas(rig: EsRig) -> None:
     async def body() -> None:
         machine = rig.machine(cpu_model="Skylake-Server", vcpus=4)
         await machine.init()
-        assert machine.sev is not None and machine.sev.vmsas == []
+        assert machine.sev is not None
+        assert machine.sev.vmsas == []
 
     run(body)
 
@@ -219,6 +220,8 @@ def test_command_line_reaches_the_machine_spec(tmp_path: Path) -> None:
     )  # fmt: skip
     spec = machine_spec(config)
     assert (spec.vcpus, spec.cpu_model) == (4, "EPYC-Milan")
-    assert spec.sev is not None and spec.sev.es and not spec.sev.legacy
+    assert spec.sev is not None
+    assert spec.sev.es
+    assert not spec.sev.legacy
     no_cpu = machine_spec(replace(config, cpu_model=None))
     assert no_cpu.cpu_model == "qemu64"

@@ -13,6 +13,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sevlaunch.crypto import chain as chains
 from sevlaunch.crypto.chain import Link, VerifiedCa, VerifiedPlatform, verify_ca
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.crypto.truststore import TrustStore, fingerprint
@@ -31,7 +34,6 @@ from sevlaunch.formats.sevcert import SevCert, Usage
 from sevlaunch.owner import measurement, secret, session
 from sevlaunch.owner.measurement import LaunchInfo, matches
 from sevlaunch.owner.session import LaunchSession
-from sevlaunch.owner.verify import verify_chain_file
 
 Random = Callable[[int], bytes]
 
@@ -100,6 +102,25 @@ def trust_store(roots: Sequence[Root]) -> TrustStore:
     return store
 
 
+@dataclass(frozen=True)
+class Trust:
+    """The stored roots parsed once (per catalog generation, see
+    :mod:`sevlaunch.broker.catalog`): their trust store and each AMD CA file (ASK ‖ ARK) for
+    chains that do not carry their own. Signatures are still checked on every verification."""
+
+    roots: tuple[Root, ...]
+    store: TrustStore
+    cas: tuple[tuple[str, CaChain], ...]
+
+    def root(self, name: str) -> Root | None:
+        return next((r for r in self.roots if r.name == name), None)
+
+
+def prepare_trust(roots: Sequence[Root]) -> Trust:
+    cas = tuple((r.name, CaChain.from_bytes(r.ask + r.ark)) for r in roots if r.ask is not None)
+    return Trust(tuple(roots), trust_store(roots), cas)
+
+
 def platform_fingerprint(pdh: bytes, cert_chain: bytes, cek: bytes | None) -> str:
     """SHA-256 over the PDH, the chain and the optional CEK, each length-prefixed."""
     h = hashlib.sha256()
@@ -124,29 +145,32 @@ def _chain_file(pdh: bytes, cert_chain: bytes) -> bytes:
 
 
 def verify_platform(
-    pdh: bytes, cert_chain: bytes, cek: bytes | None, roots: Sequence[Root]
+    pdh: bytes, cert_chain: bytes, cek: bytes | None, roots: Sequence[Root] | Trust
 ) -> VerifiedPlatform:
     """Prove the PDH to a stored root, or raise a VerificationError.
 
     A chain without ASK ‖ ARK (what node SEV info gives) is tried against each stored AMD CA.
     """
-    chain = _chain_file(pdh, cert_chain)
-    trust = trust_store(roots)
-    if len(chain) > 4 * sevcert.SIZE:
-        return verify_chain_file(chain, trust, cek=cek)
-    cas = [r for r in roots if r.ask is not None]
-    if not cas:
+    trust = roots if isinstance(roots, Trust) else prepare_trust(roots)
+    data = _chain_file(pdh, cert_chain)
+    try:
+        chain = PlatformChain.from_bytes(data)
+        signed_cek = SevCert.from_bytes(cek) if cek is not None else None
+    except FormatError as exc:
+        raise VerificationError(f"the platform's certificates do not parse: {exc}") from None
+    if chain.ca is not None:
+        return chains.verify_platform(chain, trust.store, cek=signed_cek)
+    if not trust.cas:
         raise VerificationError(
             "the chain carries no ASK ‖ ARK and no AMD CA file is registered: add the "
             "platform generation's ask_ark_<gen>.cert with 'sevlaunch broker trust add'"
         )
     failures = []
-    for root in cas:
-        assert root.ask is not None
+    for name, ca in trust.cas:
         try:
-            return verify_chain_file(chain, trust, ca=root.ask + root.ark, cek=cek)
+            return chains.verify_platform(chain, trust.store, ca=ca, cek=signed_cek)
         except SevlaunchError as exc:
-            failures.append(f"{root.name}: {exc}")
+            failures.append(f"{name}: {exc}")
     if len(failures) == 1:
         raise VerificationError(failures[0])
     raise VerificationError("no registered CA verifies this chain: " + "; ".join(failures))
@@ -171,9 +195,15 @@ def remembered_platform(
     return VerifiedPlatform(chain, VerifiedCa(ca.ask, ca.ark, trusted, ()), cached)
 
 
-def make_session(platform: VerifiedPlatform, policy: int, random: Random) -> LaunchSession:
-    """A fresh GODH, TEK/TIK wrapped for the platform's PDH, the policy bound by POLICY_MAC."""
-    return session.make_session(platform, policy, rng=random)
+def make_session(
+    platform: VerifiedPlatform,
+    policy: int,
+    random: Random,
+    godh: ec.EllipticCurvePrivateKey | None = None,
+) -> LaunchSession:
+    """A fresh GODH (``godh``, or one derived from ``random``), TEK/TIK wrapped for the
+    platform's PDH, the policy bound by POLICY_MAC."""
+    return session.make_session(platform, policy, rng=random, private=godh)
 
 
 def reported(

@@ -93,3 +93,12 @@ audit = sa.Table(
     sa.Column("launch", sa.String(32), nullable=True),
     sa.Column("detail", sa.Text, nullable=True),
 )
+
+# One row (id 1): a token replaced whenever a trust root or a workload is added or removed, in
+# the same transaction, so each broker process can tell whether its copies are still current.
+catalog = sa.Table(
+    "catalog",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.String(32), nullable=False),
+)

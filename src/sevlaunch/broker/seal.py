@@ -25,6 +25,7 @@ class Sealer:
 
     kek: bytes = field(repr=False)
     random: Callable[[int], bytes]
+    _aead: AESGCM = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.kek) != KEK_SIZE:
@@ -32,10 +33,11 @@ class Sealer:
                 f"the key-encryption key is {KEK_SIZE} bytes, got {len(self.kek)}; "
                 f"make one with: head -c {KEK_SIZE} /dev/urandom > broker.kek"
             )
+        object.__setattr__(self, "_aead", AESGCM(self.kek))  # the key schedule, once
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         nonce = self.random(NONCE_SIZE)
-        return VERSION + nonce + AESGCM(self.kek).encrypt(nonce, plaintext, context)
+        return VERSION + nonce + self._aead.encrypt(nonce, plaintext, context)
 
     def open(self, blob: bytes, context: bytes) -> bytes:
         """The plaintext, or IntegrityError if the blob, its context or the KEK is wrong."""
@@ -43,7 +45,7 @@ class Sealer:
             raise IntegrityError("sealed blob", "truncated or of an unknown version")
         nonce, body = blob[1 : 1 + NONCE_SIZE], blob[1 + NONCE_SIZE :]
         try:
-            return AESGCM(self.kek).decrypt(nonce, body, context)
+            return self._aead.decrypt(nonce, body, context)
         except InvalidTag:
             raise IntegrityError(
                 "sealed blob",

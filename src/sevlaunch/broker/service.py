@@ -2,7 +2,12 @@
 
 One :class:`Broker` per process over a shared database. Every decision is written to the
 audit table in the same transaction as the state change it describes; log lines and audit
-rows name launches, workloads and reasons, never keys or secret values.
+rows name launches, workloads and reasons, never keys or secret values. An attestation is two
+transactions, one per step: workloads, parsed trust roots and verified platforms come from the
+process's :class:`~sevlaunch.broker.catalog.Catalog`, checked against the database's catalog
+generation inside the transaction. When this process has them, the transaction is a
+:func:`~sevlaunch.broker.db.lean_transaction` of prepared statements; when it must read them,
+an ordinary SQLAlchemy one.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from sevlaunch.broker import attest, store
+from sevlaunch.broker import attest, db, store
+from sevlaunch.broker.catalog import Catalog, Remembered, View
 from sevlaunch.broker.seal import Sealer, launch_context, secret_context
+from sevlaunch.crypto import ecc
 from sevlaunch.crypto.chain import VerifiedPlatform
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.errors import (
@@ -32,7 +40,6 @@ from sevlaunch.formats.policy import Policy
 from sevlaunch.formats.secret import guid_alias, resolve_guid
 
 log = logging.getLogger("sevlaunch.broker")
-PLATFORM_MEMO_SIZE = 1024
 
 OWNER = "owner"
 LAUNCHER = "launcher"
@@ -75,6 +82,29 @@ class Released:
 
 
 @dataclass(frozen=True)
+class _Request:
+    workload: str
+    pdh: bytes
+    cert_chain: bytes
+    cek: bytes | None
+    policy: int | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A launch start decided under one catalog generation: a launch row to insert, or the
+    refusal to audit. ``verified`` names the root when this process verified the chain."""
+
+    generation: str
+    row: store.LaunchRow | None = None
+    started: LaunchStarted | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    verified: str | None = None
+    refusal: LaunchRefusedError | None = None
+
+
+@dataclass(frozen=True)
 class MeasurementReport:
     """libvirt's launch security info: ``sev-measurement`` and friends."""
 
@@ -96,19 +126,21 @@ class Broker:
         *,
         clock: Callable[[], float] = time.time,
         random: Callable[[int], bytes] = pysecrets.token_bytes,
+        godh_key: Callable[[], ec.EllipticCurvePrivateKey] = ecc.generate_p384,
     ) -> None:
         self.engine = engine
         self.settings = settings or Settings()
         self.sealer = Sealer(kek, random)
         self.clock = clock
         self.random = random
-        self._platforms: dict[str, VerifiedPlatform] = {}
+        self.godh_key = godh_key
+        self.catalog = Catalog()
 
     # -- audit ---------------------------------------------------------------------------------
 
-    def _audit(self, conn: sa.Connection, actor: str, action: str, outcome: str, **kw: Any) -> None:
+    def _audit(self, tx: db.Tx, actor: str, action: str, outcome: str, **kw: Any) -> None:
         store.add_audit(
-            conn,
+            tx,
             at=self.clock(),
             instance=self.settings.instance,
             actor=actor,
@@ -116,18 +148,14 @@ class Broker:
             outcome=outcome,
             **kw,
         )
-        log.info(
-            "%s %s: %s%s",
-            actor,
-            action,
-            outcome,
-            "".join(f" {k}={v}" for k, v in kw.items() if k != "detail" and v is not None),
-        )
-
-    def _refuse(self, actor: str, action: str, exc: LaunchRefusedError, **kw: Any) -> None:
-        """Record a refusal in its own transaction (the caller's one is rolled back)."""
-        with self.engine.begin() as conn:
-            self._audit(conn, actor, action, "refused", reason=exc.reason, **kw)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s: %s%s",
+                actor,
+                action,
+                outcome,
+                "".join(f" {k}={v}" for k, v in kw.items() if k != "detail" and v is not None),
+            )
 
     # -- trust roots ---------------------------------------------------------------------------
 
@@ -251,25 +279,50 @@ class Broker:
         cek: bytes | None = None,
         policy: int | None = None,
     ) -> LaunchStarted:
-        """Steps 4-5: verify the platform, make a session, keep TEK/TIK sealed."""
-        action = "launch.start"
+        """Steps 4-5: verify the platform, make a session, keep TEK/TIK sealed.
+
+        The session is made before the transaction from this process's copies; the transaction
+        checks they are still current and writes the launch and its audit row, or the
+        refusal's. Without copies, or with stale ones, it is decided again inside a
+        transaction that reads what it needs.
+        """
+        fingerprint = attest.platform_fingerprint(pdh, cert_chain, cek)
+        request = _Request(workload_name, pdh, cert_chain, cek, policy, fingerprint)
+        attempt = self._attempt(self.catalog.view, None, request)
+        if attempt is None or not self._commit_start(request, attempt):
+            with self.engine.begin() as conn:
+                attempt = self._attempt(self.catalog.refresh(conn), conn, request)
+                assert attempt is not None  # with a connection nothing is missing
+                self._record_start(conn, request, attempt)
+        if attempt.refusal is not None:
+            raise attempt.refusal
+        assert attempt.started is not None
+        return attempt.started
+
+    def _attempt(
+        self, view: View, conn: sa.Connection | None, request: _Request
+    ) -> _Attempt | None:
+        """Decide a start under ``view``; None if it lacks something and ``conn`` is None."""
+        workload = self.catalog.workload(view, conn, request.workload)
+        if workload is None:
+            return None
         try:
-            with self.engine.connect() as conn:
-                workload = store.get_workload(conn, workload_name, with_secrets=False)
-                chosen = _choose_policy(workload, policy)
-                fingerprint, platform, cached = self._verify_platform(conn, pdh, cert_chain, cek)
+            chosen = _choose_policy(workload, request.policy)
+            found = self._platform(view, conn, request)
         except LaunchRefusedError as exc:
-            self._refuse(LAUNCHER, action, exc, workload=workload_name)
-            raise
+            return _Attempt(view.generation, refusal=exc)
+        if found is None:
+            return None
+        platform, hit = found
         launch_id = uuid.UUID(bytes=self.random(16), version=4).hex
-        made = attest.make_session(platform, chosen, self.random)
+        made = attest.make_session(platform, chosen, self.random, self.godh_key())
         root = platform.ca.root.name
         now = self.clock()
         row = store.LaunchRow(
             id=launch_id,
             workload=workload.name,
             policy=chosen,
-            platform=fingerprint,
+            platform=request.fingerprint,
             sealed_keys=self.sealer.seal(made.keys.tek + made.keys.tik, launch_context(launch_id)),
             state=store.AWAITING,
             reason=None,
@@ -279,138 +332,208 @@ class Broker:
             created_by=self.settings.instance,
             finished_by=None,
         )
-        with self.engine.begin() as conn:
-            if not cached and self.settings.use_chain_cache:
-                store.cache_root(conn, fingerprint, root, now)
-            store.add_launch(conn, row)
-            self._audit(
-                conn,
-                LAUNCHER,
-                action,
-                "ok",
-                workload=workload.name,
-                launch=launch_id,
-                detail={
-                    "policy": chosen,
-                    "platform": fingerprint,
-                    "root": root,
-                    "chain-cache": "hit" if cached else "miss",
-                },
-            )
-        return LaunchStarted(
+        started = LaunchStarted(
             launch_id, made.godh.to_bytes(), made.session.to_bytes(), chosen, row.expires_at
         )
+        detail = {
+            "policy": chosen,
+            "platform": request.fingerprint,
+            "root": root,
+            "chain-cache": "hit" if hit else "miss",
+        }
+        verified = root if not hit and self.settings.use_chain_cache else None
+        return _Attempt(view.generation, row, started, detail, verified)
 
-    def _verify_platform(
-        self, conn: sa.Connection, pdh: bytes, cert_chain: bytes, cek: bytes | None
-    ) -> tuple[str, VerifiedPlatform, bool]:
-        """``(platform fingerprint, verified platform, from cache)``, or a refusal.
+    def _commit_start(self, request: _Request, attempt: _Attempt) -> bool:
+        """Write a start decided from copies if their generation is still the database's."""
+        with db.lean_transaction(self.engine) as tx:
+            if store.generation(tx) != attempt.generation:
+                return False
+            self._record_start(tx, request, attempt)
+        return True
 
-        The database says whether the fleet verified this chain (and still trusts its root);
-        this process keeps the parsed result so a hit costs one query.
-        """
-        fingerprint = attest.platform_fingerprint(pdh, cert_chain, cek)
-        cached = None
-        if self.settings.use_chain_cache:
-            oldest = self.clock() - self.settings.chain_cache_ttl
-            cached = store.cached_root(conn, fingerprint, oldest)
-            known = self._platforms.get(fingerprint)
-            if cached is not None and known is not None and known.ca.root.name == cached:
-                return fingerprint, known, True
-        roots = [attest.Root(r.name, r.ark, r.ask) for r in store.list_roots(conn)]
-        try:
-            platform = next(
-                (
-                    p
-                    for r in roots
-                    if r.name == cached
-                    and (p := attest.remembered_platform(pdh, cert_chain, cek, r)) is not None
-                ),
-                None,
+    def _record_start(self, tx: db.Tx, request: _Request, attempt: _Attempt) -> None:
+        action = "launch.start"
+        if attempt.refusal is not None:
+            exc = attempt.refusal
+            self._audit(
+                tx,
+                LAUNCHER,
+                action,
+                "refused",
+                reason=exc.reason,
+                detail=_refusal(exc),
+                workload=request.workload,
             )
-            hit = platform is not None
-            if platform is None:
-                platform = attest.verify_platform(pdh, cert_chain, cek, roots)
+            return
+        row = attempt.row
+        assert row is not None
+        if attempt.verified is not None:
+            store.cache_root(tx, request.fingerprint, attempt.verified, row.created_at)
+        store.add_launch(tx, row)
+        self._audit(
+            tx,
+            LAUNCHER,
+            action,
+            "ok",
+            workload=row.workload,
+            launch=row.id,
+            detail=attempt.detail,
+        )
+
+    def _platform(
+        self, view: View, conn: sa.Connection | None, request: _Request
+    ) -> tuple[VerifiedPlatform, bool] | None:
+        """``(verified platform, from a cache)``, a refusal, or None: ``view`` lacks it.
+
+        This process remembers platforms it verified or rebuilt; the database's chain cache
+        says which chains another instance verified (and whose root is still trusted).
+        """
+        use_cache = self.settings.use_chain_cache
+        not_before = self.clock() - self.settings.chain_cache_ttl
+        if use_cache:
+            known = self.catalog.platform(view, request.fingerprint, not_before)
+            if known is not None:
+                return known.platform, True
+            if conn is None:
+                return None
+            cached = store.cached_root(conn, request.fingerprint, not_before)
+            if cached is not None:
+                rebuilt = self._remembered(view, conn, request, *cached)
+                if rebuilt is not None:
+                    return rebuilt, True
+        trust = self.catalog.trust(view, conn)
+        if trust is None:
+            return None
+        try:
+            platform = attest.verify_platform(request.pdh, request.cert_chain, request.cek, trust)
         except (VerificationError, FormatError) as exc:
             raise LaunchRefusedError("platform-not-verified", str(exc)) from None
-        if self.settings.use_chain_cache:
-            if len(self._platforms) >= PLATFORM_MEMO_SIZE:
-                self._platforms.pop(next(iter(self._platforms)))
-            self._platforms[fingerprint] = platform
-        return fingerprint, platform, hit
+        if use_cache:
+            self.catalog.remember(view, request.fingerprint, Remembered(platform, self.clock()))
+        return platform, False
+
+    def _remembered(
+        self, view: View, conn: sa.Connection, request: _Request, root_name: str, at: float
+    ) -> VerifiedPlatform | None:
+        """A chain the fleet verified, rebuilt without checking its signatures again."""
+        trust = self.catalog.trust(view, conn)
+        root = trust.root(root_name) if trust is not None else None
+        if root is None:
+            return None
+        try:
+            platform = attest.remembered_platform(
+                request.pdh, request.cert_chain, request.cek, root
+            )
+        except (VerificationError, FormatError):
+            return None
+        if platform is not None:
+            self.catalog.remember(view, request.fingerprint, Remembered(platform, at))
+        return platform
 
     def launch(self, launch_id: str) -> store.LaunchRow:
         with self.engine.connect() as conn:
             return store.get_launch(conn, launch_id)
 
     def finish_launch(self, launch_id: str, report: MeasurementReport) -> Released:
-        """Step 11: claim the launch once, check it, release the secrets or refuse."""
-        now = self.clock()
-        with self.engine.begin() as conn:
-            claimed = store.claim_launch(conn, launch_id, now, self.settings.instance)
-            if claimed:
-                row = store.get_launch(conn, launch_id)
-                workload = store.get_workload(conn, row.workload, with_secrets=False)
-                sealed = store.sealed_secrets(conn, row.workload)
-        if not claimed:
-            self._not_claimable(launch_id, now)
-        try:
-            released = self._decide(row, workload, sealed, report)
-        except LaunchRefusedError as exc:
-            with self.engine.begin() as conn:
-                store.finish_launch(conn, launch_id, store.REFUSED, exc.reason, self.clock())
-                self._audit(
-                    conn,
-                    LAUNCHER,
-                    "launch.measure",
-                    "refused",
-                    reason=exc.reason,
-                    workload=row.workload,
-                    launch=launch_id,
-                    detail=_report(report),
-                )
-            raise
-        with self.engine.begin() as conn:
-            store.finish_launch(conn, launch_id, store.RELEASED, None, self.clock())
-            self._audit(
-                conn,
-                LAUNCHER,
-                "launch.measure",
-                "released",
-                workload=row.workload,
-                launch=launch_id,
-                detail={**_report(report), "secrets": len(sealed)},
-            )
-        return released
+        """Step 11: check the measurement, release the secrets or refuse; each launch once.
 
-    def _not_claimable(self, launch_id: str, now: float) -> None:
-        """Say why a launch cannot be claimed (unknown, expired, already used), and audit it."""
-        with self.engine.begin() as conn:
-            row = store.get_launch(conn, launch_id)
-            if row.state == store.AWAITING and row.expires_at <= now:
-                store.finish_launch(conn, launch_id, store.REFUSED, "expired", now)
-                exc = LaunchRefusedError(
-                    "expired",
-                    f"launch {launch_id} expired at {row.expires_at:.0f}; start a new launch "
-                    "(the guest must be destroyed and started again with a fresh session)",
-                )
-            else:
-                exc = LaunchRefusedError(
-                    "replay",
-                    f"launch {launch_id} is single-use and was already {row.state}"
-                    + (f" ({row.reason})" if row.reason else "")
-                    + "; start a new launch",
-                )
-            self._audit(
-                conn,
-                LAUNCHER,
-                "launch.measure",
-                "refused",
-                reason=exc.reason,
-                workload=row.workload,
-                launch=launch_id,
+        One transaction reads the launch with its workload's sealed secrets, decides, moves
+        the launch out of awaiting-measurement with a conditional UPDATE that one transaction
+        in the whole fleet can win, and writes the audit row; secrets leave once it commits.
+        """
+        now = self.clock()
+        with db.lean_transaction(self.engine) as tx:
+            outcome = self._finish(tx, None, launch_id, report, now)
+        if outcome is None:  # this process has no current copy of the workload
+            with self.engine.begin() as conn:
+                outcome = self._finish(conn, conn, launch_id, report, now)
+                assert outcome is not None  # with a connection nothing is missing
+        if isinstance(outcome, LaunchRefusedError):
+            raise outcome
+        return outcome
+
+    def _finish(
+        self,
+        tx: db.Tx,
+        conn: sa.Connection | None,
+        launch_id: str,
+        report: MeasurementReport,
+        now: float,
+    ) -> Released | LaunchRefusedError | None:
+        """Finish in ``tx``; None if the workload must be read and ``conn`` is None."""
+        found = store.finishing(tx, launch_id)
+        view = self.catalog.at(found.generation)
+        workload = self.catalog.workload(view, conn, found.launch.workload)
+        if workload is None:
+            return None
+        return self._settle(tx, found, workload, report, now)
+
+    def _settle(
+        self,
+        tx: db.Tx,
+        found: store.Finishing,
+        workload: store.WorkloadRow,
+        report: MeasurementReport,
+        now: float,
+    ) -> Released | LaunchRefusedError:
+        """Decide, claim and audit in the caller's transaction; the release or the refusal."""
+        row = found.launch
+        instance = self.settings.instance
+        if row.state != store.AWAITING or row.expires_at <= now:
+            return self._unclaimable(tx, row, now)
+        outcome: Released | LaunchRefusedError
+        detail = _report(report)
+        try:
+            outcome = self._decide(row, workload, found.sealed, report)
+            state, reason = store.RELEASED, None
+            detail["secrets"] = len(found.sealed)
+        except LaunchRefusedError as exc:
+            outcome = exc
+            state, reason = store.REFUSED, exc.reason
+            detail.update(_refusal(exc))
+        if not store.settle_launch(tx, row.id, state, reason, now, instance):
+            # another instance settled it between our read and our update
+            return self._unclaimable(tx, store.finishing(tx, row.id).launch, now)
+        self._audit(
+            tx,
+            LAUNCHER,
+            "launch.measure",
+            "refused" if reason else "released",
+            reason=reason,
+            workload=row.workload,
+            launch=row.id,
+            detail=detail,
+        )
+        return outcome
+
+    def _unclaimable(self, tx: db.Tx, row: store.LaunchRow, now: float) -> LaunchRefusedError:
+        """Why a launch cannot be claimed (expired, or already used), audited."""
+        if row.state == store.AWAITING and row.expires_at <= now:
+            store.settle_launch(tx, row.id, store.REFUSED, "expired", now, self.settings.instance)
+            exc = LaunchRefusedError(
+                "expired",
+                f"launch {row.id} expired at {row.expires_at:.0f}; start a new launch "
+                "(the guest must be destroyed and started again with a fresh session)",
             )
-        raise exc
+        else:
+            exc = LaunchRefusedError(
+                "replay",
+                f"launch {row.id} is single-use and was already {row.state}"
+                + (f" ({row.reason})" if row.reason else "")
+                + "; start a new launch",
+            )
+        self._audit(
+            tx,
+            LAUNCHER,
+            "launch.measure",
+            "refused",
+            reason=exc.reason,
+            workload=row.workload,
+            launch=row.id,
+            detail=_refusal(exc),
+        )
+        return exc
 
     def _decide(
         self,
@@ -458,6 +581,14 @@ def _report(report: MeasurementReport) -> dict[str, Any]:
         "build": report.build_id,
         "policy": report.policy,
     }
+
+
+def _refusal(exc: LaunchRefusedError) -> dict[str, Any]:
+    """A refusal's words for the audit log: the message and, for a mismatch, the diagnosis."""
+    detail: dict[str, Any] = {"message": str(exc)}
+    if exc.diagnosis:
+        detail["diagnosis"] = exc.diagnosis
+    return detail
 
 
 def _sealed_len(sealed: bytes) -> int:

@@ -1,24 +1,36 @@
 """Rows in and out: small functions over one SQLAlchemy connection, frozen records back.
 
 No key material leaves this module in plaintext because none enters it: launch keys and
-secrets arrive sealed (see :mod:`sevlaunch.broker.seal`).
+secrets arrive sealed (see :mod:`sevlaunch.broker.seal`). Every change to trust roots or
+workloads also replaces the catalog generation, in the same transaction (see
+:mod:`sevlaunch.broker.catalog`). The statements an attestation runs are
+:class:`~sevlaunch.broker.db.Prepared`.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import sqlalchemy as sa
 
-from sevlaunch.broker.schema import audit, chain_cache, launches, trust_roots, workload_secrets
+from sevlaunch.broker.db import Prepared, Tx
+from sevlaunch.broker.schema import (
+    audit,
+    catalog,
+    chain_cache,
+    launches,
+    trust_roots,
+    workload_secrets,
+)
 from sevlaunch.broker.schema import workloads as workloads_t
 from sevlaunch.errors import ConflictError, NotFoundError
 
 AWAITING = "awaiting-measurement"
-MEASURING = "measuring"
+MEASURING = "measuring"  # claimed, undecided: written by brokers before revision 0002
 RELEASED = "released"
 REFUSED = "refused"
 
@@ -63,6 +75,16 @@ class LaunchRow:
 
 
 @dataclass(frozen=True)
+class Finishing:
+    """A launch as its measurement finds it, its workload's sealed secrets (GUID to blob) and
+    the catalog generation, all read by one statement."""
+
+    launch: LaunchRow
+    sealed: Mapping[str, bytes] = field(repr=False)
+    generation: str
+
+
+@dataclass(frozen=True)
 class AuditRow:
     id: int
     at: float
@@ -81,6 +103,33 @@ def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
     return "unique" in text or "duplicate" in text
 
 
+# -- catalog generation ------------------------------------------------------------------------
+
+CATALOG_ROW = 1
+_GENERATION = Prepared(
+    sa.select(catalog.c.generation).where(catalog.c.id == sa.bindparam("catalog_id"))
+)
+
+
+def generation(tx: Tx) -> str:
+    """The current catalog generation token."""
+    rows = _GENERATION.rows(tx, {"catalog_id": CATALOG_ROW})
+    if not rows:
+        raise sa.exc.InvalidRequestError(
+            "the broker's catalog row is missing: run the migrations (sevlaunch broker serve "
+            "upgrades the database at start)"
+        )
+    return str(rows[0][0])
+
+
+def bump_generation(conn: sa.Connection) -> None:
+    """Tell every broker process its copies of roots and workloads are stale. A random token,
+    not a counter, so a database restored from a backup cannot repeat a generation."""
+    conn.execute(
+        sa.update(catalog).where(catalog.c.id == CATALOG_ROW).values(generation=uuid.uuid4().hex)
+    )
+
+
 # -- trust roots -------------------------------------------------------------------------------
 
 
@@ -97,12 +146,14 @@ def add_root(conn: sa.Connection, row: TrustRootRow) -> None:
             "already registered; remove it first to replace it",
         ) from None
     conn.execute(sa.delete(chain_cache))
+    bump_generation(conn)
 
 
 def remove_root(conn: sa.Connection, name: str) -> None:
     if conn.execute(sa.delete(trust_roots).where(trust_roots.c.name == name)).rowcount == 0:
         raise NotFoundError("no-such-root", f"no trust root named {name!r}")
     conn.execute(sa.delete(chain_cache))
+    bump_generation(conn)
 
 
 def list_roots(conn: sa.Connection) -> list[TrustRootRow]:
@@ -126,6 +177,7 @@ def add_workload(conn: sa.Connection, row: WorkloadRow) -> None:
             "workload-exists",
             f"a workload named {row.name!r} exists; remove it first or pick another name",
         ) from None
+    bump_generation(conn)
 
 
 def get_workload(conn: sa.Connection, name: str, *, with_secrets: bool = True) -> WorkloadRow:
@@ -174,6 +226,7 @@ def remove_workload(conn: sa.Connection, name: str) -> None:
     conn.execute(sa.delete(launches).where(launches.c.workload == name))
     if conn.execute(sa.delete(workloads_t).where(workloads_t.c.name == name)).rowcount == 0:
         raise NotFoundError("no-such-workload", f"no workload named {name!r}")
+    bump_generation(conn)
 
 
 # -- secrets -----------------------------------------------------------------------------------
@@ -208,42 +261,61 @@ def sealed_secrets(conn: sa.Connection, workload: str) -> dict[str, bytes]:
 
 # -- launches ----------------------------------------------------------------------------------
 
-
-# Hot-path statements are built once: constructing Core statements per call costs more than
-# running them on SQLite.
-_INSERT_LAUNCH = launches.insert()
-_SELECT_LAUNCH = sa.select(launches).where(launches.c.id == sa.bindparam("id"))
-_CLAIM = (
-    sa.update(launches)
-    .where(
-        (launches.c.id == sa.bindparam("b_id"))
-        & (launches.c.state == AWAITING)
-        & (launches.c.expires_at > sa.bindparam("b_now"))
-    )
-    .values(state=MEASURING, finished_by=sa.bindparam("b_instance"))
+_LAUNCH_FIELDS = tuple(f.name for f in fields(LaunchRow))
+_LAUNCH_COLUMNS = tuple(launches.c[name] for name in _LAUNCH_FIELDS)
+_INSERT_LAUNCH = Prepared(
+    launches.insert().values({c.name: sa.bindparam(c.name) for c in _LAUNCH_COLUMNS})
 )
-_FINISH = (
+_SELECT_LAUNCH = sa.select(launches).where(launches.c.id == sa.bindparam("id"))
+_FINISHING = Prepared(
+    sa.select(
+        *_LAUNCH_COLUMNS,
+        workload_secrets.c.guid,
+        workload_secrets.c.sealed,
+        sa.select(catalog.c.generation)
+        .where(catalog.c.id == sa.bindparam("catalog_id"))
+        .scalar_subquery(),
+    )
+    .select_from(
+        launches.outerjoin(workload_secrets, workload_secrets.c.workload == launches.c.workload)
+    )
+    .where(launches.c.id == sa.bindparam("id"))
+)
+_SETTLE = Prepared(
     sa.update(launches)
-    .where(launches.c.id == sa.bindparam("b_id"))
+    .where((launches.c.id == sa.bindparam("b_id")) & (launches.c.state == sa.bindparam("b_from")))
     .values(
         state=sa.bindparam("b_state"),
         reason=sa.bindparam("b_reason"),
         finished_at=sa.bindparam("b_now"),
+        finished_by=sa.bindparam("b_instance"),
     )
 )
 _SELECT_WORKLOAD = sa.select(workloads_t).where(workloads_t.c.name == sa.bindparam("name"))
 _SELECT_SECRETS = sa.select(workload_secrets.c.guid, workload_secrets.c.sealed).where(
     workload_secrets.c.workload == sa.bindparam("name")
 )
-_CACHED_ROOT = sa.select(chain_cache.c.root).where(
-    (chain_cache.c.fingerprint == sa.bindparam("fp"))
-    & (chain_cache.c.verified_at >= sa.bindparam("not_before"))
+_CACHED_ROOT = Prepared(
+    sa.select(chain_cache.c.root, chain_cache.c.verified_at).where(
+        (chain_cache.c.fingerprint == sa.bindparam("fp"))
+        & (chain_cache.c.verified_at >= sa.bindparam("not_before"))
+    )
 )
-_INSERT_AUDIT = audit.insert()
+_UNCACHE_ROOT = Prepared(
+    sa.delete(chain_cache).where(chain_cache.c.fingerprint == sa.bindparam("fp"))
+)
+_CACHE_ROOT = Prepared(
+    chain_cache.insert().values(
+        fingerprint=sa.bindparam("fp"), root=sa.bindparam("root"), verified_at=sa.bindparam("at")
+    )
+)
+_INSERT_AUDIT = Prepared(
+    audit.insert().values({c.name: sa.bindparam(c.name) for c in audit.c if c.name != "id"})
+)
 
 
-def add_launch(conn: sa.Connection, row: LaunchRow) -> None:
-    conn.execute(_INSERT_LAUNCH, row.__dict__)
+def add_launch(tx: Tx, row: LaunchRow) -> None:
+    _INSERT_LAUNCH.rowcount(tx, row.__dict__)
 
 
 def get_launch(conn: sa.Connection, launch_id: str) -> LaunchRow:
@@ -253,17 +325,38 @@ def get_launch(conn: sa.Connection, launch_id: str) -> LaunchRow:
     return LaunchRow(**row)
 
 
-def claim_launch(conn: sa.Connection, launch_id: str, now: float, instance: str) -> bool:
-    """Move an unexpired launch from awaiting-measurement to measuring; at most one caller
-    in the whole fleet wins, because the database applies the conditional UPDATE once."""
-    result = conn.execute(_CLAIM, {"b_id": launch_id, "b_now": now, "b_instance": instance})
-    return result.rowcount == 1
+def finishing(tx: Tx, launch_id: str) -> Finishing:
+    """The launch, its workload's sealed secrets and the catalog generation, in one read."""
+    rows = _FINISHING.rows(tx, {"id": launch_id, "catalog_id": CATALOG_ROW})
+    if not rows:
+        raise NotFoundError("no-such-launch", f"no launch with id {launch_id}")
+    n = len(_LAUNCH_COLUMNS)
+    first = rows[0]
+    launch = dict(zip(_LAUNCH_FIELDS, first[:n], strict=True))
+    launch["sealed_keys"] = bytes(launch["sealed_keys"])  # a driver may hand out a memoryview
+    sealed = {str(r[n]): bytes(r[n + 1]) for r in rows if r[n] is not None}
+    return Finishing(LaunchRow(**launch), sealed, str(first[n + 2]))
 
 
-def finish_launch(
-    conn: sa.Connection, launch_id: str, state: str, reason: str | None, now: float
-) -> None:
-    conn.execute(_FINISH, {"b_id": launch_id, "b_state": state, "b_reason": reason, "b_now": now})
+def settle_launch(
+    tx: Tx,
+    launch_id: str,
+    state: str,
+    reason: str | None,
+    now: float,
+    instance: str,
+) -> bool:
+    """Move a launch out of awaiting-measurement; True for at most one caller in the whole
+    fleet, because the database applies the conditional UPDATE once."""
+    params = {
+        "b_id": launch_id,
+        "b_from": AWAITING,
+        "b_state": state,
+        "b_reason": reason,
+        "b_now": now,
+        "b_instance": instance,
+    }
+    return _SETTLE.rowcount(tx, params) == 1
 
 
 def expire_launches(conn: sa.Connection, now: float) -> int:
@@ -280,22 +373,22 @@ def expire_launches(conn: sa.Connection, now: float) -> int:
 # -- chain cache -------------------------------------------------------------------------------
 
 
-def cached_root(conn: sa.Connection, fingerprint: str, not_before: float) -> str | None:
-    return conn.execute(
-        _CACHED_ROOT, {"fp": fingerprint, "not_before": not_before}
-    ).scalar_one_or_none()
+def cached_root(tx: Tx, fingerprint: str, not_before: float) -> tuple[str, float] | None:
+    """``(root name, verified at)`` if the fleet verified this chain since ``not_before``."""
+    rows = _CACHED_ROOT.rows(tx, {"fp": fingerprint, "not_before": not_before})
+    return (str(rows[0][0]), float(rows[0][1])) if rows else None
 
 
-def cache_root(conn: sa.Connection, fingerprint: str, root: str, now: float) -> None:
-    conn.execute(sa.delete(chain_cache).where(chain_cache.c.fingerprint == fingerprint))
-    conn.execute(sa.insert(chain_cache).values(fingerprint=fingerprint, root=root, verified_at=now))
+def cache_root(tx: Tx, fingerprint: str, root: str, now: float) -> None:
+    _UNCACHE_ROOT.rowcount(tx, {"fp": fingerprint})
+    _CACHE_ROOT.rowcount(tx, {"fp": fingerprint, "root": root, "at": now})
 
 
 # -- audit -------------------------------------------------------------------------------------
 
 
 def add_audit(
-    conn: sa.Connection,
+    tx: Tx,
     *,
     at: float,
     instance: str,
@@ -307,8 +400,8 @@ def add_audit(
     launch: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT_AUDIT,
+    _INSERT_AUDIT.rowcount(
+        tx,
         {
             "at": at,
             "instance": instance,
@@ -318,9 +411,12 @@ def add_audit(
             "reason": reason,
             "workload": workload,
             "launch": launch,
-            "detail": json.dumps(dict(detail), sort_keys=True) if detail else None,
+            "detail": _JSON.encode(dict(detail)) if detail else None,
         },
     )
+
+
+_JSON = json.JSONEncoder(sort_keys=True)
 
 
 def list_audit(

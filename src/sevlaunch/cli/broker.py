@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
+from sevlaunch.cli.owner.digest import EsOptions, es_options
 
 
 def _client(url: str | None, token_file: str | None) -> Any:
@@ -141,10 +142,18 @@ def _digests(
     kernel: str | None,
     initrd: str | None,
     append: str | None,
+    es: EsOptions | None = None,
 ) -> list[bytes]:
-    """Digests given as hex, or computed here from the reference artifacts."""
+    """Digests given as hex, or computed here from the reference artifacts (for SEV-ES
+    with the VMSAs built as QEMU/KVM build them, see ``sevlaunch owner digest --es``)."""
     from sevlaunch.owner.launch_digest import launch_digest
 
+    if es is not None and es.es:
+        if firmware is None:
+            fail("--es and the vCPU options need --firmware", code=EXIT_USAGE)
+        return [_es_digest(es, firmware, kernel, initrd, append)]
+    if es is not None:
+        es.spec(es=False)  # vCPU options without --es are a usage error
     if bool(digests) == bool(firmware):
         fail("give either --digest HEX (repeatable) or --firmware FILE", code=EXIT_USAGE)
     if firmware is None and (kernel or initrd or append is not None):
@@ -163,6 +172,17 @@ def _digests(
                 return [launch_digest(fw, k, None, append)]
             with open(initrd, "rb") as i:
                 return [launch_digest(fw, k, i, append)]
+
+
+def _es_digest(
+    es: EsOptions, firmware: str, kernel: str | None, initrd: str | None, append: str | None
+) -> bytes:
+    from sevlaunch.cli.owner.digest import measure_inputs, vmsa_pages
+
+    spec = es.spec(es=True)
+    firmwares, boot = measure_inputs([firmware], kernel, initrd, append)
+    pages = vmsa_pages(firmwares[0], spec, es.dump_vmsa)
+    return firmwares[0].digest(boot.hashes() if boot else None, pages)
 
 
 @workload.command("add")
@@ -190,6 +210,7 @@ def _digests(
 @click.option("--min-build", default=0, show_default=True, help="Minimum firmware build id.")
 @client_options
 @json_option
+@es_options
 def workload_add(
     name: str,
     policies: tuple[str, ...],
@@ -204,14 +225,26 @@ def workload_add(
     url: str | None,
     token_file: str | None,
     as_json: bool,
+    es_options: EsOptions,
 ) -> None:
-    """Register workload NAME; secret values are sealed by the broker and never shown again."""
+    """Register workload NAME; secret values are sealed by the broker and never shown again.
+
+    For an SEV-ES workload, compute the digest here with --es --vcpus N and the vCPU type
+    (--vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping), as
+    ``sevlaunch owner digest`` does; give a policy with the ES bit (0x4).
+    """
     from sevlaunch.formats.policy import Policy
 
     with errors_to_exit(as_json=as_json):
         parsed = [Policy.parse(p).to_int() for p in policies]
+        if es_options.es and not all(p & 0x4 for p in parsed):
+            fail(
+                "--es computes an SEV-ES digest, but a --policy lacks the ES bit (0x4): give "
+                "SEV-ES policies only (e.g. 0x5), or drop --es",
+                code=EXIT_USAGE,
+            )
         values = dict(_parse_secret(s) for s in secrets)
-        found = _digests(digests, firmware, kernel, initrd, append)
+        found = _digests(digests, firmware, kernel, initrd, append, es_options)
         with _client(url, token_file) as client:
             out = client.add_workload(
                 name,

@@ -92,15 +92,17 @@ def launch(
         fail("no host manager given: use --host URI or set SEVLAUNCH_HOST", code=EXIT_USAGE)
     xml = read_file(domain_xml, "domain XML").decode()
     try:
-        owner = _owner(broker_url, workload, token_file, owner_dir)
+        from sevlaunch.host.client import transport_for
         from sevlaunch.host.domxml import Domain
 
+        transport_for(host_uri)
+        token = read_token(host_token_file)
+        owner = _owner(broker_url, workload, token_file, owner_dir)
         base = Domain.from_xml(xml).name
     except SevlaunchError as exc:
         fail(str(exc), code=EXIT_USAGE)
     names = [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
     progress = Progress(names)
-    token = read_token(host_token_file)
 
     def one(name: str) -> dict[str, object]:
         with HostClient(host_uri, token=token) as host:
@@ -122,7 +124,7 @@ def launch(
     else:
         for result in results:
             if not result["ok"]:
-                click.echo(f"{result['domain']}: {result['error']} (domain destroyed)", err=True)
+                click.echo(str(result["message"]), err=True)
     raise SystemExit(0 if all(r["ok"] for r in results) else 1)
 
 

@@ -394,8 +394,38 @@ def qemu_cpu_signature(name: str) -> CpuSignature:
         known = ", ".join(QEMU_CPU_MODELS)
         raise UsageError(
             f"unknown QEMU CPU model {name!r}: expected one of {known} (or a version such as "
-            "EPYC-v4); otherwise give the signature (--vcpu-sig) or family/model/stepping"
+            "EPYC-v4); for another CPU give its CPUID signature or family, model and stepping"
         ) from None
+
+
+_CPU_PROPS = ("family", "model", "stepping")
+
+
+def qemu_cpu_option(option: str, host_model: str | None = None) -> CpuSignature:
+    """The signature QEMU's ``-cpu MODEL[,prop=value...]`` gives the vCPUs.
+
+    QEMU's ``family=``, ``model=`` and ``stepping=`` CPU properties override the model's;
+    feature flags do not touch the signature. ``host`` and ``max`` under KVM take the host
+    CPU's, given here as the QEMU model of the host's generation (``host_model``).
+    """
+    name, *props = option.split(",")
+    if name in ("host", "max"):
+        if host_model is None:
+            raise UsageError(
+                f"-cpu {name}: the host CPU's signature is not known here; name a CPU model "
+                "(e.g. -cpu EPYC-Milan) or give family=,model=,stepping="
+            )
+        name = host_model
+    signature = qemu_cpu_signature(name)
+    overrides: dict[str, int] = {}
+    for prop in props:
+        key, sep, value = prop.partition("=")
+        if sep and key in _CPU_PROPS:
+            try:
+                overrides[key] = int(value, 0)
+            except ValueError:
+                raise UsageError(f"-cpu {option}: {key}={value!r} is not a number") from None
+    return dataclasses.replace(signature, **overrides) if overrides else signature
 
 
 # -- reset state ----------------------------------------------------------------------------

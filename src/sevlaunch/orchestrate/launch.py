@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -70,6 +71,9 @@ class LaunchFailedError(SevlaunchError):
 
 Observer = Callable[[str, StepRecord], None]
 
+#: Seconds to wait for a hypervisor that measures after it serves QMP.
+MEASUREMENT_WAIT = 30.0
+
 
 @dataclass
 class LaunchResult:
@@ -80,12 +84,24 @@ class LaunchResult:
     failed_step: int | None = None
     console: str = ""
 
+    @property
+    def message(self) -> str:
+        """One line for a person: which step failed, why, and what became of the domain."""
+        if self.ok:
+            return f"{self.domain}: launched and booted"
+        if self.failed_step is None:
+            return f"{self.domain}: not launched"
+        step = self.failed_step
+        after = "the domain was destroyed" if step >= 8 else "no guest was started"
+        return f"{self.domain}: step {step} ({STEPS[step][0]}) failed: {self.error}; {after}"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
             "ok": self.ok,
             "error": self.error,
             "failed_step": self.failed_step,
+            "message": self.message,
             "steps": [
                 {
                     "step": s.step,
@@ -98,6 +114,23 @@ class LaunchResult:
                 for s in self.steps
             ],
         }
+
+
+_signed_ceks: dict[tuple[str | None, bytes], bytes] = {}
+_signed_ceks_lock = threading.Lock()
+
+
+def signed_cek(kds_url: str | None, chip_id: bytes) -> bytes:
+    """The AMD-signed CEK of ``chip_id``, fetched once per process: a chip's CEK never changes,
+    and N launches on one host must not ask the key server N times (AMD's limits request
+    rates). The owner verifies it at step 4 whichever copy it is."""
+    from sevlaunch.kds import KdsClient
+
+    key = (kds_url, chip_id)
+    with _signed_ceks_lock:
+        if key not in _signed_ceks:
+            _signed_ceks[key] = KdsClient(kds_url).fetch_cek(chip_id).data
+        return _signed_ceks[key]
 
 
 def prepare_domain(
@@ -183,6 +216,9 @@ class Launcher:
         except LaunchFailedError as exc:
             self.result.error, self.result.failed_step = exc.reason, exc.step
             self._destroy()
+        except BaseException:  # a bug or an interrupt: no guest is left behind either
+            self._destroy()
+            raise
         return self.result
 
     def _steps(self) -> None:
@@ -216,26 +252,44 @@ class Launcher:
         export = CertExport.from_bytes(base64.b64decode(node["cert-chain"]))
         if any(sig.usage is Usage.ASK for sig in export.cek.signatures) or "cpu0-id" not in node:
             return None
-        from sevlaunch.kds import KdsClient
-
-        return KdsClient(self.kds_url).fetch_cek(base64.b64decode(node["cpu0-id"])).data
+        return signed_cek(self.kds_url, base64.b64decode(node["cpu0-id"]))
 
     def _define(self, offer: SessionOffer) -> None:
+        self._refuse_running()
         renamed = self.name if self.name != Domain.from_xml(self.xml).name else None
         self.host.define(
             prepare_domain(self.xml, offer.policy, offer.dh_cert, offer.session, name=renamed)
         )
         self._defined = True
 
+    def _refuse_running(self) -> None:
+        """Redefining a running domain would swap its launch blobs, and this launch's failure
+        would then destroy a guest it never started."""
+        try:
+            state = self.host.domain(self.name)["state"]
+        except HostError as exc:
+            if exc.kind == "Domain not found":
+                return
+            raise
+        if state in ("running", "paused"):
+            raise HostError(
+                "Requested operation is not valid",
+                f"domain '{self.name}' is already {state}: destroy it first or launch under "
+                "another name",
+                field="name",
+                value=self.name,
+            )
+
     def _measurement(self) -> dict[str, Any]:
         """The measurement exists once start returns (QEMU measures before serving QMP);
-        poll briefly in case a hypervisor measures later."""
-        deadline = time.time() + 30.0
+        poll briefly in case a hypervisor measures later. Any other refusal (the hypervisor
+        died, the domain was destroyed) fails at once."""
+        deadline = time.time() + MEASUREMENT_WAIT
         while True:
             try:
                 return self.host.launch_security_info(self.name)
-            except HostError:
-                if time.time() > deadline:
+            except HostError as exc:
+                if "not available" not in exc.detail or time.time() > deadline:
                     raise
                 time.sleep(0.1)
 

@@ -92,6 +92,10 @@ class Progress:
         if not enabled:
             yield
             return
+        if not self.console.is_terminal:  # a log or a pipe: the final table once (rich's Live
+            yield  # leaves it without its last newline there)
+            self.console.print(self.render())
+            return
         with Live(
             self.render(), console=self.console, refresh_per_second=10, transient=False
         ) as live:

@@ -14,9 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sevlaunch.errors import SevlaunchError
+from sevlaunch.errors import SevlaunchError, UsageError
 
 START_TIMEOUT = 60.0
+#: Longest Unix socket path Linux takes (sun_path is 108 bytes with its NUL).
+SOCKET_PATH_MAX = 107
+#: A guest's QMP socket under the root: host/run/<uuid>/qmp.sock.
+_DEEPEST_SOCKET = "/host/run/" + "0" * 36 + "/qmp.sock"
 
 
 def _cli() -> list[str]:
@@ -86,6 +90,7 @@ class Stack:
         return self.root / "launcher.token"
 
     def start(self, *, detach: bool = False) -> None:
+        self._check_socket_paths()
         self.root.mkdir(parents=True, exist_ok=True)
         self._spawn(
             "platform",
@@ -151,6 +156,17 @@ class Stack:
             "warning",
         ]
         self._spawn("broker", broker, self.broker_socket, detach)
+
+    def _check_socket_paths(self) -> None:
+        """Every guest's monitor socket lives under the root: refuse a root too deep for one,
+        before a hypervisor fails to bind it halfway through a launch."""
+        longest = len(os.fsencode(self.root.absolute())) + len(_DEEPEST_SOCKET)
+        if longest > SOCKET_PATH_MAX:
+            raise UsageError(
+                f"work directory {self.root.absolute()} is too long: guest sockets under it "
+                f"would be {longest} bytes, Unix sockets take at most {SOCKET_PATH_MAX}; "
+                f"choose a directory of at most {SOCKET_PATH_MAX - len(_DEEPEST_SOCKET)} bytes"
+            )
 
     def _cli(self, *args: str) -> None:
         done = subprocess.run([*_cli(), *args], capture_output=True, check=False)

@@ -2,7 +2,8 @@
 
 Each variant is the owner's claimed launch with one or more named mistakes applied: the
 kernel-hashes table left out, the command line with or without trailing whitespace or
-newline, the initrd missing, another of the given firmware images, TEK and TIK swapped.
+newline, the initrd missing, another of the given firmware images, TEK and TIK swapped, and
+for SEV-ES the other ``legacy-vm-type``, other vCPU counts and the other QEMU CPU models.
 :func:`sevlaunch.owner.measurement.diagnose` checks them against the measurement; this module
 only builds them (hashlib, no MAC) so the list can be tested on its own.
 """
@@ -12,10 +13,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sevlaunch.errors import UnsuitableFirmwareError
+from sevlaunch.formats.vmsa import QEMU_CPU_MODELS
 from sevlaunch.owner.launch_digest import EMPTY_SHA256, DirectBoot, MeasuredFirmware
+from sevlaunch.owner.vmsa import EsVmsas, VcpuType, es_pages
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 
 class Mistake(enum.Enum):
@@ -28,6 +34,9 @@ class Mistake(enum.Enum):
     CMDLINE_EMPTY = "cmdline-empty"
     INITRD_MISSING = "initrd-missing"
     KEYS_SWAPPED = "keys-swapped"
+    LEGACY_VM_TYPE = "legacy-vm-type"
+    VCPU_COUNT = "vcpu-count"
+    VCPU_TYPE = "vcpu-type"
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Diagnosis:
 
     explanations: tuple[tuple[Finding, ...], ...]
     tried: int
+    es: bool = False
 
     @property
     def explained(self) -> bool:
@@ -65,10 +75,13 @@ class Diagnosis:
 
     def describe(self) -> str:
         if not self.explanations:
+            es = (
+                ", SEV-ES legacy-vm-type on/off, vCPU counts and QEMU CPU models" if self.es else ""
+            )
             return (
                 f"None of the usual mistakes explains the measurement ({self.tried} variants "
                 "tried: kernel hashes on/off, command-line whitespace and newline, initrd "
-                "missing, each firmware given, TEK and TIK swapped). The guest may run other "
+                f"missing, each firmware given, TEK and TIK swapped{es}). The guest may run other "
                 "code than you expect, or the platform values (API version, build, policy) or "
                 "the TIK belong to another launch. Do not trust this guest."
             )
@@ -89,6 +102,7 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return {
             "explained": self.explained,
+            "es": self.es,
             "tried": self.tried,
             "explanations": [
                 [{"mistake": f.mistake.value, "text": f.text} for f in findings]
@@ -167,11 +181,15 @@ def boot_variants(
 
 
 def digest_variants(
-    firmwares: Sequence[MeasuredFirmware], boot: DirectBoot | None
+    firmwares: Sequence[MeasuredFirmware],
+    boot: DirectBoot | None,
+    es: EsVmsas | None = None,
 ) -> Iterator[Variant]:
-    """Launch digests for each firmware given (the first is the claimed one) and boot variant.
+    """Launch digests for each firmware given (the first is the claimed one), boot variant
+    and, for SEV-ES, VMSA variant.
 
-    A firmware that cannot take a kernel-hashes table is skipped for variants that need one.
+    A firmware that cannot take a kernel-hashes table (or, for SEV-ES, has no reset address)
+    is skipped for the variants that need one.
     """
     if not firmwares:
         return
@@ -185,12 +203,116 @@ def digest_variants(
                     f"the guest ran firmware {firmware.name} instead of {claimed.name}",
                 ),
             )
+        try:
+            pages = _es_pages(firmware, es)
+        except UnsuitableFirmwareError:
+            continue
         for boot_findings, variant in boot_variants(boot):
             try:
-                digest = firmware.digest(variant.hashes() if variant else None)
+                state = _boot_state(firmware, variant)
             except UnsuitableFirmwareError:
                 continue
-            yield Variant((*fw_findings, *boot_findings), digest)
+            for es_findings, vmsas in pages:
+                h = state.copy()
+                for page in vmsas:
+                    h.update(page)
+                yield Variant((*fw_findings, *boot_findings, *es_findings), h.digest())
+
+
+def _boot_state(firmware: MeasuredFirmware, boot: DirectBoot | None) -> _Hash:
+    """The hash state after the firmware and (for a direct boot) the kernel-hashes table."""
+    state = firmware.state.copy()
+    if boot is not None:
+        firmware.hashes_area()
+        state.update(boot.hashes().to_bytes())
+    return state
+
+
+def _es_pages(
+    firmware: MeasuredFirmware, es: EsVmsas | None
+) -> list[tuple[tuple[Finding, ...], tuple[bytes, ...]]]:
+    """Each VMSA variant's pages under this firmware, built once (none for plain SEV)."""
+    if es is None:
+        return [((), ())]
+    out = []
+    for findings, variant in es_variants(es):
+        try:
+            out.append((findings, es_pages(firmware, variant)))
+        except UnsuitableFirmwareError:
+            if not findings:
+                raise
+    return out
+
+
+def _counts(vcpus: int) -> list[int]:
+    """vCPU counts to try besides the given one: 1..8 and four either side of it."""
+    candidates = set(range(1, 9)) | set(range(max(1, vcpus - 4), vcpus + 5))
+    return sorted(candidates - {vcpus})
+
+
+def es_variants(es: EsVmsas) -> Iterator[tuple[tuple[Finding, ...], EsVmsas]]:
+    """The VMSAs as given, then under the other KVM init, other vCPU counts and CPU models
+    (and their combinations), fewest changes first."""
+    legacies: list[tuple[tuple[Finding, ...], bool]] = [((), es.legacy)]
+    legacies.append(((_legacy_finding(not es.legacy),), not es.legacy))
+    counts: list[tuple[tuple[Finding, ...], int]] = [((), es.vcpus)]
+    counts += [((_count_finding(n, es.vcpus),), n) for n in _counts(es.vcpus)]
+    cpus: list[tuple[tuple[Finding, ...], VcpuType | None]] = [((), es.cpu)]
+    if es.cpu is not None:
+        cpus += [((_cpu_finding(other, es.cpu),), other) for other in _other_cpus(es.cpu)]
+    combos = [
+        ((*lf, *cf, *tf), legacy, count, cpu)
+        for lf, legacy in legacies
+        for cf, count in counts
+        for tf, cpu in cpus
+    ]
+    combos.sort(key=lambda c: len(c[0]))
+    for findings, legacy, count, cpu in combos:
+        variant = es.with_legacy(legacy) if legacy != es.legacy else es
+        if es.explicit and count > 1 and variant.ap is None:
+            continue
+        yield findings, replace(variant, vcpus=count, cpu=cpu)
+
+
+def _other_cpus(given: VcpuType) -> list[VcpuType]:
+    seen = {given.signature}
+    out = []
+    for name, signature in QEMU_CPU_MODELS.items():
+        if signature not in seen:
+            seen.add(signature)
+            out.append(VcpuType(signature, name))
+    return out
+
+
+def _legacy_finding(legacy: bool) -> Finding:
+    if legacy:
+        text = (
+            "KVM used the legacy SEV-ES init (legacy-vm-type=on, or auto as QEMU 9.1+ resolves "
+            "it): the VMSAs hold no FPU state (MXCSR and FCW 0)"
+        )
+    else:
+        text = (
+            "KVM used KVM_SEV_INIT2 (legacy-vm-type=off): the VMSAs hold the FPU reset state "
+            "(MXCSR 0x1F80, FCW 0x37F)"
+        )
+    return Finding(Mistake.LEGACY_VM_TYPE, text)
+
+
+def _count_finding(count: int, given: int) -> Finding:
+    return Finding(
+        Mistake.VCPU_COUNT,
+        f"the guest had {count} vCPU{'s' if count != 1 else ''}, not {given} "
+        "(QEMU -smp, libvirt <vcpu>)",
+    )
+
+
+def _cpu_finding(cpu: VcpuType, given: VcpuType) -> Finding:
+    default = " (QEMU's default when no -cpu is given)" if cpu.name == "qemu64" else ""
+    return Finding(
+        Mistake.VCPU_TYPE,
+        f"the vCPUs were {cpu.describe()}{default}, not {given.describe()} "
+        "(QEMU -cpu, libvirt <cpu><model>)",
+    )
 
 
 def key_variants(tik: bytes, tek: bytes | None) -> list[KeyVariant]:

@@ -32,6 +32,7 @@ from sevlaunch.owner.launch_digest import (
     measure_direct_boot,
     measure_firmware,
 )
+from sevlaunch.owner.vmsa import EsVmsas
 
 __all__ = [
     "Diagnosis",
@@ -164,18 +165,22 @@ def diagnose(
     firmwares: Sequence[MeasuredFirmware] = (),
     boot: DirectBoot | None = None,
     digest: bytes | None = None,
+    es: EsVmsas | None = None,
 ) -> Diagnosis:
     """Which usual mistake explains a mismatch: try each variant of the owner's inputs.
 
     Give the firmware images (the first is the one claimed) and the direct boot, or a launch
-    digest alone (then only TEK and TIK swapped can be tried). Explanations come fewest
+    digest alone (then only TEK and TIK swapped can be tried); for SEV-ES, ``es`` says how
+    the VMSAs were obtained and their variants are tried too. Explanations come fewest
     mistakes first; only the smallest sets of mistakes that match are kept.
     """
     if (digest is None) == (not firmwares):
         raise UsageError(
             "diagnose needs exactly one of: firmware images (with the direct boot) or a digest"
         )
-    variants = digest_variants(firmwares, boot) if digest is None else iter([Variant((), digest)])
+    variants = (
+        digest_variants(firmwares, boot, es) if digest is None else iter([Variant((), digest)])
+    )
     keys = key_variants(tik, tek)
     found: list[tuple[Finding, ...]] = []
     tried = 0
@@ -186,4 +191,4 @@ def diagnose(
                 found.append((*variant.findings, *key.findings))
     found.sort(key=len)
     fewest = [f for f in found if len(f) == len(found[0])] if found else []
-    return Diagnosis(tuple(fewest), tried)
+    return Diagnosis(tuple(fewest), tried, es=es is not None)

@@ -15,13 +15,20 @@ from contextlib import contextmanager
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, read_file
-from sevlaunch.cli.owner.digest import boot_options, measure_inputs
+from sevlaunch.cli.owner.digest import (
+    EsOptions,
+    boot_options,
+    es_options,
+    measure_inputs,
+    vmsa_pages,
+)
 from sevlaunch.errors import MeasurementMismatchError, SevlaunchError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.owner.diagnosis import Diagnosis
 from sevlaunch.owner.launch_digest import DirectBoot, MeasuredFirmware
 from sevlaunch.owner.measurement import LaunchInfo, diagnose
 from sevlaunch.owner.measurement import validate as validate_measurement
+from sevlaunch.owner.vmsa import EsVmsas
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -93,6 +100,26 @@ def _report_mismatch(
     sys.exit(EXIT_MISMATCH)
 
 
+def _es_spec(opts: EsOptions, policy: Policy, with_firmware: bool) -> EsVmsas | None:
+    """The SEV-ES VMSA inputs; the policy decides whether the guest is SEV-ES."""
+    if opts.es and not policy.requires_es:
+        raise click.UsageError(
+            f"--es was given but policy {policy.to_int():#x} does not have SEV-ES (bit 2): "
+            "the guest's VMSAs are not measured; drop --es or check --policy"
+        )
+    if not with_firmware:
+        if opts.es or opts.vcpus is not None:
+            raise click.UsageError("the SEV-ES options go with --firmware, not --digest")
+        return None
+    if policy.requires_es and opts.vcpus is None and opts.vmsa_cpu0 is None:
+        raise click.UsageError(
+            f"policy {policy.to_int():#x} has SEV-ES (bit 2), so the measurement covers one "
+            "VMSA per vCPU: give --vcpus N and --vcpu-type MODEL (or --vcpu-sig, "
+            "--vcpu-family/--vcpu-model/--vcpu-stepping, or --vmsa-cpu0/--vmsa-cpu1)"
+        )
+    return opts.spec(es=policy.requires_es)
+
+
 def _check(
     info: LaunchInfo,
     tik: bytes,
@@ -101,14 +128,16 @@ def _check(
     firmwares: list[MeasuredFirmware],
     boot: DirectBoot | None,
     as_json: bool,
+    es: EsVmsas | None = None,
+    pages: list[bytes] | None = None,
 ) -> None:
     if digest is None:
-        digest = firmwares[0].digest(boot.hashes() if boot else None)
+        digest = firmwares[0].digest(boot.hashes() if boot else None, pages or ())
     try:
         validate_measurement(info, digest, tik)
     except MeasurementMismatchError as exc:
         if firmwares:
-            diagnosis = diagnose(info, tik=tik, tek=tek, firmwares=firmwares, boot=boot)
+            diagnosis = diagnose(info, tik=tik, tek=tek, firmwares=firmwares, boot=boot, es=es)
         else:
             diagnosis = diagnose(info, tik=tik, tek=tek, digest=digest)
         _report_mismatch(exc, diagnosis, digest, as_json)
@@ -138,6 +167,7 @@ def _check(
 @click.option("--digest", "digest_text", help="The expected launch digest (hex or base64).")
 @boot_options(multiple_firmware=True)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@es_options
 def validate(
     measurement: str,
     api_major: int,
@@ -153,14 +183,16 @@ def validate(
     initrd: str | None,
     append: str | None,
     as_json: bool,
+    es_options: EsOptions,
 ) -> None:
     """Check a launch measurement against the firmware, kernel, initrd and command line you
-    expect (or a launch digest), as libvirt's virt-qemu-sev-validate does.
+    expect (or a launch digest), as libvirt's virt-qemu-sev-validate does. For an SEV-ES
+    policy give the vCPUs too (--vcpus with --vcpu-type, or the VMSA files).
 
     On a mismatch, the usual mistakes are tried (kernel hashes on/off, command-line trailing
-    whitespace or newline, initrd missing, another --firmware given, TEK and TIK swapped) and
-    the one that would have matched is named. Exit 0 match, 1 mismatch, 2 bad usage,
-    6 internal error.
+    whitespace or newline, initrd missing, another --firmware given, TEK and TIK swapped;
+    for SEV-ES the other legacy-vm-type, vCPU counts and CPU models) and the one that would
+    have matched is named. Exit 0 match, 1 mismatch, 2 bad usage, 6 internal error.
     """
     with internal_errors_exit():
         if (digest_text is None) == (not firmware):
@@ -170,16 +202,19 @@ def validate(
         tik, tek = read_keys(tik_path, tek_path, tk_path)
         digest = parse_digest(digest_text) if digest_text is not None else None
         with errors_to_exit(code=EXIT_USAGE, as_json=as_json):
+            parsed = Policy.parse(policy)
+            es = _es_spec(es_options, parsed, bool(firmware))
             info = LaunchInfo.from_base64(
                 measurement,
                 api_major=api_major,
                 api_minor=api_minor,
                 build_id=build_id,
-                policy=Policy.parse(policy).to_int(),
+                policy=parsed.to_int(),
             )
             firmwares, boot = measure_inputs(firmware, kernel, initrd, append)
+            pages = vmsa_pages(firmwares[0], es, es_options.dump_vmsa) if firmwares else []
         try:
-            _check(info, tik, tek, digest, firmwares, boot, as_json)
+            _check(info, tik, tek, digest, firmwares, boot, as_json, es, pages)
         except SevlaunchError as exc:
             click.echo(f"internal error: {exc}", err=True)
             sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,86 @@
+"""``sevlaunch demo`` as a newcomer runs it: one command, exit 0, the unlocked disk on the guest's
+console, the tampered firmware refused at step 11, and nothing left running afterwards (unless
+``--keep`` asked for it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from sevlaunch.orchestrate.demo import DISK_LABEL
+from tests.orchestrate.stack import BIN, pids_naming, reap
+
+SEVLAUNCH = str(BIN / "sevlaunch")
+
+
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SEVLAUNCH_")}
+    environ["COLUMNS"] = "200"  # long lines stay whole in a pipe
+    return subprocess.run(
+        [SEVLAUNCH, "demo", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_demo_output(out: str, guests: int) -> None:
+    for index in range(1, guests + 1):
+        assert f"demo-{index} serial console" in out
+    assert out.count(f"disk label '{DISK_LABEL}'") == guests
+    assert "refused at step 11: the measurement matches none" in out
+    assert "no secret was released and the domain was destroyed" in out
+    assert f"{guests}/{guests} attested guests booted and unlocked their disk" in out
+    assert "tampered launch refused: True" in out
+    assert "every expected outcome happened" in out
+
+
+def test_demo_runs_and_cleans_up() -> None:
+    done = demo()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_demo_output(done.stdout, 1)
+    found = re.search(r"work directory: (\S+)", done.stdout)
+    assert found is not None
+    root = found.group(1)
+    try:
+        assert not Path(root).exists(), "the temporary work directory was left behind"
+        assert pids_naming(root) == [], "a service or guest outlived the demo"
+    finally:
+        reap(root)
+
+
+def test_demo_three_guests_kept_running() -> None:
+    root = Path(tempfile.mkdtemp(prefix="sl-demo-"))  # short: guest sockets live under it
+    try:
+        done = demo("--guests", "3", "--keep", "--dir", str(root))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_demo_output(done.stdout, 3)
+        assert f"export SEVLAUNCH_HOST=unix:{root / 'host.sock'}" in done.stdout
+        listed = subprocess.run(
+            [SEVLAUNCH, "host", "list", "--connect", f"unix:{root / 'host.sock'}", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        running = {row["name"] for row in json.loads(listed.stdout)}
+        assert running == {"demo-1", "demo-2", "demo-3"}
+    finally:
+        reap(str(root))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_demo_refuses_a_work_directory_too_deep_for_unix_sockets(tmp_path: Path) -> None:
+    root = tmp_path / ("d" * 60)
+    done = demo("--dir", str(root))
+    assert done.returncode == 1
+    assert "too long" in done.stdout
+    assert "Unix sockets take at most 107" in done.stdout
+    assert not root.exists()

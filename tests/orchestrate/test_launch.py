@@ -1,0 +1,366 @@
+"""The VM tool against a real host manager, platform and broker, with a fault injected at each
+step the way it happens in reality: each launch must fail at that step, say so, and leave no
+guest running and no launch context on the platform."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sevlaunch.errors import HostError
+from sevlaunch.host.client import HostClient
+from sevlaunch.host.domxml import Domain
+from sevlaunch.orchestrate.demo import DISK_LABEL, POLICY
+from sevlaunch.orchestrate.launch import STEPS, LaunchResult, StepRecord, prepare_domain
+from sevlaunch.orchestrate.owner_port import BrokerOwner, SecretRelease
+from tests.orchestrate.stack import (
+    BIN,
+    NOHASHES,
+    RunningStack,
+    host_manager,
+    script,
+    unique,
+    wait_for,
+)
+
+# ---- faults, injected as they happen in reality
+
+
+class TamperingHost(HostClient):
+    """A man in the middle between host and tool: one bit of the certificate chain flips."""
+
+    def __init__(self, uri: str, offset: int) -> None:
+        super().__init__(uri)
+        self.offset = offset
+
+    def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
+        info = super().node_sev_info(refresh=refresh)
+        chain = bytearray(base64.b64decode(info["cert-chain"]))
+        chain[self.offset] ^= 0x01
+        return {**info, "cert-chain": base64.b64encode(chain).decode()}
+
+
+class CrashingHost(HostClient):
+    """The hypervisor dies (SIGKILL, as an OOM kill would) right after it started paused."""
+
+    def __init__(self, uri: str, run_root: Path) -> None:
+        super().__init__(uri)
+        self.run_root = run_root
+
+    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
+        info = super().start(name, paused=paused)
+        pid = int((self.run_root / info["uuid"] / "qemu.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: self.domain(name)["state"] not in ("running", "paused"),
+            10.0,
+            "the host manager to notice the crash",
+        )
+        return info
+
+
+class CorruptingOwner(BrokerOwner):
+    """A secret packet whose header MAC was damaged on its way to the host."""
+
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+        release = super().attest(launch_id, launch_info)
+        header = bytearray(base64.b64decode(release.header))
+        header[20] ^= 0x01  # flags (4) ‖ IV (16) ‖ MAC (32): the MAC's first byte
+        return SecretRelease(base64.b64encode(header).decode(), release.secret)
+
+
+class ReplayingOwner(BrokerOwner):
+    """Someone attested this launch first (a replayed measurement): ours comes second."""
+
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+        super().attest(launch_id, launch_info)
+        return super().attest(launch_id, launch_info)
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A local TCP port bound but not listening: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+# ---- checks
+
+
+def assert_failed_at(
+    env: RunningStack, result: LaunchResult, step: int, *words: str, contexts: int
+) -> None:
+    """Failed at ``step`` for the reason ``words`` say; no guest left running or measured."""
+    assert not result.ok, "the launch should have failed"
+    assert result.failed_step == step, result.message
+    assert result.message.startswith(f"{result.domain}: step {step} ({STEPS[step][0]}) failed: ")
+    for word in words:
+        assert word in (result.error or ""), result.message
+    statuses = {s.step: s.status for s in result.steps}
+    assert statuses[step] == "failed"
+    assert [s for s, v in statuses.items() if v == "failed"] == [step]
+    assert all(v == "pending" for s, v in statuses.items() if s > step)
+    assert result.domain not in env.running()
+    wait_for(lambda: env.guest_contexts() == contexts, 10.0, "the launch context to be freed")
+
+
+def assert_never_defined(env: RunningStack, name: str) -> None:
+    with env.host() as host, pytest.raises(HostError, match="Domain not found"):
+        host.domain(name)
+
+
+# ---- a launch that works
+
+
+def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> None:
+    name = unique("good")
+    result = env.launch(env.xml(name))
+    assert result.ok, result.message
+    assert [s.status for s in result.steps] == ["ok"] * len(STEPS)
+    assert f"disk label '{DISK_LABEL}'" in result.console
+    assert "luks-key" in result.console
+    assert name in env.running()
+    assert result.as_dict()["message"] == f"{name}: launched and booted"
+    env.destroy(name)
+    assert name not in env.running()
+
+
+# ---- step 2: the host
+
+
+def test_step_2_host_manager_unreachable(env: RunningStack, tmp_path: Path) -> None:
+    name, contexts = unique("nohost"), env.guest_contexts()
+    host = HostClient(f"unix:{tmp_path / 'absent.sock'}")
+    result = env.launch(env.xml(name), host=host)
+    assert_failed_at(
+        env, result, 2, "failed to connect to the host manager", "absent.sock", contexts=contexts
+    )
+    assert "no guest was started" in result.message
+    assert_never_defined(env, name)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # QEMU on a machine without /dev/sev: query-sev-capabilities fails
+        (f'unset SEVLAUNCH_SEV_DEVICE\nexec {BIN / "sevlaunch-vmm"} "$@"', "does not support SEV"),
+        # a binary that is not a hypervisor at all
+        ("echo 'not a hypervisor' >&2\nexit 1", "not a hypervisor"),
+    ],
+    ids=["no-sev-device", "not-a-hypervisor"],
+)
+def test_step_2_sev_unsupported(env: RunningStack, body: str, expected: str) -> None:
+    name, contexts = unique("nosev"), env.guest_contexts()
+    qemu = script(env.root / f"{name}-qemu.sh", body)
+    with host_manager(env.stack, name, qemu) as uri:
+        result = env.launch(env.xml(name), host=HostClient(uri))
+    assert_failed_at(env, result, 2, expected, contexts=contexts)
+    assert_never_defined(env, name)
+
+
+# ---- step 3: the AMD-signed CEK
+
+
+def test_step_3_key_server_unreachable(env: RunningStack) -> None:
+    name, contexts = unique("nokds"), env.guest_contexts()
+    with closed_port() as port:
+        result = env.launch(env.xml(name), kds_url=f"http://127.0.0.1:{port}")
+    assert_failed_at(
+        env, result, 3, "cannot download the AMD-signed CEK", f":{port}", contexts=contexts
+    )
+    assert_never_defined(env, name)
+
+
+# ---- step 4: the platform's proof
+
+
+def test_step_4_broker_does_not_trust_the_platform(env: RunningStack) -> None:
+    name, contexts = unique("untrusted"), env.guest_contexts()
+    with env.broker_admin() as broker:
+        broker.remove_root("emulated")
+        try:
+            result = env.launch(env.xml(name))
+        finally:
+            from sevlaunch.platform.client import PlatformClient
+
+            with PlatformClient(env.stack.platform_socket) as platform:
+                broker.add_root(platform.ca_chain(), name="emulated")
+    assert_failed_at(env, result, 4, "ARK", contexts=contexts)
+    assert_never_defined(env, name)
+
+
+@pytest.mark.parametrize(
+    ("offset", "step", "expected"),
+    [
+        (0x420, 4, "OCA -> PEK: slot 1: ECDSA signature does not verify"),  # PEK's signature
+        (0x824 + 0x420, 4, "OCA -> OCA: slot 1: ECDSA signature does not verify"),  # OCA's
+        (0x10, 3, "unknown EccCurve code"),  # a field that no longer parses
+    ],
+    ids=["pek-signature", "oca-signature", "pek-curve"],
+)
+def test_step_3_4_chain_tampered_in_transit(
+    env: RunningStack, offset: int, step: int, expected: str
+) -> None:
+    name, contexts = unique("tampered-chain"), env.guest_contexts()
+    result = env.launch(env.xml(name), host=TamperingHost(env.stack.host_uri, offset))
+    assert_failed_at(env, result, step, expected, contexts=contexts)
+    assert_never_defined(env, name)
+
+
+def test_step_4_unknown_workload(env: RunningStack) -> None:
+    """The session (step 5) comes with the platform check in one broker call, so an unknown
+    workload is refused at step 4."""
+    name, contexts = unique("noworkload"), env.guest_contexts()
+    result = env.launch(env.xml(name), owner=env.owner("no-such-workload"))
+    assert_failed_at(env, result, 4, "no workload named 'no-such-workload'", contexts=contexts)
+    assert_never_defined(env, name)
+
+
+# ---- step 6: the domain definition
+
+
+def test_step_6_launch_security_that_takes_no_session(env: RunningStack) -> None:
+    name, contexts = unique("s390"), env.guest_contexts()
+    xml = env.xml(name).replace("type='sev' kernelHashes='yes'", "type='s390-pv'")
+    result = env.launch(xml)
+    assert_failed_at(
+        env, result, 6, "launch security type 's390-pv' takes no session", contexts=contexts
+    )
+    assert_never_defined(env, name)
+
+
+def test_step_6_a_running_domain_of_that_name_is_left_alone(env: RunningStack) -> None:
+    name = unique("twice")
+    first = env.launch(env.xml(name))
+    assert first.ok, first.message
+    contexts = env.guest_contexts()
+    with env.host() as host:
+        xml_before = host.dumpxml(name)
+    second = env.launch(env.xml(name))
+    assert not second.ok
+    assert second.failed_step == 6, second.message
+    assert f"domain '{name}' is already running" in (second.error or "")
+    assert name in env.running(), "the first launch's guest must survive the second launch"
+    assert env.guest_contexts() == contexts
+    with env.host() as host:
+        assert host.dumpxml(name) == xml_before, "the running domain's session was replaced"
+    env.destroy(name)
+
+
+# ---- step 8: the hypervisor
+
+
+def test_step_8_hypervisor_cannot_start(env: RunningStack) -> None:
+    name, contexts = unique("nofirmware"), env.guest_contexts()
+    result = env.launch(env.xml(name, env.root / "absent-OVMF.fd"))
+    assert_failed_at(env, result, 8, "absent-OVMF.fd", "No such file", contexts=contexts)
+    assert env.domain_state(name) == "shut off"
+    assert "the domain was destroyed" in result.message
+
+
+# ---- step 10: the measurement
+
+
+def test_step_10_hypervisor_crashed_before_the_measurement_was_read(env: RunningStack) -> None:
+    name, contexts = unique("crash"), env.guest_contexts()
+    began = time.monotonic()
+    host = CrashingHost(env.stack.host_uri, env.root / "host" / "run")
+    result = env.launch(env.xml(name), host=host)
+    assert_failed_at(env, result, 10, "domain is not running", contexts=contexts)
+    assert time.monotonic() - began < 20.0, "a dead hypervisor must not be polled for long"
+    assert env.domain_state(name) == "shut off"
+
+
+# ---- step 11: the owner's verdict
+
+
+def test_step_11_tampered_firmware_is_refused(env: RunningStack) -> None:
+    name, contexts = unique("tampered-fw"), env.guest_contexts()
+    result = env.launch(env.xml(name, env.art.tampered))
+    assert_failed_at(env, result, 11, "matches none", contexts=contexts)
+    assert "efi_secret" not in result.console
+    assert env.domain_state(name) == "shut off"
+
+
+def test_step_11_replayed_attestation_is_refused(env: RunningStack) -> None:
+    name, contexts = unique("replay"), env.guest_contexts()
+    result = env.launch(env.xml(name), owner=ReplayingOwner(**_owner_args(env)))
+    assert_failed_at(env, result, 11, "single-use", "already released", contexts=contexts)
+
+
+# ---- step 12: the secret
+
+
+def test_step_12_corrupt_secret_header_fails_launch_secret(env: RunningStack) -> None:
+    name, contexts = unique("badmac"), env.guest_contexts()
+    result = env.launch(env.xml(name), owner=CorruptingOwner(**_owner_args(env)))
+    assert_failed_at(
+        env, result, 12, "sev-inject-launch-secret", "Bad measurement", contexts=contexts
+    )
+    assert "efi_secret" not in result.console
+
+
+# ---- step 13: the boot
+
+
+def test_step_13_guest_halts_without_a_hashes_table(env: RunningStack) -> None:
+    """With kernelHashes='no' the measurement covers the firmware alone, so an owner who
+    expects just that releases the secret; the AmdSev firmware then refuses to boot a kernel
+    it cannot verify. (A changed kernel file cannot fail step 13 on its own: its hash is in
+    the measured table, so step 11 refuses it first.)"""
+    name, contexts = unique("nohashes"), env.guest_contexts()
+    result = env.launch(env.xml(name, kernel_hashes=False), owner=env.owner(NOHASHES))
+    assert_failed_at(env, result, 13, "the guest halted", contexts=contexts)
+    assert "hashes table is missing or malformed" in result.console
+    assert env.domain_state(name) == "shut off"
+
+
+def _owner_args(env: RunningStack) -> dict[str, Any]:
+    return {"url": env.stack.broker_url, "token": env.launcher_token, "workload": "demo"}
+
+
+# ---- pure parts
+
+
+def test_prepare_domain_takes_policy_and_blobs_from_the_session() -> None:
+    xml = """<domain type='kvm'><name>g</name><memory unit='MiB'>64</memory>
+      <os><type arch='x86_64' machine='q35'>hvm</type></os>
+      <launchSecurity type='sev'><policy>0x0003</policy></launchSecurity></domain>"""
+    out = Domain.from_xml(prepare_domain(xml, POLICY, "R09ESA==", "U0VTU0lPTg=="))
+    sev = out.launch_security
+    assert sev is not None
+    assert (sev.policy, sev.dh_cert, sev.session) == (POLICY, "R09ESA==", "U0VTU0lPTg==")
+    assert out.name == "g"
+    assert out.uuid is None
+    renamed = Domain.from_xml(prepare_domain(xml, POLICY, "R09ESA==", "U0VTU0lPTg==", name="h"))
+    assert renamed.name == "h"
+    assert renamed.uuid is not None
+
+
+def test_prepare_domain_adds_launch_security_when_absent() -> None:
+    xml = "<domain type='kvm'><name>g</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>"
+    sev = Domain.from_xml(prepare_domain(xml, 0x5, "QQ==", "Qg==")).launch_security
+    assert sev is not None
+    assert (sev.type, sev.policy) == ("sev", 0x5)
+
+
+def test_result_message_names_the_step_and_the_fate_of_the_domain() -> None:
+    result = LaunchResult("g", [StepRecord(n) for n in STEPS], error="boom", failed_step=11)
+    assert (
+        result.message == "g: step 11 (measurement checked) failed: boom; the domain was destroyed"
+    )
+    early = LaunchResult("g", error="nope", failed_step=4)
+    assert early.message == "g: step 4 (platform verified) failed: nope; no guest was started"
+    data = result.as_dict()
+    assert data["failed_step"] == 11
+    assert [s["step"] for s in data["steps"]] == list(STEPS)

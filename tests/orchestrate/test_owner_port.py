@@ -1,0 +1,90 @@
+"""The guest owner run locally (``--owner-dir``): the owner toolkit on DIR/owner.json decides
+steps 4, 5 and 11 in the tool's own process, against the same real host as the broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sevlaunch.errors import UsageError
+from sevlaunch.orchestrate.demo import DISK_LABEL
+from sevlaunch.orchestrate.owner_port import LocalOwner, OwnerConfig, SecretRelease
+from tests.orchestrate.stack import RunningStack, unique, wait_for
+
+
+class ReplayingLocalOwner(LocalOwner):
+    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+        super().attest(launch_id, launch_info)
+        return super().attest(launch_id, launch_info)
+
+
+def test_owner_config_resolves_paths_against_the_directory(tmp_path: Path) -> None:
+    (tmp_path / "owner.json").write_text(
+        json.dumps(
+            {
+                "policy": "0x5",
+                "trust-roots": ["ark.cert"],
+                "firmware": "OVMF.fd",
+                "digests": ["ab" * 32],
+                "secrets": {"luks-key": "key.txt"},
+            }
+        )
+    )
+    config = OwnerConfig.load(tmp_path)
+    assert config.policy.to_int() == 0x5
+    assert config.trust_roots == (tmp_path / "ark.cert",)
+    assert config.firmware == tmp_path / "OVMF.fd"
+    assert config.kernel is None
+    assert config.digests == (bytes.fromhex("ab" * 32),)
+    assert config.secrets == {"luks-key": tmp_path / "key.txt"}
+
+
+def test_owner_config_without_owner_json_says_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"owner\.json"):
+        OwnerConfig.load(tmp_path)
+
+
+def test_local_owner_needs_something_to_check_the_measurement_against(tmp_path: Path) -> None:
+    (tmp_path / "owner.json").write_text("{}")
+    with pytest.raises(UsageError, match="neither a firmware nor digests"):
+        LocalOwner(OwnerConfig.load(tmp_path))
+
+
+def test_local_owner_launch_boots(env: RunningStack, tmp_path: Path) -> None:
+    owner = LocalOwner(OwnerConfig.load(env.owner_dir(tmp_path / "owner")))
+    name = unique("local")
+    result = env.launch(env.xml(name), owner=owner)
+    assert result.ok, result.message
+    assert f"disk label '{DISK_LABEL}'" in result.console
+    env.destroy(name)
+
+
+@pytest.mark.parametrize(
+    ("trust_ark", "firmware", "owner_class", "step", "expected"),
+    [
+        (False, "firmware", LocalOwner, 4, "ARK"),
+        (True, "tampered", LocalOwner, 11, "matches none of the expected launch digests"),
+        (True, "firmware", ReplayingLocalOwner, 11, "unknown or was already used"),
+    ],
+    ids=["no-trust-roots", "tampered-firmware", "replay"],
+)
+def test_local_owner_refusals(
+    env: RunningStack,
+    tmp_path: Path,
+    trust_ark: bool,
+    firmware: str,
+    owner_class: type[LocalOwner],
+    step: int,
+    expected: str,
+) -> None:
+    owner = owner_class(OwnerConfig.load(env.owner_dir(tmp_path / "o", trust_ark=trust_ark)))
+    name, contexts = unique("local-refused"), env.guest_contexts()
+    result = env.launch(env.xml(name, getattr(env.art, firmware)), owner=owner)
+    assert not result.ok
+    assert result.failed_step == step, result.message
+    assert expected in (result.error or "")
+    assert name not in env.running()
+    wait_for(lambda: env.guest_contexts() == contexts, 10.0, "the launch context to be freed")
