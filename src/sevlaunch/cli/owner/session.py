@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, errors_to_exit, fail, read_file
+from sevlaunch.cli.owner._chain import chain_options
 from sevlaunch.errors import ChainError, FormatError, SevlaunchError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.owner.session import make_session
@@ -56,32 +57,7 @@ def _write_outputs(out: Path, name: str, files: dict[str, tuple[bytes, bool]]) -
 
 
 @click.command()
-@click.option(
-    "--chain",
-    "chain_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Platform chain: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK] (sevctl export).",
-)
-@click.option(
-    "--ca",
-    "ca_path",
-    type=click.Path(dir_okay=False),
-    help="AMD CA file ASK ‖ ARK, when the chain is not a full export.",
-)
-@click.option(
-    "--trust-root",
-    "trust_roots",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.",
-)
-@click.option(
-    "--cek",
-    "cek_path",
-    type=click.Path(dir_okay=False),
-    help="AMD-signed CEK from AMD's key server, replacing the chain's CEK.",
-)
+@chain_options(chain_required=True)
 @click.option("--policy", required=True, help="Guest policy: a number (0x3) or flags (nodbg,noks).")
 @click.option("--name", default="vm", show_default=True, help="Prefix of the files written.")
 @click.option(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
+from sevlaunch.cli.owner._chain import chain_options
 from sevlaunch.crypto.chain import Link, VerifiedCa, VerifiedPlatform
 from sevlaunch.errors import ChainError, FormatError, SevlaunchError
 from sevlaunch.formats.chain import PlatformChain
@@ -44,31 +45,7 @@ def _print_human(
 
 
 @click.command()
-@click.option(
-    "--chain",
-    "chain_path",
-    type=click.Path(dir_okay=False),
-    help="Platform chain: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK].",
-)
-@click.option(
-    "--ca",
-    "ca_path",
-    type=click.Path(dir_okay=False),
-    help="AMD CA file: ASK ‖ ARK (ask_ark_<gen>.cert).",
-)
-@click.option(
-    "--cek",
-    "cek_path",
-    type=click.Path(dir_okay=False),
-    help="AMD-signed CEK from AMD's key server, replacing the chain's CEK.",
-)
-@click.option(
-    "--trust-root",
-    "trust_roots",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.",
-)
+@chain_options(chain_required=False)
 @click.option(
     "--fetch",
     is_flag=True,
