@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import statistics
 import sys
@@ -38,7 +39,7 @@ from pathlib import Path
 from sevlaunch.formats.commands import Command
 from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate import demo
-from sevlaunch.orchestrate.launch import Launcher, LaunchResult
+from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult
 from sevlaunch.orchestrate.owner_port import BrokerOwner
 from sevlaunch.orchestrate.services import Stack
 from sevlaunch.platform.latency import REAL
@@ -83,9 +84,10 @@ class CountingProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_unix_connection(str(self.upstream))
-        await asyncio.gather(
-            self._pump(reader, up_writer, FrameDecoder()), self._pump(up_reader, writer, None)
-        )
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy stopping, clients still on
+            await asyncio.gather(
+                self._pump(reader, up_writer, FrameDecoder()), self._pump(up_reader, writer, None)
+            )
 
     async def _pump(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, decoder: FrameDecoder | None
@@ -121,33 +123,46 @@ def _name(command: int) -> str:
         return f"{command:#x}"
 
 
-def count_one_launch(stack: Stack, art: demo.Artifacts) -> CountingProxy:
-    """One lone launch with the proxy in front of the platform socket: VMMs and the host
-    manager connect by path, so the service's socket is moved aside while it runs."""
+@contextlib.contextmanager
+def proxied(stack: Stack) -> Iterator[CountingProxy]:
+    """The proxy in front of the platform socket: VMMs and the host manager connect by path,
+    so the service's socket is moved aside while it runs."""
     moved = stack.root / "psp.sock"
     stack.platform_socket.rename(moved)
     proxy = CountingProxy(stack.platform_socket, moved)
     try:
         with proxy.running():
-            result = launch_round(stack, art, ["counted"])[0][0]
-            counted = CountingProxy(proxy.listen, proxy.upstream, list(proxy.mailbox))
-            counted.other.update(proxy.other)
-            if not result.ok:
-                raise SystemExit(f"the counted launch failed: {result.message}")
-            destroy_all(stack)  # DEACTIVATE, DECOMMISSION: after the launch, not counted
+            yield proxy
     finally:
         stack.platform_socket.unlink(missing_ok=True)
         moved.rename(stack.platform_socket)
+
+
+def count_one_launch(stack: Stack, art: demo.Artifacts) -> CountingProxy:
+    """The PSP commands of one lone launch (its teardown excluded)."""
+    with proxied(stack) as proxy:
+        result = launch_round(stack, art, ["counted"])[0][0]
+        counted = CountingProxy(proxy.listen, proxy.upstream, list(proxy.mailbox))
+        counted.other.update(proxy.other)
+        if not result.ok:
+            raise SystemExit(f"the counted launch failed: {result.message}")
+    destroy_all(stack)
     return counted
+
+
+def mix(proxy: CountingProxy, launches: int = 1) -> str:
+    counts = proxy.commands()
+    return ", ".join(f"{name} x{counts[name] / launches:g}" for name in sorted(counts))
 
 
 # ---- launching
 
 
 def launch_round(
-    stack: Stack, art: demo.Artifacts, names: list[str]
+    stack: Stack, art: demo.Artifacts, names: list[str], parallel_starts: int = PARALLEL_STARTS
 ) -> list[tuple[LaunchResult, float]]:
     token = stack.launcher_token.read_bytes().strip()
+    gate = threading.Semaphore(parallel_starts)
 
     def one(name: str) -> tuple[LaunchResult, float]:
         began = time.perf_counter()
@@ -159,6 +174,7 @@ def launch_round(
                 demo.domain_xml(name, art, art.firmware),
                 kds_url=stack.kds_url,
                 boot_timeout=600,
+                start_gate=gate,
             )
             result = launcher.run()
         return result, time.perf_counter() - began
@@ -201,23 +217,25 @@ def started(latency: str) -> Iterator[tuple[Stack, demo.Artifacts]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_model(latency: str, sizes: list[int]) -> None:
+def run_model(latency: str, sizes: list[int], parallel_starts: int, count_commands: bool) -> None:
     print(f"\n== --latency {latency}")
     with started(latency) as (stack, art):
         launch_round(stack, art, ["warm-up"])  # the host's node SEV info probe, caches
         destroy_all(stack)
         per_launch = None
         if latency == "real":
-            proxy = count_one_launch(stack, art)
-            per_launch = proxy.cost()
-            mix = ", ".join(f"{name} x{k}" for name, k in sorted(proxy.commands().items()))
-            print(f"PSP commands of one launch: {mix}; other requests: {dict(proxy.other)}")
+            lone = count_one_launch(stack, art)
+            per_launch = lone.cost()
+            print(f"PSP commands of one launch: {mix(lone)}; other requests: {dict(lone.other)}")
             print(f"modelled firmware time of one launch: {per_launch * 1000:.1f} ms")
         header = f"{'N':>5} {'wall s':>8} {'launch/s':>9} {'p50 s':>7} {'p99 s':>7} {'failed':>6}"
         print(header + ("  PSP bound s   ratio" if per_launch else ""))
         for n in sizes:
             began = time.perf_counter()
-            results = launch_round(stack, art, [f"n{n}-{i}" for i in range(1, n + 1)])
+            names = [f"n{n}-{i}" for i in range(1, n + 1)]
+            counting = proxied(stack) if count_commands else contextlib.nullcontext(None)
+            with counting as proxy:
+                results = launch_round(stack, art, names, parallel_starts)
             wall = time.perf_counter() - began
             durations = [d for _, d in results]
             failed = [r for r, _ in results if not r.ok]
@@ -231,8 +249,12 @@ def run_model(latency: str, sizes: list[int]) -> None:
                 if failed:
                     line += "  (not comparable: launches failed)"
                 elif n >= 100:
-                    line += f"  (target <= {TARGET}: {'met' if wall / bound <= TARGET else 'MISSED'})"
+                    line += (
+                        f"  (target <= {TARGET}: {'met' if wall / bound <= TARGET else 'MISSED'})"
+                    )
             print(line, flush=True)
+            if proxy is not None:
+                print(f"      PSP commands per launch in this round: {mix(proxy, n)}")
             for result in failed[:3]:
                 print(f"      {result.message}")
             destroy_all(stack)
@@ -242,10 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="1,10,100", help="comma-separated launch counts")
     parser.add_argument("--latency", default="none,real", help="latency models: none, real")
+    parser.add_argument(
+        "--parallel-starts",
+        type=int,
+        default=PARALLEL_STARTS,
+        help="guests started at once (the VM tool's start gate)",
+    )
+    parser.add_argument(
+        "--count-commands",
+        action="store_true",
+        help="count the PSP commands of every round too (the proxy costs a little time)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.n.split(",") if x]
+    print(f"{os.cpu_count()} CPUs; start gate {args.parallel_starts}")
     for model in args.latency.split(","):
-        run_model(model, sizes)
+        run_model(model, sizes, args.parallel_starts, args.count_commands)
     return 0
 
 

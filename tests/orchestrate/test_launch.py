@@ -9,8 +9,12 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,13 @@ from sevlaunch.errors import HostError
 from sevlaunch.host.client import HostClient
 from sevlaunch.host.domxml import Domain
 from sevlaunch.orchestrate.demo import DISK_LABEL, POLICY
-from sevlaunch.orchestrate.launch import STEPS, LaunchResult, StepRecord, prepare_domain
+from sevlaunch.orchestrate.launch import (
+    STEPS,
+    Launcher,
+    LaunchResult,
+    StepRecord,
+    prepare_domain,
+)
 from sevlaunch.orchestrate.owner_port import BrokerOwner, SecretRelease
 from tests.orchestrate.stack import (
     BIN,
@@ -364,3 +374,89 @@ def test_result_message_names_the_step_and_the_fate_of_the_domain() -> None:
     data = result.as_dict()
     assert data["failed_step"] == 11
     assert [s["step"] for s in data["steps"]] == list(STEPS)
+
+
+# ---- many launches at once
+
+
+class CountingStarts(HostClient):
+    """Records how many starts are in flight at once, across threads."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    most = 0
+
+    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most = max(cls.most, cls.in_flight)
+        try:
+            time.sleep(0.05)  # widen the window in which a second start could overlap
+            return super().start(name, paused=paused)
+        finally:
+            with cls.lock:
+                cls.in_flight -= 1
+
+
+def test_start_gate_bounds_the_starts_in_flight(env: RunningStack) -> None:
+    gate = threading.Semaphore(1)
+    names = [unique("gated") for _ in range(3)]
+
+    def one(name: str) -> LaunchResult:
+        with CountingStarts(env.stack.host_uri) as host:
+            launcher = Launcher(
+                host, env.owner(), env.xml(name), kds_url=env.stack.kds_url, start_gate=gate
+            )
+            return launcher.run()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, names))
+    assert all(r.ok for r in results), [r.message for r in results]
+    assert CountingStarts.most == 1
+    for name in names:
+        env.destroy(name)
+
+
+class CountingKeyServer(ThreadingHTTPServer):
+    """A key-server mirror in front of the emulated one that counts what it is asked."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server = self.server
+                assert isinstance(server, CountingKeyServer)
+                server.requests.append(self.path)
+                with urllib.request.urlopen(server.upstream + self.path) as answer:
+                    body = answer.read()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_signed_cek_is_fetched_once_per_chip(env: RunningStack) -> None:
+    mirror = CountingKeyServer(env.stack.kds_url)
+    thread = threading.Thread(target=mirror.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{mirror.server_address[1]}"
+    try:
+        names = [unique("cek"), unique("cek")]
+        for name in names:
+            result = env.launch(env.xml(name), kds_url=url)
+            assert result.ok, result.message
+    finally:
+        mirror.shutdown()
+        mirror.server_close()
+    assert len(mirror.requests) == 1
+    assert mirror.requests[0].startswith("/cek/id/")
+    for name in names:
+        env.destroy(name)

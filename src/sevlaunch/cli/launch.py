@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import click
 
 from sevlaunch.cli._util import EXIT_USAGE, fail, read_file
 from sevlaunch.errors import SevlaunchError
+from sevlaunch.orchestrate.launch import PARALLEL_STARTS
 
 if TYPE_CHECKING:
     from sevlaunch.orchestrate.owner_port import GuestOwner
@@ -56,6 +58,14 @@ if TYPE_CHECKING:
     help="Launch N guests at once.",
 )
 @click.option(
+    "--parallel-starts",
+    default=PARALLEL_STARTS,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --count: guests started at once (the host's PSP measures one at a time; the "
+    "rest wait their turn here instead of timing out at the host).",
+)
+@click.option(
     "--boot-timeout",
     default=60.0,
     show_default=True,
@@ -77,6 +87,7 @@ def launch(
     owner_dir: str | None,
     kds_url: str | None,
     count: int,
+    parallel_starts: int,
     boot_timeout: float,
     as_json: bool,
 ) -> None:
@@ -103,6 +114,7 @@ def launch(
         fail(str(exc), code=EXIT_USAGE)
     names = [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
     progress = Progress(names)
+    gate = threading.Semaphore(parallel_starts)
 
     def one(name: str) -> dict[str, object]:
         with HostClient(host_uri, token=token) as host:
@@ -114,6 +126,7 @@ def launch(
                 observer=progress,
                 boot_timeout=boot_timeout,
                 kds_url=kds_url,
+                start_gate=gate,
             )
             return launcher.run().as_dict()
 

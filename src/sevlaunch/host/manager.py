@@ -358,6 +358,10 @@ class HostManager:
         try:
             client = await driver.connect(proc.pid, paths, exited)
         except HostError:
+            if (
+                not exited.done()
+            ):  # a monitor that never came: stop the hypervisor, do not wait on it
+                await driver.terminate(proc.pid)
             await exited
             raise
         runtime = Runtime(proc.pid, client, paths)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.host.client import HostClient
-from sevlaunch.orchestrate.launch import Launcher, LaunchResult, Observer
+from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult, Observer
 from sevlaunch.orchestrate.owner_port import BrokerOwner
 from sevlaunch.orchestrate.services import Stack
 
@@ -176,6 +177,7 @@ def run_launches(
     shape: GuestShape | None = None,
 ) -> list[LaunchResult]:
     token = stack.launcher_token.read_bytes().strip()
+    gate = threading.Semaphore(PARALLEL_STARTS)
 
     def one(name: str) -> LaunchResult:
         owner = BrokerOwner(stack.broker_url, token, WORKLOAD)
@@ -186,6 +188,7 @@ def run_launches(
                 domain_xml(name, art, firmware, shape),
                 observer=observer,
                 kds_url=stack.kds_url,
+                start_gate=gate,
             ).run()
 
     with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:

@@ -74,6 +74,10 @@ Observer = Callable[[str, StepRecord], None]
 #: Seconds to wait for a hypervisor that measures after it serves QMP.
 MEASUREMENT_WAIT = 30.0
 
+#: Guests started (steps 8-9: hypervisor up, firmware encrypted and measured) at once per host
+#: when N launches run together; see :meth:`Launcher._start`.
+PARALLEL_STARTS = 8
+
 
 @dataclass
 class LaunchResult:
@@ -170,6 +174,7 @@ class Launcher:
         observer: Observer | None = None,
         boot_timeout: float = 60.0,
         kds_url: str | None = None,
+        start_gate: threading.Semaphore | None = None,
     ) -> None:
         self.host = host
         self.owner = owner
@@ -177,6 +182,7 @@ class Launcher:
         self.name = name or Domain.from_xml(xml).name
         self.observer = observer or (lambda _d, _s: None)
         self.boot_timeout = boot_timeout
+        self.start_gate = start_gate
         self.kds_url = kds_url
         self.result = LaunchResult(self.name, [StepRecord(n) for n in STEPS])
         self._defined = False
@@ -232,7 +238,7 @@ class Launcher:
         )
         self._mark(5, "ok", f"policy {offer.policy:#06x}")
         self._run_step(6, lambda: self._define(offer))
-        self._run_step(8, lambda: self.host.start(self.name, paused=True))
+        self._run_step(8, self._start)
         self._mark(7, "ok", "dh-cert-file, session-file, policy")
         self._mark(9, "ok", "LAUNCH_START, LAUNCH_UPDATE_DATA, LAUNCH_MEASURE")
         info = self._run_step(10, self._measurement, lambda i: i["sev-measurement"])
@@ -261,6 +267,14 @@ class Launcher:
             prepare_domain(self.xml, offer.policy, offer.dh_cert, offer.session, name=renamed)
         )
         self._defined = True
+
+    def _start(self) -> dict[str, Any]:
+        """Start paused, holding a slot of ``start_gate`` when launches share one: a start
+        returns only once the PSP has measured the guest, and one PSP serves one command at
+        a time, so unbounded concurrent starts only queue there until the host's monitor
+        timeout fails them (nova's ``max_concurrent_builds`` exists for the same reason)."""
+        with self.start_gate or contextlib.nullcontext():
+            return self.host.start(self.name, paused=True)
 
     def _refuse_running(self) -> None:
         """Redefining a running domain would swap its launch blobs, and this launch's failure

@@ -50,6 +50,10 @@ class KdsServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.platform_socket = platform_socket
         self._lock = threading.Lock()
+        # a chip's identity and its CEK never change (the CEK is derived from the chip's
+        # secrets, unlike the PEK and PDH): ask the PSP once, not on every request
+        self._chip_id: bytes | None = None
+        self._cek: bytes | None = None
 
     @property
     def url(self) -> str:
@@ -62,8 +66,9 @@ class KdsServer(ThreadingHTTPServer):
                 return client.ca_chain()
             if path.startswith("/cek/id/"):
                 wanted = path.removeprefix("/cek/id/").upper()
-                chip_id = client.get_id()[:64]
-                return client.signed_cek() if chip_id.hex().upper() == wanted else None
+                if self._chip_id is None or self._cek is None:
+                    self._chip_id, self._cek = client.get_id()[:64], client.signed_cek()
+                return self._cek if self._chip_id.hex().upper() == wanted else None
         return None
 
     def start(self) -> threading.Thread:

@@ -80,24 +80,31 @@ class EmulatedSevPlatform:
         return handle
 
     async def _activate(self, handle: int, *, es: bool) -> None:
+        """ACTIVATE on a free ASID of the guest's range. The search starts at a slot derived
+        from the (ever-increasing) handle and wraps around, so concurrent launches rarely try
+        the same ASID and recently freed ones, which need a DF_FLUSH, are reused last, as
+        KVM's allocator does."""
         profile = await self.client.profile()
-        first, last = (
-            (1, profile.max_es_guests)
-            if es
-            else (profile.max_es_guests + 1, profile.max_es_guests + profile.max_guests)
+        first, count = (
+            (1, profile.max_es_guests) if es else (profile.max_es_guests + 1, profile.max_guests)
         )
         flushed = False
-        asid = first
-        while asid <= last:
+        for step in range(count):
+            asid = first + (handle - 1 + step) % count
             try:
                 await self.client.activate(handle, asid)
             except FirmwareError as exc:
                 if exc.status == Status.DF_FLUSH_REQUIRED and not flushed:
                     await self.client.df_flush()
                     flushed = True
-                    continue
+                    try:
+                        await self.client.activate(handle, asid)
+                    except FirmwareError as again:
+                        if again.status not in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
+                            raise
+                        continue
+                    return
                 if exc.status in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
-                    asid += 1
                     continue
                 raise
             return
