@@ -29,6 +29,7 @@ callers can catch what they understand and let the rest travel::
     ├── UsageError                  the caller asked for something inconsistent
     │   ├── CommandLineError        a hypervisor command line QEMU would refuse
     │   └── UnsuitableFirmwareError a firmware image cannot do what was asked of it
+    ├── LaunchFailedError           the VM tool's launch failed at a named step (1-13)
     └── BrokerError                 the attestation broker refused a request
         ├── NotFoundError           no such workload, launch, root or secret
         ├── ConflictError           a name already taken
@@ -292,6 +293,16 @@ class CommandLineError(UsageError):
 
     def report(self, prog: str = "qemu-system-x86_64") -> str:
         return f"{prog}: {self}"
+
+
+class LaunchFailedError(SevlaunchError):
+    """An attested launch failed at ``step`` (named ``name``); the VM tool destroyed the domain."""
+
+    def __init__(self, step: int, name: str, reason: str) -> None:
+        self.step = step
+        self.name = name
+        self.reason = reason
+        super().__init__(f"step {step} ({name}) failed: {reason}")
 
 
 class BrokerError(SevlaunchError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sevlaunch.errors import HostError, SevlaunchError
+from sevlaunch.errors import HostError, LaunchFailedError, SevlaunchError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
 from sevlaunch.host.client import HostClient
@@ -58,15 +58,6 @@ class StepRecord:
     @property
     def party(self) -> str:
         return STEPS[self.step][1]
-
-
-class LaunchFailedError(SevlaunchError):
-    """A launch failed at ``step``; the domain was destroyed."""
-
-    def __init__(self, step: int, reason: str) -> None:
-        self.step = step
-        self.reason = reason
-        super().__init__(f"step {step} ({STEPS[step][0]}) failed: {reason}")
 
 
 Observer = Callable[[str, StepRecord], None]
@@ -202,7 +193,7 @@ class Launcher:
                 str(exc),
             )
             self.observer(self.name, record)
-            raise LaunchFailedError(step, str(exc)) from None
+            raise LaunchFailedError(step, STEPS[step][0], str(exc)) from None
         record.status, record.duration = "ok", time.time() - record.started
         record.detail = detail(value) if detail else ""
         self.observer(self.name, record)
