@@ -153,7 +153,7 @@ def peer(fw: Path, kernel: Path, initrd: Path, rounds: int, ours_s: float) -> No
     if importlib.util.find_spec("sevsnpmeasure") is None:
         print("sev-snp-measure: not installed (.venv/bin/pip install sev-snp-measure to compare)")
         return
-    from sevsnpmeasure.guest import sev_calc_launch_digest  # type: ignore[import-untyped]
+    from sevsnpmeasure.guest import sev_calc_launch_digest
 
     theirs = sev_calc_launch_digest(str(fw), str(kernel), str(initrd), CMDLINE)
     assert theirs == ours(fw, kernel, initrd), "sev-snp-measure disagrees on the digest"
