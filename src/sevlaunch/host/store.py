@@ -107,6 +107,7 @@ class Store:
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         os.chmod(state_dir / "host.db", 0o600)
 
     def close(self) -> None:
@@ -242,3 +243,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Bring a database from an older sevlaunch up to date: every column added since is
+    nullable or has a default, so ``ALTER TABLE ... ADD COLUMN`` is all it takes."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = getattr(column.default, "arg", None)
+                clause = f" DEFAULT {default!r}" if isinstance(default, (int, str)) else ""
+                conn.exec_driver_sql(
+                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{clause}'
+                )

@@ -191,9 +191,10 @@ async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> 
     if machine is not None:
         await machine.teardown()
     console.close()
-    if config.pidfile:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(config.pidfile)
+    for leftover in (config.pidfile, *(e.path for e in config.qmp)):
+        if leftover:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
     return 0
 
 
