@@ -7,6 +7,8 @@ returns it (48 bytes, big-endian), which is what both firmware and tools feed th
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,8 +34,12 @@ def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     return _HASHES[name]()
 
 
+@functools.lru_cache(maxsize=1024)
 def to_public_key(key: EccPublicKey) -> ec.EllipticCurvePublicKey:
-    """The pyca key for a certificate's point; raises CryptoError if it is not on the curve."""
+    """The pyca key for a certificate's point; raises CryptoError if it is not on the curve.
+
+    Cached: a verifier meets the same OCA, PEK and CEK points again and again, and building a
+    key checks the point on the curve each time (immutable inputs, immutable outputs)."""
     try:
         return ec.EllipticCurvePublicNumbers(key.qx, key.qy, _CURVES[key.curve]).public_key()
     except ValueError as exc:

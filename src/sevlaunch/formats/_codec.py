@@ -83,7 +83,7 @@ class Reader:
     def zeros(self, field: str, offset: int, size: int) -> None:
         """Check a must-be-zero region."""
         chunk = self.raw(field, offset, size)
-        if any(chunk):
+        if chunk != bytes(size):  # a memcmp; any() would walk the bytes in Python
             first = next(i for i, b in enumerate(chunk) if b)
             raise FormatError(
                 self.structure,
