@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -23,7 +23,9 @@ from sevlaunch.owner.launch_digest import (
     measure_direct_boot,
     measure_firmware,
 )
-from sevlaunch.owner.vmsa import EsVmsas, es_pages, legacy_from_option, vcpu_type
+
+if TYPE_CHECKING:
+    from sevlaunch.owner.vmsa import EsVmsas
 
 
 @contextmanager
@@ -154,6 +156,8 @@ class EsOptions:
             )
         if self.vmsa_cpu0 is not None or self.vmsa_cpu1 is not None:
             return self._explicit(self.vcpus)
+        from sevlaunch.owner.vmsa import EsVmsas, legacy_from_option, vcpu_type  # SEV-ES only
+
         return EsVmsas(
             self.vcpus,
             cpu=vcpu_type(
@@ -182,6 +186,8 @@ class EsOptions:
             raise click.UsageError("--vmsa-cpu1 (the APs) needs --vmsa-cpu0 (the BSP) too")
         if vcpus == 1 and self.vmsa_cpu1 is not None:
             raise click.UsageError("--vmsa-cpu1 is the APs' VMSA, but --vcpus is 1")
+        from sevlaunch.owner.vmsa import EsVmsas
+
         bsp = read_file(self.vmsa_cpu0, "VMSA file")
         ap = read_file(self.vmsa_cpu1, "VMSA file") if self.vmsa_cpu1 is not None else None
         return EsVmsas(vcpus, bsp=bsp, ap=ap)
@@ -256,6 +262,8 @@ def vmsa_pages(firmware: MeasuredFirmware, es: EsVmsas | None, dump: str | None)
     """The VMSA pages to measure after ``firmware``, written to ``dump`` when asked."""
     if es is None:
         return []
+    from sevlaunch.owner.vmsa import es_pages
+
     pages = list(es_pages(firmware, es))
     if dump is not None:
         folder = Path(dump)
