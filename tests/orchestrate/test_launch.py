@@ -141,6 +141,8 @@ def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> Non
     assert "luks-key" in result.console
     assert name in env.running()
     assert result.as_dict()["message"] == f"{name}: launched and booted"
+    measured = result.steps[9]
+    assert measured.detail == f"{result.measurement} (event)", "the host's event was not heard"
     env.destroy(name)
     assert name not in env.running()
 

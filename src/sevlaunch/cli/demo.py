@@ -108,9 +108,9 @@ def _show_guest(console: Console, result: object) -> None:
     if not result.ok:
         console.print(f"[bold red]✗ {result.domain}: {result.error}[/]")
         return
-    measured = next(s for s in result.steps if s.step == 10)
     console.print(
-        f"[green]✓[/] {result.domain}: measurement [cyan]{measured.detail}[/] matched; secret injected; guest running"
+        f"[green]✓[/] {result.domain}: measurement [cyan]{result.measurement}[/] matched; "
+        "secret injected; guest running"
     )
     console.print(
         Panel(

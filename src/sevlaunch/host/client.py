@@ -51,6 +51,7 @@ class HostClient:
         transport, base = transport_for(uri)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.uri = uri
+        self.token = token
         self._http = httpx.Client(
             base_url=base, transport=transport, headers=headers, timeout=timeout
         )

@@ -62,6 +62,46 @@ class StepRecord:
 
 Observer = Callable[[str, StepRecord], None]
 
+#: Seconds to wait for the host's "measurement-available" event before polling instead.
+EVENT_WAIT = 2.0
+
+
+class MeasurementWatch:
+    """Listens on the host's event stream for this domain's "measurement-available" (the 2017
+    design's wish); :meth:`wait` says whether it came, and the caller polls otherwise."""
+
+    def __init__(self, host: HostClient, domain: str) -> None:
+        self.domain = domain
+        self.heard = threading.Event()
+        self.subscribed = threading.Event()
+        self._client = HostClient(host.uri, token=host.token)
+        self._thread = threading.Thread(target=self._listen, name=f"events-{domain}", daemon=True)
+
+    def __enter__(self) -> MeasurementWatch:
+        self._thread.start()
+        self.subscribed.wait(EVENT_WAIT)  # the stream must be open before the start
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._client.close()
+
+    def _listen(self) -> None:
+        with contextlib.suppress(Exception):  # the stream ends when the watch closes
+            for event in self._client.events():
+                if event.get("event") == "subscribed":
+                    self.subscribed.set()
+                elif (
+                    event.get("event") == "measurement-available"
+                    and event.get("domain") == self.domain
+                ):
+                    self.heard.set()
+                    return
+        self.subscribed.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self.heard.wait(timeout)
+
+
 #: Seconds to wait for a hypervisor that measures after it serves QMP.
 MEASUREMENT_WAIT = 30.0
 
@@ -78,6 +118,7 @@ class LaunchResult:
     error: str | None = None
     failed_step: int | None = None
     console: str = ""
+    measurement: str = ""  #: sev-measurement as the host reported it (step 10)
 
     @property
     def message(self) -> str:
@@ -229,10 +270,17 @@ class Launcher:
         )
         self._mark(5, "ok", f"policy {offer.policy:#06x}")
         self._run_step(6, lambda: self._define(offer))
-        self._run_step(8, self._start)
-        self._mark(7, "ok", "dh-cert-file, session-file, policy")
-        self._mark(9, "ok", "LAUNCH_START, LAUNCH_UPDATE_DATA, LAUNCH_MEASURE")
-        info = self._run_step(10, self._measurement, lambda i: i["sev-measurement"])
+        with MeasurementWatch(self.host, self.name) as watch:
+            self._run_step(8, self._start)
+            self._mark(7, "ok", "dh-cert-file, session-file, policy")
+            self._mark(9, "ok", "LAUNCH_START … LAUNCH_MEASURE")
+            heard = watch.wait(EVENT_WAIT)
+        info = self._run_step(
+            10,
+            self._measurement,
+            lambda i: f"{i['sev-measurement']} ({'event' if heard else 'polled'})",
+        )
+        self.result.measurement = str(info["sev-measurement"])
         release = self._run_step(
             11, lambda: self.owner.attest(offer.launch_id, info), lambda _r: "secret released"
         )
