@@ -2,66 +2,49 @@
 launch security info and state, secrets, events, and restart safety.
 
 One :class:`HostManager` per host. Calls on one domain serialise on a per-domain job lock, as
-libvirt's domain jobs do; different domains proceed concurrently.
+libvirt's domain jobs do; different domains proceed concurrently. The pieces live beside it:
+:mod:`~sevlaunch.host.probe` (capability probe and cache), :mod:`~sevlaunch.host.recovery`
+(guests found again after a restart), :mod:`~sevlaunch.host.launchsec` (launch security rules),
+:mod:`~sevlaunch.host.startplan` (files and argv of a start), :mod:`~sevlaunch.host.timeline`
+(launch steps) and :mod:`~sevlaunch.host.runtime` (a running hypervisor).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
-import os
 import shutil
-import sys
 import time
 import uuid as uuidlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient
-
 from sevlaunch.errors import DomainXMLError, HostError, SevlaunchError
-from sevlaunch.host import driver
+from sevlaunch.host import driver, launchsec, probe, recovery
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
-from sevlaunch.host.qemu_cmdline import HostSevDefaults, LaunchPaths, build_launch_plan
+from sevlaunch.host.qemu_cmdline import HostSevDefaults
+from sevlaunch.host.runtime import (
+    GUEST_BOOTED_EVENT,
+    MEASUREMENT_EVENT,
+    PARTY_FIRMWARE,
+    PARTY_GUEST,
+    PARTY_HOST,
+    PARTY_HYPERVISOR,
+    Runtime,
+    as_dict,
+    invalid,
+    no_domain,
+    quiet_disconnect,
+    remove_run_files,
+    resolve_binary,
+    stopped_detail,
+)
+from sevlaunch.host.startplan import blobs_detail, prepare_start
 from sevlaunch.host.store import DomainRow, Store
-
-MEASUREMENT_EVENT = "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
-GUEST_BOOTED_EVENT = "SEVLAUNCH_GUEST_BOOTED"
-SHUTDOWN_TIMEOUT = 30.0
-RECONNECT_TIMEOUT = 30.0
-
-PARTY_HOST = "host"
-PARTY_HYPERVISOR = "hypervisor"
-PARTY_FIRMWARE = "firmware"
-PARTY_GUEST = "guest"
-
-
-def _invalid(detail: str) -> HostError:
-    return HostError("Requested operation is not valid", detail)
-
-
-def _no_domain(key: str) -> HostError:
-    return HostError("Domain not found", f"no domain with matching name or uuid '{key}'")
-
-
-@dataclass
-class Runtime:
-    """A running hypervisor: its pid, QMP client and the task watching it."""
-
-    pid: int
-    client: QMPClient
-    paths: driver.RunPaths
-    watcher: asyncio.Task[None] | None = None
-    events: asyncio.Task[None] | None = None
-    stopping: str | None = None  # "destroyed" / "shutdown" when we asked for it
-    booted: asyncio.Event = field(default_factory=asyncio.Event)
-    measured: bool = False  # "measurement-available" published for this run
+from sevlaunch.host.timeline import record_step
 
 
 class HostManager:
@@ -78,9 +61,7 @@ class HostManager:
         self.events = EventBus()
         self._locks: dict[str, asyncio.Lock] = {}
         self._runtime: dict[str, Runtime] = {}
-        self._sev_info: dict[str, Any] | None = None
-        self._sev_error: HostError | None = None
-        self._sev_info_lock = asyncio.Lock()
+        self._sev_cache = probe.SevInfoCache(self._probe_sev)
 
     # ---- start-up and shut-down of the manager itself
 
@@ -91,7 +72,7 @@ class HostManager:
         await asyncio.gather(*(self._recover(row) for row in rows))
 
     async def _recover(self, row: DomainRow) -> None:
-        paths = driver.RunPaths(Path(row.run_dir or self.run_root / row.uuid))
+        paths = recovery.run_paths(row, self.run_root)
         pid = driver.find_hypervisor(paths, row.pid)
         if pid is not None and await self._reattach(row, pid, paths):
             return
@@ -101,21 +82,18 @@ class HostManager:
 
     async def _reattach(self, row: DomainRow, pid: int, paths: driver.RunPaths) -> bool:
         """Connect to a guest that outlived the manager; False when its monitor is gone."""
-        try:
-            client = await driver.connect(pid, paths, timeout=RECONNECT_TIMEOUT)
-            status = await driver.qmp_execute(client, "query-status")
-        except HostError:
+        found = await recovery.reconnect(pid, paths)
+        if found is None:
             return False
+        client, running = found
         runtime = Runtime(pid, client, paths)
-        steps = self.store.steps(row.uuid, row.launch)
-        if any(s.step == 13 and s.party == PARTY_GUEST for s in steps):
-            runtime.booted.set()
-        runtime.measured = any(s.step == 9 and s.outcome == "ok" for s in steps)  # no repeat
+        recovery.restore_progress(runtime, self.store.steps(row.uuid, row.launch))
         self._attach(row, runtime, proc=None)
-        running = bool(as_dict(status).get("running"))
-        reason = row.reason if row.state == "paused" and not running else "unpaused"
         self.store.set_runtime(
-            row.uuid, state="running" if running else "paused", reason=reason, pid=pid
+            row.uuid,
+            state="running" if running else "paused",
+            reason=recovery.recovered_reason(row, running),
+            pid=pid,
         )
         return True
 
@@ -136,7 +114,7 @@ class HostManager:
     def _row(self, key: str) -> DomainRow:
         row = self.store.domain(key)
         if row is None:
-            raise _no_domain(key)
+            raise no_domain(key)
         return row
 
     # ---- node
@@ -144,70 +122,10 @@ class HostManager:
     async def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
         """virNodeGetSEVInfo from the hypervisor's ``query-sev-capabilities``, cached as libvirt
         caches it (a binary without SEV is remembered too, until ``refresh``)."""
-        async with self._sev_info_lock:
-            if (self._sev_info is None and self._sev_error is None) or refresh:
-                try:
-                    self._sev_info, self._sev_error = await self._probe_sev(), None
-                except HostError as exc:
-                    self._sev_info, self._sev_error = None, exc
-            if self._sev_error is not None:
-                raise HostError(
-                    self._sev_error.kind, self._sev_error.detail, field=self._sev_error.field
-                )
-            assert self._sev_info is not None
-            return dict(self._sev_info)
+        return await self._sev_cache.get(refresh=refresh)
 
     async def _probe_sev(self) -> dict[str, Any]:
-        paths = driver.RunPaths(self.run_root / f"probe-{uuidlib.uuid4().hex[:8]}")
-        argv = ["-S", "-no-user-config", "-nodefaults", "-display", "none", "-machine", "none"]
-        argv += ["-accel", "kvm", "-accel", "tcg"]  # KVM when the host has it, as libvirt probes
-        argv += ["-qmp", f"unix:{paths.qmp},server=on,wait=off"]
-        proc = await driver.spawn(self.qemu, argv, paths, self._env())
-        exited = asyncio.ensure_future(proc.wait())
-        try:
-            client = await driver.connect(proc.pid, paths, exited)
-            try:
-                caps = as_dict(await client.execute("query-sev-capabilities"))
-            except Exception as exc:
-                raise HostError(
-                    "Operation not supported",
-                    f"QEMU does not support SEV guest: {self.qemu}: query-sev-capabilities: {exc}",
-                ) from None
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.execute("quit")
-                await _quiet_disconnect(client)
-        finally:
-            if not exited.done():
-                driver.kill(proc.pid, 9)
-            await exited
-            shutil.rmtree(paths.root, ignore_errors=True)
-        info = {
-            "pdh": caps["pdh"],
-            "cert-chain": caps["cert-chain"],
-            "cbitpos": caps["cbitpos"],
-            "reduced-phys-bits": caps["reduced-phys-bits"],
-        }
-        if caps.get("cpu0-id"):
-            info["cpu0-id"] = caps["cpu0-id"]
-        info.update(self._asid_counts())
-        return info
-
-    def _asid_counts(self) -> dict[str, int]:
-        """max-guests / max-es-guests: the platform's ASID split (libvirt reads CPUID)."""
-        if self.platform is None:
-            return {}
-        try:
-            from sevlaunch.platform.client import PlatformClient
-
-            with PlatformClient(self.platform) as client:
-                profile = client.profile()
-            return {
-                "max-guests": profile.max_guests,
-                "max-es-guests": profile.max_es_guests,
-            }
-        except Exception:
-            return {}
+        return await probe.probe_sev(self.qemu, self.run_root, self._env(), self.platform)
 
     def _env(self) -> dict[str, str]:
         return {"SEVLAUNCH_SEV_DEVICE": self.platform} if self.platform else {}
@@ -241,7 +159,7 @@ class HostManager:
     def undefine(self, key: str) -> None:
         row = self._row(key)
         if row.state in ("running", "paused"):
-            raise _invalid(f"domain '{row.name}' is {row.state}: destroy it before undefining it")
+            raise invalid(f"domain '{row.name}' is {row.state}: destroy it before undefining it")
         self.store.delete_domain(row.uuid)
         self.events.lifecycle(row.name, "Undefined", "Removed")
 
@@ -263,7 +181,7 @@ class HostManager:
         async with self._lock(row.uuid):
             row = self._row(row.uuid)
             if row.state in ("running", "paused"):
-                raise _invalid("domain is already running")
+                raise invalid("domain is already running")
             launch = row.launch + 1
             self.store.set_runtime(row.uuid, launch=launch)
             try:
@@ -316,29 +234,14 @@ class HostManager:
         shutil.rmtree(paths.root, ignore_errors=True)
         paths.root.mkdir(parents=True, mode=0o700)
         if sev is not None and sev.type == "sev":
-            detail = "dhCert and session " + (
-                "from stored secrets" if sev.dh_cert_secret or sev.session_secret else "inline"
-            )
-            self._step(row, launch, 6, "launch blobs received", "VM tool", "ok", detail)
-        plan = build_launch_plan(
+            self._step(row, launch, 6, "launch blobs received", "VM tool", "ok", blobs_detail(sev))
+        binary, argv = prepare_start(
             domain,
-            LaunchPaths(
-                lib_dir=str(paths.root), monitor_socket=str(paths.qmp), pidfile=str(paths.pidfile)
-            ),
+            paths,
             emulator=self.qemu,
             resolve_secret=self._secret_bytes,
             host_sev=self._host_sev(),
         )
-        for planned in plan.files:
-            _write_private(Path(planned.path), planned.content, planned.mode)
-        argv = list(plan.argv[1:])
-        if not domain.serials:
-            argv += [
-                "-chardev",
-                f"file,id=charconsole,path={paths.console}",
-                "-serial",
-                "chardev:charconsole",
-            ]
         if sev is not None:
             self._step(
                 row,
@@ -353,7 +256,7 @@ class HostManager:
         self.store.set_runtime(
             row.uuid, state="paused", reason="starting up", pid=None, run_dir=str(paths.root)
         )
-        proc = await driver.spawn(plan.argv[0], argv, paths, self._env())
+        proc = await driver.spawn(binary, argv, paths, self._env())
         exited = asyncio.ensure_future(proc.wait())
         try:
             client = await driver.connect(proc.pid, paths, exited)
@@ -413,30 +316,7 @@ class HostManager:
         detail: str = "",
         began: float | None = None,
     ) -> None:
-        now = time.time()
-        duration = now - began if began is not None else None
-        self.store.add_step(
-            row.uuid,
-            launch,
-            step,
-            name,
-            party,
-            outcome,
-            detail,
-            started=began or now,
-            duration=duration,
-        )
-        self.events.publish(
-            "launch-step",
-            row.name,
-            launch=launch,
-            step=step,
-            name=name,
-            party=party,
-            outcome=outcome,
-            detail=detail,
-            duration=duration,
-        )
+        record_step(self.store, self.events, row, launch, step, name, party, outcome, detail, began)
 
     def _secret_bytes(self, secret_uuid: uuidlib.UUID) -> bytes:
         value = self.store.secret_value(str(secret_uuid))
@@ -449,12 +329,7 @@ class HostManager:
 
     def _host_sev(self) -> HostSevDefaults | None:
         """cbitpos / reduced-phys-bits from the cached capabilities (qemuProcessUpdateSEVInfo)."""
-        info = self._sev_info
-        if info is None:
-            return None
-        return HostSevDefaults(
-            cbitpos=int(info["cbitpos"]), reduced_phys_bits=int(info["reduced-phys-bits"])
-        )
+        return probe.host_sev_defaults(self._sev_cache.info)
 
     def _attach(
         self,
@@ -518,19 +393,7 @@ class HostManager:
         handle = row.sev_handle
         self._cleanup(row, reason, emit=emit)
         if reason == "crashed" and handle and self.platform is not None:
-            await self._free_sev_context(handle)
-
-    async def _free_sev_context(self, handle: int) -> None:
-        from sevlaunch.platform.client import AsyncPlatformClient
-
-        client = AsyncPlatformClient(self.platform)
-        try:
-            for command in (client.deactivate, client.decommission):
-                with contextlib.suppress(SevlaunchError, OSError):
-                    await asyncio.wait_for(command(handle), 10.0)
-        finally:
-            with contextlib.suppress(SevlaunchError, OSError):
-                await client.close()
+            await recovery.free_sev_context(self.platform, handle)
 
     def _measured(self, name: str, runtime: Runtime, launch: int) -> None:
         """Announce the measurement once per run: from the hypervisor's extension event when a
@@ -546,27 +409,17 @@ class HostManager:
             for task in (runtime.events, runtime.watcher):
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()
-            asyncio.get_running_loop().create_task(_quiet_disconnect(runtime.client))
+            asyncio.get_running_loop().create_task(quiet_disconnect(runtime.client))
         self.store.set_runtime(row.uuid, state="shutoff", reason=reason, pid=None, sev_handle=None)
         if row.run_dir:
-            paths = driver.RunPaths(Path(row.run_dir))
-            for leftover in (
-                paths.qmp,
-                paths.pidfile,
-                paths.root / "dh_cert.base64",
-                paths.root / "session.base64",
-            ):
-                leftover.unlink(missing_ok=True)
+            remove_run_files(row.run_dir)
         if emit:
-            detail = {"crashed": "Crashed", "destroyed": "Destroyed", "shutdown": "Shutdown"}.get(
-                reason, "Failed"
-            )
-            self.events.lifecycle(row.name, "Stopped", detail)
+            self.events.lifecycle(row.name, "Stopped", stopped_detail(reason))
 
     def _running(self, row: DomainRow) -> Runtime:
         runtime = self._runtime.get(row.uuid)
         if runtime is None or row.state not in ("running", "paused"):
-            raise _invalid("domain is not running")
+            raise invalid("domain is not running")
         return runtime
 
     async def resume(self, key: str) -> None:
@@ -575,7 +428,7 @@ class HostManager:
             row = self._row(row.uuid)
             runtime = self._running(row)
             if row.state == "running":
-                raise _invalid("domain is already running")
+                raise invalid("domain is already running")
             await self._resume(row, runtime)
 
     async def _resume(self, row: DomainRow, runtime: Runtime) -> None:
@@ -642,51 +495,21 @@ class HostManager:
             runtime = self._running(row)
             measure = await driver.qmp_execute(runtime.client, "query-sev-launch-measure")
             sev = await driver.qmp_execute(runtime.client, "query-sev")
-        info = {
-            "sev-measurement": measure["data"],
-            "sev-api-major": sev["api-major"],
-            "sev-api-minor": sev["api-minor"],
-            "sev-build-id": sev["build-id"],
-            "sev-policy": sev["policy"],
-        }
+        info = launchsec.security_info(measure, sev)
         self._step(row, row.launch, 10, "measurement read", "VM tool", "ok", "")
         return info
 
     async def set_launch_security_state(self, key: str, params: Mapping[str, Any]) -> None:
         """virDomainSetLaunchSecurityState: only SEV domains, only while paused."""
-        allowed = {"sev-secret-header": str, "sev-secret": str, "sev-secret-set-address": int}
-        for name, value in params.items():
-            if name not in allowed:
-                raise HostError("invalid argument", f"parameter '{name}' not supported")
-            if not isinstance(value, allowed[name]) or isinstance(value, bool):
-                raise HostError("invalid argument", f"invalid type for parameter '{name}'")
+        launchsec.check_state_params(params)
         row = self._row(key)
-        sev = Domain.from_xml(row.xml).launch_security
-        if sev is None or sev.type != "sev":
-            raise HostError(
-                "Operation not supported",
-                "setting a launch secret is only supported in SEV-enabled domains",
-            )
-        if "sev-secret-header" not in params or "sev-secret" not in params:
-            raise HostError("invalid argument", "Both secret and the secret header are required")
-        for name in ("sev-secret-header", "sev-secret"):
-            try:
-                base64.b64decode(params[name], validate=True)
-            except (binascii.Error, ValueError):
-                raise HostError(
-                    "invalid argument", f"parameter '{name}' is not valid base64"
-                ) from None
+        launchsec.check_secret_request(Domain.from_xml(row.xml).launch_security, params)
         async with self._lock(row.uuid):
             row = self._row(row.uuid)
             runtime = self._running(row)
             if row.state != "paused":
-                raise _invalid("domain must be in a paused state")
-            arguments: dict[str, Any] = {
-                "packet-header": params["sev-secret-header"],
-                "secret": params["sev-secret"],
-            }
-            if "sev-secret-set-address" in params:
-                arguments["gpa"] = params["sev-secret-set-address"]
+                raise invalid("domain must be in a paused state")
+            arguments = launchsec.inject_arguments(params)
             began = time.time()
             try:
                 await driver.qmp_execute(runtime.client, "sev-inject-launch-secret", arguments)
@@ -748,31 +571,6 @@ class HostManager:
         if self.store.secret_xml(uid) is None:
             raise HostError("Secret not found", f"no secret with matching uuid '{uid}'")
         self.store.delete_secret(uid)
-
-
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create a file with ``mode`` from its first byte on (libvirt's 0600 launch blobs)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-
-
-def resolve_binary(name: str) -> str:
-    """A hypervisor binary: on PATH, else (for ``sevlaunch-vmm``) beside this Python's scripts."""
-    if os.sep in name or shutil.which(name):
-        return name
-    sibling = Path(sys.executable).parent / name
-    return str(sibling) if sibling.exists() else name
-
-
-def as_dict(value: object) -> dict[str, Any]:
-    """A QMP object as a dict (qemu.qmp types its replies as ``object``)."""
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-async def _quiet_disconnect(client: QMPClient) -> None:
-    with contextlib.suppress(Exception):
-        await client.disconnect()
 
 
 __all__ = ["DomainXMLError", "HostManager"]

@@ -1,0 +1,66 @@
+"""Launch security info and state (virDomainGetLaunchSecurityInfo / SetLaunchSecurityState):
+libvirt's parameter names, its checks in its order, and the QMP arguments they become.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from sevlaunch.errors import HostError
+from sevlaunch.host.domxml import LaunchSecurity
+
+_STATE_PARAMS: dict[str, type] = {
+    "sev-secret-header": str,
+    "sev-secret": str,
+    "sev-secret-set-address": int,
+}
+
+
+def security_info(measure: Mapping[str, Any], sev: Mapping[str, Any]) -> dict[str, Any]:
+    """The info's typed parameters from ``query-sev-launch-measure`` and ``query-sev``."""
+    return {
+        "sev-measurement": measure["data"],
+        "sev-api-major": sev["api-major"],
+        "sev-api-minor": sev["api-minor"],
+        "sev-build-id": sev["build-id"],
+        "sev-policy": sev["policy"],
+    }
+
+
+def check_state_params(params: Mapping[str, Any]) -> None:
+    """Reject unknown parameter names and wrong types before the domain is looked up."""
+    for name, value in params.items():
+        if name not in _STATE_PARAMS:
+            raise HostError("invalid argument", f"parameter '{name}' not supported")
+        if not isinstance(value, _STATE_PARAMS[name]) or isinstance(value, bool):
+            raise HostError("invalid argument", f"invalid type for parameter '{name}'")
+
+
+def check_secret_request(sev: LaunchSecurity | None, params: Mapping[str, Any]) -> None:
+    """Only SEV domains take a launch secret, and only a header and secret both in base64."""
+    if sev is None or sev.type != "sev":
+        raise HostError(
+            "Operation not supported",
+            "setting a launch secret is only supported in SEV-enabled domains",
+        )
+    if "sev-secret-header" not in params or "sev-secret" not in params:
+        raise HostError("invalid argument", "Both secret and the secret header are required")
+    for name in ("sev-secret-header", "sev-secret"):
+        try:
+            base64.b64decode(params[name], validate=True)
+        except (binascii.Error, ValueError):
+            raise HostError("invalid argument", f"parameter '{name}' is not valid base64") from None
+
+
+def inject_arguments(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``sev-inject-launch-secret``'s arguments for checked parameters."""
+    arguments: dict[str, Any] = {
+        "packet-header": params["sev-secret-header"],
+        "secret": params["sev-secret"],
+    }
+    if "sev-secret-set-address" in params:
+        arguments["gpa"] = params["sev-secret-set-address"]
+    return arguments

@@ -1,0 +1,107 @@
+"""Node SEV info (virNodeGetSEVInfo): probe the hypervisor binary's ``query-sev-capabilities``
+once, as libvirt does, and cache the answer, including a binary without SEV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sevlaunch.errors import HostError
+from sevlaunch.host import driver
+from sevlaunch.host.qemu_cmdline import HostSevDefaults
+from sevlaunch.host.runtime import as_dict, quiet_disconnect
+
+
+async def probe_sev(
+    qemu: str, run_root: Path, env: dict[str, str], platform: str | None
+) -> dict[str, Any]:
+    """Run ``qemu`` without a machine, ask its monitor for SEV capabilities, then stop it."""
+    paths = driver.RunPaths(run_root / f"probe-{uuidlib.uuid4().hex[:8]}")
+    argv = ["-S", "-no-user-config", "-nodefaults", "-display", "none", "-machine", "none"]
+    argv += ["-accel", "kvm", "-accel", "tcg"]  # KVM when the host has it, as libvirt probes
+    argv += ["-qmp", f"unix:{paths.qmp},server=on,wait=off"]
+    proc = await driver.spawn(qemu, argv, paths, env)
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        client = await driver.connect(proc.pid, paths, exited)
+        try:
+            caps = as_dict(await client.execute("query-sev-capabilities"))
+        except Exception as exc:
+            raise HostError(
+                "Operation not supported",
+                f"QEMU does not support SEV guest: {qemu}: query-sev-capabilities: {exc}",
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await client.execute("quit")
+            await quiet_disconnect(client)
+    finally:
+        if not exited.done():
+            driver.kill(proc.pid, 9)
+        await exited
+        shutil.rmtree(paths.root, ignore_errors=True)
+    info = {
+        "pdh": caps["pdh"],
+        "cert-chain": caps["cert-chain"],
+        "cbitpos": caps["cbitpos"],
+        "reduced-phys-bits": caps["reduced-phys-bits"],
+    }
+    if caps.get("cpu0-id"):
+        info["cpu0-id"] = caps["cpu0-id"]
+    info.update(asid_counts(platform))
+    return info
+
+
+def asid_counts(platform: str | None) -> dict[str, int]:
+    """max-guests / max-es-guests: the platform's ASID split (libvirt reads CPUID)."""
+    if platform is None:
+        return {}
+    try:
+        from sevlaunch.platform.client import PlatformClient
+
+        with PlatformClient(platform) as client:
+            profile = client.profile()
+        return {
+            "max-guests": profile.max_guests,
+            "max-es-guests": profile.max_es_guests,
+        }
+    except Exception:
+        return {}
+
+
+class SevInfoCache:
+    """The probe's answer or its error, kept until a refresh (libvirt's capabilities cache)."""
+
+    def __init__(self, probe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._probe = probe
+        self.info: dict[str, Any] | None = None
+        self._error: HostError | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, *, refresh: bool = False) -> dict[str, Any]:
+        """A copy of the cached info; probe first when nothing is cached or on ``refresh``."""
+        async with self._lock:
+            if (self.info is None and self._error is None) or refresh:
+                try:
+                    self.info, self._error = await self._probe(), None
+                except HostError as exc:
+                    self.info, self._error = None, exc
+            if self._error is not None:
+                raise HostError(self._error.kind, self._error.detail, field=self._error.field)
+            assert self.info is not None
+            return dict(self.info)
+
+
+def host_sev_defaults(info: dict[str, Any] | None) -> HostSevDefaults | None:
+    """cbitpos / reduced-phys-bits from cached capabilities (qemuProcessUpdateSEVInfo)."""
+    if info is None:
+        return None
+    return HostSevDefaults(
+        cbitpos=int(info["cbitpos"]), reduced_phys_bits=int(info["reduced-phys-bits"])
+    )

@@ -1,0 +1,60 @@
+"""Restart safety: find guests that outlived the host manager (pid file, QMP socket) and free
+the SEV context of those that died without tearing it down, as KVM does when QEMU dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from qemu.qmp import QMPClient
+
+from sevlaunch.errors import HostError, SevlaunchError
+from sevlaunch.host import driver
+from sevlaunch.host.runtime import PARTY_GUEST, Runtime, as_dict
+from sevlaunch.host.store import DomainRow, StepRow
+
+RECONNECT_TIMEOUT = 30.0
+
+
+def run_paths(row: DomainRow, run_root: Path) -> driver.RunPaths:
+    """The run directory a domain's last start used (its UUID under ``run_root`` if unrecorded)."""
+    return driver.RunPaths(Path(row.run_dir or run_root / row.uuid))
+
+
+async def reconnect(pid: int, paths: driver.RunPaths) -> tuple[QMPClient, bool] | None:
+    """Connect to a surviving hypervisor's monitor: (client, vCPUs running), or None when the
+    monitor is gone."""
+    try:
+        client = await driver.connect(pid, paths, timeout=RECONNECT_TIMEOUT)
+        status = await driver.qmp_execute(client, "query-status")
+    except HostError:
+        return None
+    return client, bool(as_dict(status).get("running"))
+
+
+def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
+    """Carry the run's recorded progress over, so boot and measurement are not announced twice."""
+    if any(s.step == 13 and s.party == PARTY_GUEST for s in steps):
+        runtime.booted.set()
+    runtime.measured = any(s.step == 9 and s.outcome == "ok" for s in steps)
+
+
+def recovered_reason(row: DomainRow, running: bool) -> str:
+    """Keep a paused guest's recorded reason; anything else now runs "unpaused"."""
+    return row.reason if row.state == "paused" and not running else "unpaused"
+
+
+async def free_sev_context(platform: str, handle: int) -> None:
+    """DEACTIVATE and DECOMMISSION a dead guest's SEV handle; best effort, 10 s each."""
+    from sevlaunch.platform.client import AsyncPlatformClient
+
+    client = AsyncPlatformClient(platform)
+    try:
+        for command in (client.deactivate, client.decommission):
+            with contextlib.suppress(SevlaunchError, OSError):
+                await asyncio.wait_for(command(handle), 10.0)
+    finally:
+        with contextlib.suppress(SevlaunchError, OSError):
+            await client.close()

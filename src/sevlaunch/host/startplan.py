@@ -1,0 +1,63 @@
+"""What a domain start writes before it spawns the hypervisor: the launch plan's files (0600
+from their first byte, as libvirt's launch blobs) and the argv, with a console file if the
+domain has no serial port of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sevlaunch.host import driver
+from sevlaunch.host.domxml import Domain, LaunchSecurity
+from sevlaunch.host.qemu_cmdline import (
+    HostSevDefaults,
+    LaunchPaths,
+    SecretResolver,
+    build_launch_plan,
+)
+
+
+def blobs_detail(sev: LaunchSecurity) -> str:
+    """Step 6's detail: where the session blobs came from."""
+    return "dhCert and session " + (
+        "from stored secrets" if sev.dh_cert_secret or sev.session_secret else "inline"
+    )
+
+
+def prepare_start(
+    domain: Domain,
+    paths: driver.RunPaths,
+    *,
+    emulator: str,
+    resolve_secret: SecretResolver,
+    host_sev: HostSevDefaults | None,
+) -> tuple[str, list[str]]:
+    """Write the plan's files into ``paths``; return the binary and its arguments."""
+    plan = build_launch_plan(
+        domain,
+        LaunchPaths(
+            lib_dir=str(paths.root), monitor_socket=str(paths.qmp), pidfile=str(paths.pidfile)
+        ),
+        emulator=emulator,
+        resolve_secret=resolve_secret,
+        host_sev=host_sev,
+    )
+    for planned in plan.files:
+        write_private(Path(planned.path), planned.content, planned.mode)
+    argv = list(plan.argv[1:])
+    if not domain.serials:
+        argv += [
+            "-chardev",
+            f"file,id=charconsole,path={paths.console}",
+            "-serial",
+            "chardev:charconsole",
+        ]
+    return plan.argv[0], argv
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create a file with ``mode`` from its first byte on (libvirt's 0600 launch blobs)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
