@@ -26,7 +26,6 @@ import base64
 import binascii
 import http.client
 import os
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -34,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sevlaunch import __version__
+from sevlaunch import __version__, _files
 from sevlaunch.crypto.chain import VerifiedCa, verify_ca, verify_cek
 from sevlaunch.crypto.truststore import GENERATIONS, TrustStore
 from sevlaunch.errors import (
@@ -121,24 +120,12 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 def write_atomic(path: Path, data: bytes, mode: int = CERT_MODE) -> Path:
     """Write ``data`` so that readers see the old file or the whole new one, never a part."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        return _files.write_atomic(path, data, mode)
     except OSError as exc:
         raise TrustStoreError(
             f"cannot write {path}: {exc.strerror or exc}; choose a writable place "
             f"(for the cache, set {CACHE_DIR_ENV})"
         ) from None
-    return path
 
 
 # --- chip ids ------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ domain has no serial port of its own.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from sevlaunch._files import write_atomic
 from sevlaunch.host import driver
 from sevlaunch.host.domxml import Domain, LaunchSecurity
 from sevlaunch.host.qemu_cmdline import (
@@ -57,7 +57,5 @@ def prepare_start(
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create a file with ``mode`` from its first byte on (libvirt's 0600 launch blobs)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    """Write a launch blob with ``mode`` (libvirt's 0600), never readable by others meanwhile."""
+    write_atomic(path, data, mode)

@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from sevlaunch._files import write_atomic
+
 metadata = sa.MetaData()
 
 domains = sa.Table(
@@ -213,14 +215,7 @@ class Store:
         return row.xml if row else None
 
     def set_secret_value(self, uuid: str, value: bytes) -> None:
-        path = self.secret_dir / f"{uuid}.value"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(value)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.secret_dir / f"{uuid}.value", value)
         with self.engine.begin() as conn:
             conn.execute(secrets.update().where(secrets.c.uuid == uuid).values(has_value=True))
 

@@ -10,7 +10,6 @@ fail at the measurement check, with the domain destroyed.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sevlaunch._files import write_atomic
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult, Observer
@@ -57,9 +57,7 @@ def make_artifacts(directory: Path) -> Artifacts:
     initrd = directory / "initrd.img"
     initrd.write_bytes(secrets.token_bytes(32 << 10))
     passphrase = directory / "disk.passphrase"
-    fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(secrets.token_urlsafe(24).encode())
+    write_atomic(passphrase, secrets.token_urlsafe(24).encode())
     disk = directory / "root.img"
     disk.write_bytes(
         seal(

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sevlaunch._files import write_atomic
 from sevlaunch.errors import SevlaunchError, UsageError
 
 START_TIMEOUT = 60.0
@@ -28,10 +29,7 @@ def _cli() -> list[str]:
 
 
 def _write_private(path: Path, data: bytes) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    return path
+    return write_atomic(path, data)
 
 
 @dataclass

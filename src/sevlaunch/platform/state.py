@@ -14,17 +14,17 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sevlaunch._files import write_atomic
 from sevlaunch.errors import PlatformError
 
 STATE_FILE = "platform.state"
 LOCK_FILE = "lock"
 _MAGIC = b"SEVLAUNCH-PLATFORM-STATE\n"
 _VERSION = 1
-_TMP_PREFIX, _TMP_SUFFIX = ".platform.", ".tmp"
+_TMP_PREFIX, _TMP_SUFFIX = f".{STATE_FILE}.", ".tmp"  # what _files.write_atomic leaves on a kill -9
 
 
 @dataclass(frozen=True)
@@ -112,19 +112,4 @@ class StateDir:
 
     def save(self, state: StoredState) -> None:
         """Replace the state file atomically and durably, mode 0600."""
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(state.to_bytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.state_file, state.to_bytes(), sync_dir=True)

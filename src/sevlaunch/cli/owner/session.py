@@ -8,12 +8,12 @@ a wider mode, not even briefly.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import click
 
+from sevlaunch._files import write_atomic
 from sevlaunch.cli._util import EXIT_USAGE, errors_to_exit, fail, read_file
 from sevlaunch.cli.owner._chain import chain_options
 from sevlaunch.errors import ChainError, FormatError, SevlaunchError
@@ -23,21 +23,8 @@ from sevlaunch.owner.verify import trust_store, verify_chain_file
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600: a 0600 temporary file, then a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write ``data`` to ``path`` with mode 0600, never readable by others meanwhile."""
+    write_atomic(path, data)
 
 
 def _write_outputs(out: Path, name: str, files: dict[str, tuple[bytes, bool]]) -> list[Path]:

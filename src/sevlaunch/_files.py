@@ -1,0 +1,39 @@
+"""Writing files that hold keys, secrets, launch blobs or state: one way, done right.
+
+The data goes to a temporary file in the target's directory, created readable by its owner
+only (``mkstemp``), is fsynced, given its final mode and renamed over the target; with
+``sync_dir`` the directory entry is fsynced too. A reader sees the old file or the whole new
+one, a kill -9 at any point leaves one of them, and a secret is never readable by others,
+not even for an instant.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE = 0o600
+
+
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, sync_dir: bool = False) -> Path:
+    """Replace ``path`` with ``data`` atomically; the file ends with ``mode``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
