@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from sevlaunch import _http
 from sevlaunch.errors import (
     BrokerError,
     ConflictError,
@@ -39,11 +40,8 @@ def read_token(path: str | Path) -> bytes:
 
 
 def _transport(url: str) -> tuple[str, httpx.HTTPTransport | None]:
-    if url.startswith("unix:"):
-        return "http://broker", httpx.HTTPTransport(uds=url[len("unix:") :])
-    if url.startswith(("http://", "https://")):
-        return url.rstrip("/"), None
-    raise UsageError(f"broker URL must be http(s)://HOST:PORT or unix:/PATH, got {url!r}")
+    transport, base = _http.transport_for(url, what="broker")
+    return base, transport
 
 
 def _raise_for(response: httpx.Response) -> None:

@@ -15,23 +15,15 @@ from typing import Any
 
 import httpx
 
+from sevlaunch import _http
 from sevlaunch.errors import HostError, UsageError
 
 DEFAULT_TIMEOUT = 120.0
 
 
 def transport_for(uri: str) -> tuple[httpx.HTTPTransport | None, str]:
-    """An httpx transport and base URL for ``unix:PATH``, ``tcp:HOST:PORT`` or ``http(s)://``."""
-    if uri.startswith("unix:"):
-        return httpx.HTTPTransport(uds=uri[5:]), "http://sevlaunch-host"
-    if uri.startswith("tcp:"):
-        host, _, port = uri[4:].rpartition(":")
-        if not host or not port.isdigit():
-            raise UsageError(f"expected tcp:HOST:PORT, got {uri!r}")
-        return None, f"http://{host}:{port}"
-    if uri.startswith(("http://", "https://")):
-        return None, uri.rstrip("/")
-    raise UsageError(f"expected unix:PATH or tcp:HOST:PORT, got {uri!r}")
+    """An httpx transport and base URL for the host manager at ``uri``."""
+    return _http.transport_for(uri, what="host")
 
 
 def read_token(token_file: str | None) -> str | None:
