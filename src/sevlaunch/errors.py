@@ -11,7 +11,8 @@ callers can catch what they understand and let the rest travel::
     │   ├── ChainError              one link of a certificate chain failed
     │   │   └── MissingCekSignatureError   the CEK lacks AMD's ASK signature
     │   ├── UntrustedRootError      the ARK is not a pinned AMD root nor named by the user
-    │   └── MeasurementMismatchError the launch measurement is not the expected one
+    │   ├── MeasurementMismatchError the launch measurement is not the expected one
+    │   └── SnpVerificationError    an SNP report failed checks (names every failed one)
     ├── TrustStoreError             a trust root could not be loaded or fetched
     │   └── DownloadError           AMD's key server did not deliver a usable certificate
     ├── FirmwareError               an SEV firmware command returned a non-zero status
@@ -331,3 +332,20 @@ class LaunchRefusedError(BrokerError):
     def __init__(self, reason: str, message: str, diagnosis: str | None = None) -> None:
         self.diagnosis = diagnosis
         super().__init__(reason, message)
+
+
+class SnpVerificationError(VerificationError):
+    """An SNP attestation report failed one or more checks.
+
+    ``failed`` names every failed check (not only the first); ``verdicts`` is the whole
+    :class:`~sevlaunch.owner.snp.verdicts.Verdicts` with each check's detail.
+    """
+
+    def __init__(self, failed: tuple[str, ...], details: tuple[str, ...], verdicts: object) -> None:
+        self.failed = failed
+        self.details = details
+        self.verdicts = verdicts
+        listed = "; ".join(
+            f"{name}: {detail}" for name, detail in zip(failed, details, strict=True)
+        )
+        super().__init__(f"the SNP report fails {len(failed)} check(s): {listed}")

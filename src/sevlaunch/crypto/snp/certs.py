@@ -1,0 +1,207 @@
+"""Loading AMD's SNP certificates and reading the VCEK/VLEK extensions (sev-snp.md §6.2).
+
+Serial number 0: every VCEK and VLEK carries it, which RFC 5280 forbids, and pyca/cryptography
+loads such a certificate with a ``CryptographyDeprecationWarning``. :func:`load_cert` silences
+exactly that warning (category and message) for the one parse call, records the fact as
+:attr:`SnpCert.serial_zero`, and the chain verifier accepts it only for a VCEK or VLEK leaf,
+never for an ARK, ASK or ASVK. Should a future pyca refuse such certificates outright, the
+error surfaces as a FormatError saying so rather than an unexplained ValueError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID
+
+from sevlaunch.errors import FormatError
+from sevlaunch.formats.snp.tcb import TcbLayout, TcbVersion
+
+STRUCTURE = "AMD SNP certificate"
+AMD_ARC = "1.3.6.1.4.1.3704.1"
+_SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+
+
+@dataclass(frozen=True)
+class SnpCert:
+    """One certificate with the facts the verifier asks for often, computed once."""
+
+    der: bytes = field(repr=False)
+    cert: x509.Certificate = field(repr=False, compare=False)
+    serial: int = 0  # read once, under the warning filter (pyca warns on every read of 0)
+
+    @property
+    def serial_zero(self) -> bool:
+        return self.serial == 0
+
+    @property
+    def common_name(self) -> str:
+        return _cn(self.cert.subject)
+
+    @property
+    def issuer_name(self) -> str:
+        return _cn(self.cert.issuer)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER certificate, lowercase hex (how roots are pinned)."""
+        return hashlib.sha256(self.der).hexdigest()
+
+    def to_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _cn(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = attrs[0].value if attrs else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def load_cert(data: bytes) -> SnpCert:
+    """One certificate, DER or PEM."""
+    if _PEM_BEGIN in data:
+        certs = load_certs(data)
+        if len(certs) != 1:
+            raise FormatError(STRUCTURE, "pem", f"expected one certificate, found {len(certs)}")
+        return certs[0]
+    return _from_der(data)
+
+
+def load_certs(data: bytes) -> tuple[SnpCert, ...]:
+    """Every certificate of a PEM bundle (KDS ``cert_chain``: ASK or ASVK, then ARK), or the
+    one certificate of a DER file."""
+    if _PEM_BEGIN not in data:
+        return (_from_der(data),)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _SERIAL_WARNING, CryptographyDeprecationWarning)
+            parsed = x509.load_pem_x509_certificates(data)
+            return tuple(_wrap(c.public_bytes(serialization.Encoding.DER), c) for c in parsed)
+    except ValueError as exc:
+        raise FormatError(STRUCTURE, "pem", f"not a PEM certificate bundle: {exc}") from exc
+
+
+def _from_der(data: bytes) -> SnpCert:
+    try:
+        with warnings.catch_warnings():
+            # deliberate: AMD issues VCEKs/VLEKs with serial 0 (see the module docstring)
+            warnings.filterwarnings("ignore", _SERIAL_WARNING, CryptographyDeprecationWarning)
+            return _wrap(data, x509.load_der_x509_certificate(data))
+    except ValueError as exc:
+        reason = str(exc)
+        if "serial" in reason.lower():
+            reason += " (AMD's VCEK/VLEK carry serial 0; this pyca version refuses it)"
+        raise FormatError(STRUCTURE, "der", f"not an X.509 certificate: {reason}") from exc
+
+
+def _wrap(der: bytes, cert: x509.Certificate) -> SnpCert:
+    """Call under the serial-number warning filter: pyca parses the serial lazily."""
+    return SnpCert(der, cert, cert.serial_number)
+
+
+# --- the AMD extensions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AmdExtensions:
+    """The VCEK/VLEK extensions under 1.3.6.1.4.1.3704.1; None where a certificate lacks one."""
+
+    struct_version: int | None = None
+    product_name: str | None = None
+    bl_spl: int | None = None
+    tee_spl: int | None = None
+    snp_spl: int | None = None
+    ucode_spl: int | None = None
+    fmc_spl: int | None = None
+    hwid: bytes | None = None
+    csp_id: str | None = None
+
+    def tcb(self, layout: TcbLayout) -> TcbVersion | None:
+        """The TCB the certificate was issued for, or None if an SPL is missing."""
+        parts = (self.bl_spl, self.tee_spl, self.snp_spl, self.ucode_spl)
+        if any(p is None for p in parts) or not all(0 <= (p or 0) <= 0xFF for p in parts):
+            return None
+        fmc = self.fmc_spl if layout is TcbLayout.TURIN else None
+        if layout is TcbLayout.TURIN and (fmc is None or not 0 <= fmc <= 0xFF):
+            return None
+        return TcbVersion(
+            layout, self.bl_spl or 0, self.tee_spl or 0, self.snp_spl or 0, self.ucode_spl or 0, fmc
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.__dict__)
+        out["hwid"] = self.hwid.hex() if self.hwid is not None else None
+        return out
+
+
+_INT_OIDS = {
+    "1": "struct_version",
+    "3.1": "bl_spl",
+    "3.2": "tee_spl",
+    "3.3": "snp_spl",
+    "3.8": "ucode_spl",
+    "3.9": "fmc_spl",
+}
+
+
+def amd_extensions(cert: SnpCert) -> AmdExtensions:
+    """Decode the AMD extensions (DER INTEGER / IA5String inside the extension value; hwID raw
+    bytes as KDS stores it, or a DER OCTET STRING as others write it)."""
+    values: dict[str, object] = {}
+    for ext in cert.cert.extensions:
+        oid = ext.oid.dotted_string
+        if not oid.startswith(AMD_ARC + "."):
+            continue
+        suffix = oid[len(AMD_ARC) + 1 :]
+        raw = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else b""
+        if suffix in _INT_OIDS:
+            values[_INT_OIDS[suffix]] = _der_integer(raw, oid)
+        elif suffix == "2":
+            values["product_name"] = _der_string(raw, oid)
+        elif suffix == "5":
+            values["csp_id"] = _der_string(raw, oid)
+        elif suffix == "4":
+            values["hwid"] = _hwid(raw)
+    return AmdExtensions(**values)  # type: ignore[arg-type]
+
+
+def _der_tlv(raw: bytes, oid: str) -> tuple[int, bytes]:
+    """One DER TLV that spans ``raw`` exactly: (tag, contents)."""
+    if len(raw) < 2:
+        raise FormatError(STRUCTURE, oid, "extension value is too short", value=raw.hex())
+    tag, length, pos = raw[0], raw[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(raw) < 2 + count:
+            raise FormatError(STRUCTURE, oid, "bad DER length", value=raw.hex())
+        length, pos = int.from_bytes(raw[2 : 2 + count], "big"), 2 + count
+    if pos + length != len(raw):
+        raise FormatError(STRUCTURE, oid, "DER length does not match the value", value=raw.hex())
+    return tag, raw[pos:]
+
+
+def _der_integer(raw: bytes, oid: str) -> int:
+    tag, body = _der_tlv(raw, oid)
+    if tag != 0x02 or not body:
+        raise FormatError(STRUCTURE, oid, "expected a DER INTEGER", value=raw.hex())
+    return int.from_bytes(body, "big", signed=True)
+
+
+def _der_string(raw: bytes, oid: str) -> str:
+    tag, body = _der_tlv(raw, oid)
+    if tag not in (0x16, 0x0C, 0x13):  # IA5String, UTF8String, PrintableString
+        raise FormatError(STRUCTURE, oid, "expected a DER string", value=raw.hex())
+    return body.decode("utf-8", "replace")
+
+
+def _hwid(raw: bytes) -> bytes:
+    """KDS stores the 64 (Turin: 8) bytes raw; accept a DER OCTET STRING wrapping them too."""
+    if len(raw) in (66, 10) and raw[0] == 0x04 and raw[1] == len(raw) - 2:
+        return raw[2:]
+    return raw

@@ -1,0 +1,157 @@
+"""AMD's SNP certificate chain: ARK (self-signed) → ASK → VCEK, or ARK → ASVK → VLEK
+(sev-snp.md §6.1). Every link is RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt;
+the ARK must be one of AMD's, pinned by the SHA-256 of its DER (or a root the caller names).
+
+Time is a parameter: certificates are checked for validity at ``at``, never at "now".
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import SignatureAlgorithmOID
+
+from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert, amd_extensions
+from sevlaunch.errors import ChainError, UntrustedRootError
+from sevlaunch.formats.snp.tcb import Generation
+
+PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+
+#: SHA-256 of AMD's ARK certificates (DER), identical in virtee/sev, go-sev-guest, trustee
+#: and KDS's cert_chain; the ARK signs both the VCEK chain (ASK) and the VLEK chain (ASVK).
+AMD_ARKS: Mapping[str, Generation] = {
+    "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd": Generation.MILAN,
+    "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1": Generation.GENOA,
+    "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a": Generation.TURIN,
+}
+#: AMD's intermediates as published (informational: they are verified by signature).
+AMD_INTERMEDIATES: Mapping[str, str] = {
+    "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b": "SEV-Milan",
+    "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521": "SEV-Genoa",
+    "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185": "SEV-Turin",
+    "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5": "SEV-VLEK-Milan",
+    "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372": "SEV-VLEK-Genoa",
+    "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c": "SEV-VLEK-Turin",
+}
+
+
+class SignerKind(enum.Enum):
+    VCEK = "VCEK"
+    VLEK = "VLEK"
+
+    def intermediate_cn(self, product: Generation) -> str:
+        return f"SEV-{product.value}" if self is SignerKind.VCEK else f"SEV-VLEK-{product.value}"
+
+    @property
+    def leaf_cn(self) -> str:
+        return f"SEV-{self.value}"
+
+    @property
+    def intermediate(self) -> str:
+        return "ASK" if self is SignerKind.VCEK else "ASVK"
+
+
+@dataclass(frozen=True)
+class VerifiedChain:
+    product: Generation
+    kind: SignerKind
+    ark: SnpCert
+    ask: SnpCert  # the ASK, or the ASVK for a VLEK chain
+    leaf: SnpCert
+    extensions: AmdExtensions
+
+    @property
+    def leaf_key(self) -> ec.EllipticCurvePublicKey:
+        key = self.leaf.cert.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by verify_chain
+        return key
+
+
+def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
+    """``subject`` is signed by ``issuer`` with AMD's PSS parameters; raises ChainError."""
+    cert = subject.cert
+    if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS or not isinstance(
+        cert.signature_hash_algorithm, hashes.SHA384
+    ):
+        raise ChainError(link, "not signed with RSASSA-PSS SHA-384 as AMD signs")
+    if cert.issuer != issuer.cert.subject:
+        raise ChainError(link, f"issued by {subject.issuer_name!r}, not {issuer.common_name!r}")
+    key = issuer.cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ChainError(link, "the issuer's key is not RSA")
+    try:
+        key.verify(cert.signature, cert.tbs_certificate_bytes, PSS, hashes.SHA384())
+    except InvalidSignature:
+        raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from None
+
+
+def check_validity(cert: SnpCert, at: datetime.datetime, name: str) -> None:
+    start, end = cert.cert.not_valid_before_utc, cert.cert.not_valid_after_utc
+    if not start <= at <= end:
+        raise ChainError(
+            name,
+            f"valid from {start:%Y-%m-%d} to {end:%Y-%m-%d}, not at {at:%Y-%m-%d %H:%M}Z "
+            "(pin the verification time for old reports)",
+        )
+
+
+def verify_ark(
+    ark: SnpCert, at: datetime.datetime, trusted_arks: Mapping[str, Generation] = AMD_ARKS
+) -> Generation:
+    """The product of a trusted ARK; raises UntrustedRootError or ChainError."""
+    product = trusted_arks.get(ark.fingerprint)
+    if product is None:
+        raise UntrustedRootError(
+            f"the ARK {ark.common_name!r} (SHA-256 {ark.fingerprint[:16]}…) is not one of "
+            "AMD's pinned Milan, Genoa or Turin roots"
+        )
+    if ark.common_name != f"ARK-{product.value}":
+        raise ChainError("ARK", f"CN is {ark.common_name!r}, expected 'ARK-{product.value}'")
+    if ark.serial_zero:
+        raise ChainError("ARK", "serial number 0 is tolerated only on a VCEK or VLEK")
+    verify_pss_link(ark, ark, "ARK -> ARK")
+    check_validity(ark, at, "ARK")
+    return product
+
+
+def verify_chain(
+    leaf: SnpCert,
+    ask: SnpCert,
+    ark: SnpCert,
+    *,
+    at: datetime.datetime,
+    trusted_arks: Mapping[str, Generation] = AMD_ARKS,
+) -> VerifiedChain:
+    """Verify every link; the leaf's CN (SEV-VCEK / SEV-VLEK) decides which chain it is."""
+    product = verify_ark(ark, at, trusted_arks)
+    kind = {"SEV-VCEK": SignerKind.VCEK, "SEV-VLEK": SignerKind.VLEK}.get(leaf.common_name)
+    if kind is None:
+        raise ChainError("leaf", f"CN is {leaf.common_name!r}, expected SEV-VCEK or SEV-VLEK")
+    mid, want = kind.intermediate, kind.intermediate_cn(product)
+    if ask.common_name != want:
+        raise ChainError(mid, f"CN is {ask.common_name!r}, expected {want!r} for this ARK")
+    if ask.serial_zero:
+        raise ChainError(mid, "serial number 0 is tolerated only on a VCEK or VLEK")
+    verify_pss_link(ark, ask, f"ARK -> {mid}")
+    check_validity(ask, at, mid)
+    verify_pss_link(ask, leaf, f"{mid} -> {kind.value}")
+    check_validity(leaf, at, kind.value)
+    key = leaf.cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        raise ChainError(kind.value, "the key is not ECDSA P-384")
+    return VerifiedChain(product, kind, ark, ask, leaf, amd_extensions(leaf))
+
+
+def split_ca(certs: tuple[SnpCert, ...]) -> tuple[SnpCert, dict[str, SnpCert]]:
+    """From a CA bundle (KDS ``cert_chain``, trustee's ASK+ARK+ASVK): the ARK and the
+    intermediates by CN. Raises ChainError if there is no single ARK."""
+    arks = [c for c in certs if c.common_name.startswith("ARK-")]
+    if len(arks) != 1:
+        raise ChainError("CA", f"expected one ARK in the CA bundle, found {len(arks)}")
+    return arks[0], {c.common_name: c for c in certs if c is not arks[0]}

@@ -1,0 +1,50 @@
+"""ECDSA P-384 / SHA-384 with SNP's encodings: the report signature, the ID block and ID key
+signatures (little-endian R, S in 72 bytes; public keys as little-endian QX, QY)."""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from sevlaunch.errors import CryptoError
+from sevlaunch.formats.snp.ecdsa import CURVE_P384, EcdsaPublicKey, EcdsaSignature
+
+_ECDSA = ec.ECDSA(hashes.SHA384())
+
+
+def verify(key: ec.EllipticCurvePublicKey, signature: EcdsaSignature, data: bytes) -> None:
+    """Raise CryptoError unless ``signature`` signs ``data`` under ``key``."""
+    if not isinstance(key.curve, ec.SECP384R1):
+        raise CryptoError(f"SNP signatures use P-384, the key is on {key.curve.name}")
+    if signature.is_zero:
+        raise CryptoError("the signature is all zero (the firmware did not sign)")
+    try:
+        key.verify(encode_dss_signature(signature.r, signature.s), data, _ECDSA)
+    except InvalidSignature:
+        raise CryptoError("ECDSA P-384 signature does not verify") from None
+
+
+def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> EcdsaSignature:
+    r, s = decode_dss_signature(key.sign(data, _ECDSA))
+    return EcdsaSignature(r, s)
+
+
+def to_snp_key(key: ec.EllipticCurvePublicKey) -> EcdsaPublicKey:
+    if not isinstance(key.curve, ec.SECP384R1):
+        raise CryptoError(f"SNP keys are P-384, got {key.curve.name}")
+    numbers = key.public_numbers()
+    return EcdsaPublicKey(CURVE_P384, numbers.x, numbers.y)
+
+
+def from_snp_key(key: EcdsaPublicKey) -> ec.EllipticCurvePublicKey:
+    if key.curve != CURVE_P384:
+        raise CryptoError(f"SNP key curve {key.curve} is not P-384 (2)")
+    try:
+        return ec.EllipticCurvePublicNumbers(key.qx, key.qy, ec.SECP384R1()).public_key()
+    except ValueError as exc:
+        raise CryptoError(f"not a point on P-384: {exc}") from None

@@ -1,0 +1,39 @@
+"""PAGE_INFO round-trips; the worked example of sev-snp.md §3.3 (first OVMF page) is exact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+
+from sevlaunch.errors import FormatError
+from sevlaunch.formats.snp import PageInfo, PageType
+from tests.snp_strategies import page_infos
+
+
+@given(page_infos)
+def test_round_trip(info: PageInfo) -> None:
+    assert PageInfo.from_bytes(info.to_bytes()) == info
+
+
+def test_first_ovmf_page(vectors: Path) -> None:
+    folder = vectors / "snp" / "sev-snp-measure"
+    facts = json.loads((folder / "expected_launch_digests.json").read_text())
+    image = (folder / "fixtures" / "ovmf_AmdSev_suffix.bin").read_bytes()
+    info = PageInfo(bytes(48), hashlib.sha384(image).digest(), PageType.NORMAL, 0xFFFFF000)
+    expected = facts["intermediates_derived"]["page_info_first_ovmf_page_hex"]
+    assert info.to_bytes().hex() == expected
+    assert hashlib.sha384(info.to_bytes()).hexdigest() == facts["ovmf_only_hash"]["ld"]
+
+
+def test_refusals() -> None:
+    good = PageInfo(bytes(48), bytes(48), PageType.ZERO, 0).to_bytes()
+    with pytest.raises(FormatError, match="page_type"):
+        PageInfo.from_bytes(good[:0x62] + b"\x09" + good[0x63:])
+    with pytest.raises(FormatError, match="length"):
+        PageInfo.from_bytes(good[:0x60] + b"\x71" + good[0x61:])
+    assert not PageType.ZERO.measures_contents
+    assert PageType.VMSA.measures_contents
