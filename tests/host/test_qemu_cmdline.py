@@ -19,7 +19,8 @@ from sevlaunch.host.qemu_cmdline import (
     PlannedFile,
     build_launch_plan,
 )
-from sevlaunch.host.secrets import Secret, SecretStore
+from sevlaunch.host.secrets import Secret
+from sevlaunch.host.secretstore import SecretStore
 from tests.host.test_domxml import PLAIN, SEV_DIRECT, SEV_ES, SEV_LOADER, SEV_SNP
 
 LIBVIRT_DIR = "/var/lib/libvirt/qemu/domain--1-QEMUGuest1"
@@ -106,7 +107,7 @@ def sev_loader_store() -> SecretStore:
 def test_sev_with_stateless_loader_disk_serial_and_stored_secrets() -> None:
     store = sev_loader_store()
     plan = build_launch_plan(
-        Domain.from_xml(SEV_LOADER), PATHS, resolve_secret=store.get_value, daemonize=True
+        Domain.from_xml(SEV_LOADER), PATHS, resolve_secret=store.value, daemonize=True
     )
     assert plan.argv == (
         "/usr/bin/sevlaunch-vmm",
@@ -208,7 +209,7 @@ def test_commas_are_escaped_in_key_value_options() -> None:
         serials=(SerialConfig(type="file", path="/log/a,b.log"),),
     )
     paths = LaunchPaths(lib_dir="/run/a,b", monitor_socket="/run/a,b/qmp.sock")
-    argv = build_launch_plan(domain, paths, resolve_secret=sev_loader_store().get_value).argv
+    argv = build_launch_plan(domain, paths, resolve_secret=sev_loader_store().value).argv
     assert "guest=a,,b,debug-threads=on" in argv
     assert "file=/img/x,,y.img,format=raw,if=virtio,id=drive-virtio-disk1" in argv
     assert "file,id=charserial0,path=/log/a,,b.log" in argv
@@ -296,9 +297,9 @@ def test_secret_references_need_a_resolver_and_a_value() -> None:
     store = SecretStore()
     store.define(Secret(uuid=DH_REF))
     with pytest.raises(SecretError, match="does not have a value"):
-        build_launch_plan(domain, PATHS, resolve_secret=store.get_value)
+        build_launch_plan(domain, PATHS, resolve_secret=store.value)
     with pytest.raises(SecretError, match="no secret with matching uuid"):
-        build_launch_plan(domain, PATHS, resolve_secret=SecretStore().get_value)
+        build_launch_plan(domain, PATHS, resolve_secret=SecretStore().value)
 
 
 def test_relative_paths_are_refused() -> None:
@@ -321,7 +322,7 @@ def _plan_for_vmm() -> LaunchPlan:
     return build_launch_plan(
         Domain.from_xml(SEV_LOADER),
         PATHS,
-        resolve_secret=sev_loader_store().get_value,
+        resolve_secret=sev_loader_store().value,
     )
 
 

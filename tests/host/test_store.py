@@ -79,42 +79,15 @@ def test_timeline_in_order_per_launch(store: Store) -> None:
 
 
 def test_secret_values_live_in_private_files_and_are_never_listed(store: Store) -> None:
-    store.put_secret(UUID_A, "<secret/>")
-    assert list(store.secret_rows()) == [(UUID_A, "<secret/>", False)]
-    assert store.secret_value(UUID_A) is None
-    store.set_secret_value(UUID_A, b"\x00godh bytes")
-    assert list(store.secret_rows()) == [(UUID_A, "<secret/>", True)]
+    store.save_secret(UUID_A, "<secret/>")
+    assert list(store.saved_secrets()) == [(UUID_A, "<secret/>", False)]
+    assert store.saved_value(UUID_A) is None
+    store.save_value(UUID_A, b"\x00godh bytes")
+    assert list(store.saved_secrets()) == [(UUID_A, "<secret/>", True)]
     value_file = store.secret_dir / f"{UUID_A}.value"
     assert stat.S_IMODE(value_file.stat().st_mode) == 0o600
-    assert store.secret_value(UUID_A) == b"\x00godh bytes"
+    assert store.saved_value(UUID_A) == b"\x00godh bytes"
     assert b"godh bytes" not in (store.state_dir / "host.db").read_bytes()
-    store.delete_secret(UUID_A)
+    store.forget_secret(UUID_A)
     assert not value_file.exists()
-    assert store.secret_xml(UUID_A) is None
-
-
-def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
-    """A host database written before a column existed opens and works (no lost domains)."""
-    state = tmp_path / "state"
-    state.mkdir()
-    with sqlite3.connect(state / "host.db") as db:
-        db.execute(
-            "CREATE TABLE domains (uuid VARCHAR(36) PRIMARY KEY, name VARCHAR(255) NOT NULL UNIQUE,"
-            " xml TEXT NOT NULL, state VARCHAR(16) NOT NULL, reason VARCHAR(32) NOT NULL,"
-            " pid INTEGER, run_dir TEXT, launch INTEGER NOT NULL)"
-        )
-        db.execute(
-            "INSERT INTO domains VALUES ('00000000-0000-0000-0000-000000000001', 'old', '<domain/>',"
-            " 'shutoff', 'unknown', NULL, NULL, 0)"
-        )
-    store = Store(state)
-    try:
-        row = store.domain("old")
-        assert row is not None
-        assert row.sev_handle is None
-        store.set_runtime(row.uuid, sev_handle=7)
-        updated = store.domain("old")
-        assert updated is not None
-        assert updated.sev_handle == 7
-    finally:
-        store.close()
+    assert list(store.saved_secrets()) == []

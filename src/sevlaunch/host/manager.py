@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 import time
 import uuid as uuidlib
@@ -42,6 +41,8 @@ from sevlaunch.host.runtime import (
     resolve_binary,
     stopped_detail,
 )
+from sevlaunch.host.secrets import Secret
+from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
 from sevlaunch.host.startplan import blobs_detail, prepare_start
 from sevlaunch.host.store import DomainRow, Store
 from sevlaunch.host.timeline import record_step
@@ -62,6 +63,7 @@ class HostManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._runtime: dict[str, Runtime] = {}
         self._sev_cache = probe.SevInfoCache(self._probe_sev)
+        self.secrets = SecretStore(self.store)
 
     # ---- start-up and shut-down of the manager itself
 
@@ -239,7 +241,7 @@ class HostManager:
             domain,
             paths,
             emulator=self.qemu,
-            resolve_secret=self._secret_bytes,
+            resolve_secret=self.secrets.value,
             host_sev=self._host_sev(),
         )
         if sev is not None:
@@ -317,15 +319,6 @@ class HostManager:
         began: float | None = None,
     ) -> None:
         record_step(self.store, self.events, row, launch, step, name, party, outcome, detail, began)
-
-    def _secret_bytes(self, secret_uuid: uuidlib.UUID) -> bytes:
-        value = self.store.secret_value(str(secret_uuid))
-        if value is None:
-            raise HostError(
-                "Secret not found",
-                f"no secret with matching uuid '{secret_uuid}' or it has no value",
-            )
-        return value
 
     def _host_sev(self) -> HostSevDefaults | None:
         """cbitpos / reduced-phys-bits from the cached capabilities (qemuProcessUpdateSEVInfo)."""
@@ -548,29 +541,23 @@ class HostManager:
         row = self._row(key)
         return [s.as_dict() for s in self.store.steps(row.uuid, launch)]
 
-    # ---- secrets
+    # ---- secrets (virSecret*, with libvirt's rules: sevlaunch.host.secretstore)
 
     def secret_define(self, xml: str) -> str:
-        from sevlaunch.host.secrets import Secret
-
-        secret = Secret.from_xml(xml)
-        if secret.uuid is None:
-            secret = dataclasses.replace(secret, uuid=uuidlib.uuid4())
-        self.store.put_secret(str(secret.uuid), secret.to_xml())
-        return str(secret.uuid)
+        return str(self.secrets.define(Secret.from_xml(xml)).uuid)
 
     def secret_set_value(self, uid: str, value: bytes) -> None:
-        if self.store.secret_xml(uid) is None:
-            raise HostError("Secret not found", f"no secret with matching uuid '{uid}'")
-        self.store.set_secret_value(uid, value)
+        self.secrets.set_value(parse_secret_uuid(uid), value)
 
     def secret_list(self) -> list[dict[str, Any]]:
-        return [{"uuid": u, "xml": x, "has-value": v} for u, x, v in self.store.secret_rows()]
+        return [
+            {"uuid": str(s.uuid), "xml": s.to_xml(), "has-value": self.secrets.has_value(s.uuid)}
+            for s in self.secrets.list()
+            if s.uuid is not None
+        ]
 
     def secret_undefine(self, uid: str) -> None:
-        if self.store.secret_xml(uid) is None:
-            raise HostError("Secret not found", f"no secret with matching uuid '{uid}'")
-        self.store.delete_secret(uid)
+        self.secrets.undefine(parse_secret_uuid(uid))
 
 
 __all__ = ["DomainXMLError", "HostManager"]

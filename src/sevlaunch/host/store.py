@@ -1,8 +1,10 @@
 """The host manager's state: SQLite (WAL) in its state directory, through SQLAlchemy Core.
 
 Domains (their XML and runtime state), the timeline of every launch step, and secret
-metadata. Secret *values* live in files of mode 0600 beside the database and are never
-returned by a read API.
+definitions; the schema is :mod:`~sevlaunch.host.schema`, brought up to date at open by
+:mod:`~sevlaunch.host.migrate`. Secret *values* live in files of mode 0600 beside the
+database and are never returned by a read API; the store is the
+:class:`~sevlaunch.host.secretstore.SecretVault` of the persistent secrets.
 """
 
 from __future__ import annotations
@@ -18,45 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from sevlaunch._files import write_atomic
-
-metadata = sa.MetaData()
-
-domains = sa.Table(
-    "domains",
-    metadata,
-    sa.Column("uuid", sa.String(36), primary_key=True),
-    sa.Column("name", sa.String(255), nullable=False, unique=True),
-    sa.Column("xml", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, default="shutoff"),
-    sa.Column("reason", sa.String(32), nullable=False, default="unknown"),
-    sa.Column("pid", sa.Integer, nullable=True),
-    sa.Column("run_dir", sa.Text, nullable=True),
-    sa.Column("launch", sa.Integer, nullable=False, default=0),
-    sa.Column("sev_handle", sa.Integer, nullable=True),
-)
-
-timeline = sa.Table(
-    "timeline",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("domain", sa.String(36), nullable=False, index=True),
-    sa.Column("launch", sa.Integer, nullable=False),
-    sa.Column("step", sa.Integer, nullable=False),
-    sa.Column("name", sa.String(64), nullable=False),
-    sa.Column("party", sa.String(32), nullable=False),
-    sa.Column("started", sa.Float, nullable=False),
-    sa.Column("duration", sa.Float, nullable=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-)
-
-secrets = sa.Table(
-    "secrets",
-    metadata,
-    sa.Column("uuid", sa.String(36), primary_key=True),
-    sa.Column("xml", sa.Text, nullable=False),
-    sa.Column("has_value", sa.Boolean, nullable=False, default=False),
-)
+from sevlaunch.host.migrate import upgrade
+from sevlaunch.host.schema import domains, secrets, timeline
 
 
 @dataclass(frozen=True)
@@ -108,8 +73,7 @@ class Store:
             f"sqlite:///{state_dir / 'host.db'}", connect_args={"check_same_thread": False}
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        upgrade(self.engine)
         os.chmod(state_dir / "host.db", 0o600)
 
     def close(self) -> None:
@@ -193,43 +157,40 @@ class Store:
             for r in rows
         ]
 
-    # ---- secrets
+    # ---- secrets (the SecretVault of sevlaunch.host.secretstore)
 
-    def secret_rows(self) -> Iterator[tuple[str, str, bool]]:
+    def saved_secrets(self) -> Iterator[tuple[str, str, bool]]:
         with self.engine.connect() as conn:
-            yield from (
-                (r.uuid, r.xml, r.has_value)
-                for r in conn.execute(sa.select(secrets).order_by(secrets.c.uuid))
-            )
+            rows = conn.execute(sa.select(secrets).order_by(secrets.c.uuid)).all()
+        yield from ((r.uuid, r.xml, r.has_value) for r in rows)
 
-    def put_secret(self, uuid: str, xml: str) -> None:
+    def save_secret(self, uid: str, xml: str) -> None:
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(secrets.c.uuid).where(secrets.c.uuid == uuid)).first():
-                conn.execute(secrets.update().where(secrets.c.uuid == uuid).values(xml=xml))
+            if conn.execute(sa.select(secrets.c.uuid).where(secrets.c.uuid == uid)).first():
+                conn.execute(secrets.update().where(secrets.c.uuid == uid).values(xml=xml))
             else:
-                conn.execute(secrets.insert().values(uuid=uuid, xml=xml, has_value=False))
+                has_value = self._value_path(uid).exists()
+                conn.execute(secrets.insert().values(uuid=uid, xml=xml, has_value=has_value))
 
-    def secret_xml(self, uuid: str) -> str | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(secrets.c.xml).where(secrets.c.uuid == uuid)).first()
-        return row.xml if row else None
-
-    def set_secret_value(self, uuid: str, value: bytes) -> None:
-        write_atomic(self.secret_dir / f"{uuid}.value", value)
+    def save_value(self, uid: str, value: bytes) -> None:
+        write_atomic(self._value_path(uid), value)
         with self.engine.begin() as conn:
-            conn.execute(secrets.update().where(secrets.c.uuid == uuid).values(has_value=True))
+            conn.execute(secrets.update().where(secrets.c.uuid == uid).values(has_value=True))
 
-    def secret_value(self, uuid: str) -> bytes | None:
+    def saved_value(self, uid: str) -> bytes | None:
         """Internal use only (resolving a domain's dhCert/session); no API returns it."""
         try:
-            return (self.secret_dir / f"{uuid}.value").read_bytes()
+            return self._value_path(uid).read_bytes()
         except FileNotFoundError:
             return None
 
-    def delete_secret(self, uuid: str) -> None:
+    def forget_secret(self, uid: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(secrets.delete().where(secrets.c.uuid == uuid))
-        (self.secret_dir / f"{uuid}.value").unlink(missing_ok=True)
+            conn.execute(secrets.delete().where(secrets.c.uuid == uid))
+        self._value_path(uid).unlink(missing_ok=True)
+
+    def _value_path(self, uid: str) -> Path:
+        return self.secret_dir / f"{uid}.value"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -238,21 +199,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-
-
-def _add_missing_columns(engine: sa.Engine) -> None:
-    """Bring a database from an older sevlaunch up to date: every column added since is
-    nullable or has a default, so ``ALTER TABLE ... ADD COLUMN`` is all it takes."""
-    inspector = sa.inspect(engine)
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                default = getattr(column.default, "arg", None)
-                clause = f" DEFAULT {default!r}" if isinstance(default, (int, str)) else ""
-                conn.exec_driver_sql(
-                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{clause}'
-                )
