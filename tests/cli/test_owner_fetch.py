@@ -18,7 +18,7 @@ from sevlaunch import kds
 from sevlaunch.cli import cli
 from sevlaunch.formats.sevcert import SevCert, Signature
 from tests.conftest import read_vector
-from tests.test_kds import (
+from tests.kds.test_sev import (
     CHIP_HEX,
     CHIP_ID,
     FakeKds,

@@ -133,6 +133,20 @@ def verify_chain(
     kind = {"SEV-VCEK": SignerKind.VCEK, "SEV-VLEK": SignerKind.VLEK}.get(leaf.common_name)
     if kind is None:
         raise ChainError("leaf", f"CN is {leaf.common_name!r}, expected SEV-VCEK or SEV-VLEK")
+    mid = kind.intermediate
+    verify_intermediate(ark, ask, kind, product, at)
+    verify_pss_link(ask, leaf, f"{mid} -> {kind.value}")
+    check_validity(leaf, at, kind.value)
+    key = leaf.cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        raise ChainError(kind.value, "the key is not ECDSA P-384")
+    return VerifiedChain(product, kind, ark, ask, leaf, amd_extensions(leaf))
+
+
+def verify_intermediate(
+    ark: SnpCert, ask: SnpCert, kind: SignerKind, product: Generation, at: datetime.datetime
+) -> None:
+    """The ASK (VCEK chain) or ASVK (VLEK chain) is the ARK's, by name and signature."""
     mid, want = kind.intermediate, kind.intermediate_cn(product)
     if ask.common_name != want:
         raise ChainError(mid, f"CN is {ask.common_name!r}, expected {want!r} for this ARK")
@@ -140,12 +154,33 @@ def verify_chain(
         raise ChainError(mid, "serial number 0 is tolerated only on a VCEK or VLEK")
     verify_pss_link(ark, ask, f"ARK -> {mid}")
     check_validity(ask, at, mid)
-    verify_pss_link(ask, leaf, f"{mid} -> {kind.value}")
-    check_validity(leaf, at, kind.value)
-    key = leaf.cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
-        raise ChainError(kind.value, "the key is not ECDSA P-384")
-    return VerifiedChain(product, kind, ark, ask, leaf, amd_extensions(leaf))
+
+
+@dataclass(frozen=True)
+class VerifiedCa:
+    """A KDS ``cert_chain`` that ends in a pinned ARK: the product, its ARK and ASK/ASVK."""
+
+    product: Generation
+    kind: SignerKind
+    ark: SnpCert
+    ask: SnpCert
+
+
+def verify_ca_bundle(
+    certs: tuple[SnpCert, ...],
+    kind: SignerKind,
+    *,
+    at: datetime.datetime,
+    trusted_arks: Mapping[str, Generation] = AMD_ARKS,
+) -> VerifiedCa:
+    """Verify a CA bundle (ASK or ASVK, and the ARK) without a leaf."""
+    ark, mids = split_ca(certs)
+    product = verify_ark(ark, at, trusted_arks)
+    ask = mids.get(kind.intermediate_cn(product))
+    if ask is None:
+        raise ChainError(kind.intermediate, f"the bundle has no {kind.intermediate_cn(product)}")
+    verify_intermediate(ark, ask, kind, product, at)
+    return VerifiedCa(product, kind, ark, ask)
 
 
 def split_ca(certs: tuple[SnpCert, ...]) -> tuple[SnpCert, dict[str, SnpCert]]:

@@ -24,16 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import http.client
 import os
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sevlaunch import __version__, _files
 from sevlaunch.crypto.chain import VerifiedCa, verify_ca, verify_cek
 from sevlaunch.crypto.truststore import GENERATIONS, TrustStore
 from sevlaunch.errors import (
@@ -46,9 +41,14 @@ from sevlaunch.errors import (
 )
 from sevlaunch.formats.chain import CaChain
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Usage
-
-KDS_URL_ENV = "SEVLAUNCH_KDS_URL"
-CACHE_DIR_ENV = "SEVLAUNCH_CACHE_DIR"
+from sevlaunch.kds._io import (
+    DEFAULT_TIMEOUT,
+    KDS_URL_ENV,
+    default_cache_dir,
+    http_get,
+    read_cached,
+    write_atomic,
+)
 
 AMD_CA_URLS = (
     "https://developer.amd.com/wp-content/resources/ask_ark_{gen}.cert",
@@ -56,10 +56,7 @@ AMD_CA_URLS = (
 )
 AMD_CEK_URL = "https://kdsintf.amd.com/cek/id/{chip_id}"
 
-MAX_SIZE = 64 * 1024
-DEFAULT_TIMEOUT = 10.0
 CHIP_ID_SIZE = 64
-CERT_MODE = 0o644
 
 _ASK_GENERATIONS = {
     Algorithm.RSA_SHA256: ("naples",),
@@ -106,28 +103,6 @@ class KdsSources:
         return cls((base + "/ask_ark_{gen}.cert",), base + "/cek/id/{chip_id}")
 
 
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SEVLAUNCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/sevlaunch``, else ``~/.cache/sevlaunch``."""
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_DIR_ENV):
-        return Path(env[CACHE_DIR_ENV])
-    xdg = env.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):  # the XDG spec says to ignore a relative path
-        return Path(xdg) / "sevlaunch"
-    return Path.home() / ".cache" / "sevlaunch"
-
-
-def write_atomic(path: Path, data: bytes, mode: int = CERT_MODE) -> Path:
-    """Write ``data`` so that readers see the old file or the whole new one, never a part."""
-    try:
-        return _files.write_atomic(path, data, mode)
-    except OSError as exc:
-        raise TrustStoreError(
-            f"cannot write {path}: {exc.strerror or exc}; choose a writable place "
-            f"(for the cache, set {CACHE_DIR_ENV})"
-        ) from None
-
-
 # --- chip ids ------------------------------------------------------------------------------
 
 
@@ -171,92 +146,6 @@ def _is_text(data: bytes) -> bool:
 
 def _b64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
-
-
-# --- HTTP ----------------------------------------------------------------------------------
-
-
-def http_get(url: str, *, what: str, hint: str, timeout: float, max_size: int = MAX_SIZE) -> bytes:
-    """GET ``url``; the whole exchange (name lookup included) must end within ``timeout``.
-
-    A daemon thread carries the request because socket timeouts bound each read, not the
-    total, and do not bound the name lookup at all.
-    """
-    box: list[bytes | DownloadError] = []
-
-    def run() -> None:
-        try:
-            box.append(_get(url, timeout, max_size))
-        except _GetFailedError as exc:
-            box.append(DownloadError(what, ((url, exc.reason, exc.status),), hint))
-
-    worker = threading.Thread(target=run, name=f"sevlaunch-get {url}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not box:
-        raise DownloadError(what, ((url, f"no complete answer within {timeout:g} s", None),), hint)
-    result = box[0]
-    if isinstance(result, DownloadError):
-        raise result
-    return result
-
-
-class _GetFailedError(Exception):
-    """One failed GET (stays inside this module; callers see DownloadError)."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-def _get(url: str, timeout: float, max_size: int) -> bytes:
-    if not url.startswith(("http://", "https://")):
-        raise _GetFailedError("only http:// and https:// URLs are fetched")
-    request = urllib.request.Request(url, headers={"User-Agent": f"sevlaunch/{__version__}"})  # noqa: S310 (scheme checked above)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_size:
-                raise _GetFailedError(
-                    f"the answer is {length} bytes, more than the {max_size} bytes allowed"
-                )
-            return _read_limited(response, max_size)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise _GetFailedError(_status_reason(exc.code, exc.reason), exc.code) from None
-    except urllib.error.URLError as exc:
-        raise _GetFailedError(f"cannot connect: {_os_reason(exc.reason)} (offline?)") from None
-    except TimeoutError:
-        raise _GetFailedError(f"no answer within {timeout:g} s") from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise _GetFailedError(f"transfer failed: {_os_reason(exc)}") from None
-
-
-def _read_limited(response: http.client.HTTPResponse, max_size: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := response.read(max_size + 1 - total):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > max_size:
-            raise _GetFailedError(f"the answer is larger than the {max_size} bytes allowed")
-    return b"".join(chunks)
-
-
-def _status_reason(code: int, reason: object) -> str:
-    text = f"HTTP {code} {reason}".rstrip()
-    if code == 404:
-        return text + " (no such file: check the generation or chip id)"
-    if code == 429:
-        return text + " (AMD's key server limits request rates: wait a minute and retry)"
-    return text
-
-
-def _os_reason(reason: object) -> str:
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason) or type(reason).__name__
 
 
 # --- the cache and the client ---------------------------------------------------------------
@@ -330,7 +219,7 @@ class CertCache:
     def load_ca(self, gen: str) -> CachedCa | None:
         """The cached CA of ``gen`` (verified again now), or None when none is cached."""
         path = self.ca_path(gen)
-        data = _read_cached(path)
+        data = read_cached(path)
         if data is None:
             return None
         try:
@@ -343,7 +232,7 @@ class CertCache:
 
     def load_cek(self, chip_id: bytes) -> CachedCek | None:
         path = self.cek_path(chip_id)
-        data = _read_cached(path)
+        data = read_cached(path)
         if data is None:
             return None
         try:
@@ -353,15 +242,6 @@ class CertCache:
                 f"the cached file {path} is not an AMD-signed CEK ({exc}); delete it and fetch "
                 "it again"
             ) from None
-
-
-def _read_cached(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise TrustStoreError(f"cannot read the cached file {path}: {exc.strerror}") from None
 
 
 class KdsClient:

@@ -47,6 +47,7 @@ class Reply:
     length: bool = True  # send Content-Length (else the body ends when the connection closes)
     hang: bool = False  # wait until the test ends before answering
     dribble: bool = False  # send the body a byte at a time, slowly
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class FakeKds:
     requests: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
+    queued: dict[str, list[Reply]] = field(default_factory=dict)  # answered first, in order
 
     def serve(self, path: str, body: bytes, **kwargs: object) -> None:
         self.routes[path] = Reply(body, **kwargs)  # type: ignore[arg-type]
@@ -67,13 +69,17 @@ class FakeKds:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 fake.requests.append(self.path)
-                reply = fake.routes.get(self.path, Reply(b"not found", 404))
+                queue = fake.queued.get(self.path)
+                missing = Reply(b"not found", 404)
+                reply = queue.pop(0) if queue else fake.routes.get(self.path, missing)
                 if reply.hang:
                     fake.release.wait(30)
                     return
                 self.send_response(reply.status)
                 if reply.length:
                     self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if reply.dribble:
                     for i in range(len(reply.body)):
