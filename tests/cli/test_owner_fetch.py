@@ -1,6 +1,6 @@
 """``sevlaunch owner fetch-ca`` / ``fetch-cek``, and ``owner verify`` using the certificate cache.
 
-A local stand-in for AMD's key server (tests/test_kds.py) serves the shared vectors; the
+A local stand-in for AMD's key server (tests/kds/test_sev.py) serves the shared vectors; the
 cache lives in a temporary directory named by ``SEVLAUNCH_CACHE_DIR``.
 """
 
