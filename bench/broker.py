@@ -191,10 +191,10 @@ def http_throughput(p: FakePlatform, url: str, concurrency: int, seconds: float)
         try:
             with BrokerClient(url, LAUNCHER_TOKEN) as client:
                 while time.monotonic() < stop:
-                    launch = client.start_launch("w", p.pdh_b64, p.chain_b64)
-                    keys = p.launch_start(launch["dhCert"], launch["session"], POLICY)
-                    info = p.info(p.launch_measure(keys, DIGEST, POLICY), POLICY)
-                    assert client.finish_launch(launch["id"], info)["sev-secret"]
+                    launch = client.start_launch("w", p.node)
+                    keys = p.launch_start(launch.dh_cert_b64, launch.session_b64, POLICY)
+                    info = p.launch_info(p.launch_measure(keys, DIGEST, POLICY), POLICY)
+                    assert client.finish_launch(launch.launch_id, info).secret
                     with lock:
                         done[0] += 1
         except BaseException as exc:  # reported below

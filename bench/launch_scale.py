@@ -185,7 +185,7 @@ def launch_round(
 
 def destroy_all(stack: Stack) -> None:
     with HostClient(stack.host_uri, timeout=600) as host:
-        names = [d["name"] for d in host.list_domains()]
+        names = [d.name for d in host.list_domains()]
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), 16))) as pool:
         list(pool.map(lambda n: _destroy(stack, n), names))
 

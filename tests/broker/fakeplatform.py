@@ -21,6 +21,7 @@ from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.secret import SecretHeader, SecretTable
 from sevlaunch.formats.session import Measurement, Session
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Signature, Usage
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo
 
 ECDSA = Algorithm.ECDSA_SHA256
 
@@ -137,6 +138,15 @@ class FakePlatform:
             mnonce=mnonce,
         )
         return Measurement(mac, mnonce)
+
+    @property
+    def node(self) -> NodeSevInfo:
+        """Node SEV info as the host gives it (no chip id: the chain's CEK is signed)."""
+        chain = self.pek.to_bytes() + self.oca.to_bytes() + self.cek.to_bytes()
+        return NodeSevInfo(self.pdh.to_bytes(), chain, cbitpos=51, reduced_phys_bits=1)
+
+    def launch_info(self, measurement: Measurement, policy: int) -> LaunchSecurityInfo:
+        return LaunchSecurityInfo(measurement, self.api[0], self.api[1], self.build, policy)
 
     def info(self, measurement: Measurement, policy: int) -> dict[str, object]:
         """libvirt's launch security info keys."""

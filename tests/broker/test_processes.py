@@ -25,19 +25,22 @@ def test_killed_instance_leaves_its_launch_to_the_other(
             owner.add_root(platform.ca_file, "lab")
             owner.add_workload("web", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
         with BrokerClient(f"unix:{a_sock}", LAUNCHER_TOKEN) as launcher:
-            launch = launcher.start_launch("web", platform.pdh_b64, platform.chain_b64)
+            launch = launcher.start_launch("web", platform.node)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
-        keys = platform.launch_start(launch["dhCert"], launch["session"], POLICY)
+        keys = platform.launch_start(launch.dh_cert_b64, launch.session_b64, POLICY)
         measurement = platform.launch_measure(keys, DIGEST, POLICY)
         with BrokerClient(f"unix:{b_sock}", LAUNCHER_TOKEN) as launcher:
-            released = launcher.finish_launch(launch["id"], platform.info(measurement, POLICY))
+            released = launcher.finish_launch(
+                launch.launch_id, platform.launch_info(measurement, POLICY)
+            )
+        wire = released.to_wire()
         table = FakePlatform.launch_secret(
-            keys, measurement, released["sev-secret-header"], released["sev-secret"]
+            keys, measurement, wire["sev-secret-header"], wire["sev-secret"]
         )
         assert table.get(LUKS) == SECRET
         with BrokerClient(f"unix:{b_sock}", OWNER_TOKEN) as owner:
-            rows = owner.audit(launch=launch["id"])
+            rows = owner.audit(launch=launch.launch_id)
         assert [(r["instance"], r["outcome"]) for r in rows] == [
             ("proc-a", "ok"),
             ("proc-b", "released"),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sevlaunch.orchestrate.launch import STEPS
+from sevlaunch.protocol import Step
 from tests.orchestrate.stack import BIN, RunningStack, running_stack, unique
 
 SEVLAUNCH = str(BIN / "sevlaunch")
@@ -63,8 +63,8 @@ def host_list(env: RunningStack) -> dict[str, str]:
 def assert_booted(result: dict[str, Any], name: str) -> None:
     assert result["ok"], result["message"]
     assert result["domain"] == name
-    assert [s["status"] for s in result["steps"]] == ["ok"] * len(STEPS)
-    assert [s["name"] for s in result["steps"]] == [label for label, _ in STEPS.values()]
+    assert [s["status"] for s in result["steps"]] == ["ok"] * len(Step)
+    assert [s["name"] for s in result["steps"]] == [s.title for s in Step]
 
 
 def test_json_result_of_one_launch(env: RunningStack, tmp_path: Path) -> None:

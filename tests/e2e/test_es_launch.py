@@ -84,7 +84,7 @@ def test_an_es_guest_launches_attested_and_a_wrong_vcpu_count_is_refused(
     assert good.ok, good.error
     assert f"disk label '{demo.DISK_LABEL}'" in good.console
     with env.host() as host:
-        assert host.domain(name)["state"] == "running"
+        assert host.domain(name).state == "running"
     env.destroy(name)
 
     other = unique("es4")

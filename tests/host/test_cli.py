@@ -81,7 +81,7 @@ def _inject_resume_and_check(
     assert "domain must be in a paused state" in refused.stderr
     wait_for(
         lambda: any(
-            s["name"] == "guest booted"
+            s["detail"].startswith("guest booted")
             for s in json.loads(daemon.host("timeline", name, "--json").stdout)
         ),
         10,

@@ -15,6 +15,7 @@ import pytest
 from sevlaunch.errors import DomainXMLError, HostError
 from sevlaunch.host import driver
 from sevlaunch.host.manager import HostManager
+from sevlaunch.protocol import NodeSevInfo
 from tests.host.conftest import VMM, Media, Platform, owner_session, sev_domain_xml
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ T = TypeVar("T")
 class CountingManager(HostManager):
     probes = 0
 
-    async def _probe_sev(self) -> dict[str, Any]:
+    async def _probe_sev(self) -> NodeSevInfo:
         self.probes += 1
         return await super()._probe_sev()
 
@@ -76,8 +77,8 @@ def test_sev_start_fills_geometry_from_the_cached_probe_and_writes_private_blobs
         sev = json.loads(next(a for a in argv if b'"sev-guest"' in a))
         assert (sev["id"], sev["cbitpos"], sev["reduced-phys-bits"]) == (
             "lsec0",
-            info["cbitpos"],
-            info["reduced-phys-bits"],
+            info.cbitpos,
+            info.reduced_phys_bits,
         )
         assert b"-S" in argv
         for blob in ("dh-cert-file", "session-file"):

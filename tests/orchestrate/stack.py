@@ -123,11 +123,11 @@ class RunningStack:
     def running(self) -> set[str]:
         """Names of the running or paused domains, as ``sevlaunch host list`` shows them."""
         with self.host() as host:
-            return {d["name"] for d in host.list_domains()}
+            return {d.name for d in host.list_domains()}
 
     def domain_state(self, name: str) -> str:
         with self.host() as host:
-            return str(host.domain(name)["state"])
+            return host.domain(name).state
 
     def guest_contexts(self) -> int:
         """Guests the platform holds a launch context for (PLATFORM_STATUS guest count)."""

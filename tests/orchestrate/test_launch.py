@@ -4,8 +4,8 @@ guest running and no launch context on the platform."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -25,13 +25,13 @@ from sevlaunch.host.client import HostClient
 from sevlaunch.host.domxml import Domain
 from sevlaunch.orchestrate.demo import DISK_LABEL, POLICY
 from sevlaunch.orchestrate.launch import (
-    STEPS,
     Launcher,
     LaunchResult,
     StepRecord,
     prepare_domain,
 )
-from sevlaunch.orchestrate.owner_port import BrokerOwner, SecretRelease
+from sevlaunch.orchestrate.owner_port import BrokerOwner
+from sevlaunch.protocol import DomainInfo, LaunchSecurityInfo, NodeSevInfo, SecretRelease, Step
 from tests.orchestrate.stack import (
     BIN,
     NOHASHES,
@@ -52,11 +52,11 @@ class TamperingHost(HostClient):
         super().__init__(uri)
         self.offset = offset
 
-    def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
+    def node_sev_info(self, *, refresh: bool = False) -> NodeSevInfo:
         info = super().node_sev_info(refresh=refresh)
-        chain = bytearray(base64.b64decode(info["cert-chain"]))
+        chain = bytearray(info.cert_chain)
         chain[self.offset] ^= 0x01
-        return {**info, "cert-chain": base64.b64encode(chain).decode()}
+        return dataclasses.replace(info, cert_chain=bytes(chain))
 
 
 class CrashingHost(HostClient):
@@ -66,12 +66,12 @@ class CrashingHost(HostClient):
         super().__init__(uri)
         self.run_root = run_root
 
-    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
+    def start(self, name: str, *, paused: bool = False) -> DomainInfo:
         info = super().start(name, paused=paused)
-        pid = int((self.run_root / info["uuid"] / "qemu.pid").read_text())
+        pid = int((self.run_root / info.uuid / "qemu.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         wait_for(
-            lambda: self.domain(name)["state"] not in ("running", "paused"),
+            lambda: not self.domain(name).active,
             10.0,
             "the host manager to notice the crash",
         )
@@ -81,17 +81,17 @@ class CrashingHost(HostClient):
 class CorruptingOwner(BrokerOwner):
     """A secret packet whose header MAC was damaged on its way to the host."""
 
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
         release = super().attest(launch_id, launch_info)
-        header = bytearray(base64.b64decode(release.header))
+        header = bytearray(release.header)
         header[20] ^= 0x01  # flags (4) ‖ IV (16) ‖ MAC (32): the MAC's first byte
-        return SecretRelease(base64.b64encode(header).decode(), release.secret)
+        return SecretRelease(bytes(header), release.secret)
 
 
 class ReplayingOwner(BrokerOwner):
     """Someone attested this launch first (a replayed measurement): ours comes second."""
 
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
         super().attest(launch_id, launch_info)
         return super().attest(launch_id, launch_info)
 
@@ -108,12 +108,13 @@ def closed_port() -> Iterator[int]:
 
 
 def assert_failed_at(
-    env: RunningStack, result: LaunchResult, step: int, *words: str, contexts: int
+    env: RunningStack, result: LaunchResult, number: int, *words: str, contexts: int
 ) -> None:
-    """Failed at ``step`` for the reason ``words`` say; no guest left running or measured."""
+    """Failed at step ``number`` for the reason ``words`` say; no guest left running or measured."""
+    step = Step.of(number)
     assert not result.ok, "the launch should have failed"
     assert result.failed_step == step, result.message
-    assert result.message.startswith(f"{result.domain}: step {step} ({STEPS[step][0]}) failed: ")
+    assert result.message.startswith(f"{result.domain}: step {int(step)} ({step.title}) failed: ")
     for word in words:
         assert word in (result.error or ""), result.message
     statuses = {s.step: s.status for s in result.steps}
@@ -136,7 +137,7 @@ def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> Non
     name = unique("good")
     result = env.launch(env.xml(name))
     assert result.ok, result.message
-    assert [s.status for s in result.steps] == ["ok"] * len(STEPS)
+    assert [s.status for s in result.steps] == ["ok"] * len(Step)
     assert f"disk label '{DISK_LABEL}'" in result.console
     assert "luks-key" in result.console
     assert name in env.running()
@@ -367,15 +368,17 @@ def test_prepare_domain_adds_launch_security_when_absent() -> None:
 
 
 def test_result_message_names_the_step_and_the_fate_of_the_domain() -> None:
-    result = LaunchResult("g", [StepRecord(n) for n in STEPS], error="boom", failed_step=11)
+    result = LaunchResult(
+        "g", [StepRecord(s) for s in Step], error="boom", failed_step=Step.MEASUREMENT_CHECKED
+    )
     assert (
         result.message == "g: step 11 (measurement checked) failed: boom; the domain was destroyed"
     )
-    early = LaunchResult("g", error="nope", failed_step=4)
+    early = LaunchResult("g", error="nope", failed_step=Step.PLATFORM_VERIFIED)
     assert early.message == "g: step 4 (platform verified) failed: nope; no guest was started"
     data = result.as_dict()
     assert data["failed_step"] == 11
-    assert [s["step"] for s in data["steps"]] == list(STEPS)
+    assert [s["step"] for s in data["steps"]] == list(range(1, 14))
 
 
 # ---- many launches at once
@@ -388,7 +391,7 @@ class CountingStarts(HostClient):
     in_flight = 0
     most = 0
 
-    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
+    def start(self, name: str, *, paused: bool = False) -> DomainInfo:
         cls = type(self)
         with cls.lock:
             cls.in_flight += 1

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sevlaunch.errors import UsageError
 from sevlaunch.orchestrate.demo import DISK_LABEL
-from sevlaunch.orchestrate.owner_port import LocalOwner, OwnerConfig, SecretRelease
+from sevlaunch.orchestrate.owner_port import LocalOwner, OwnerConfig
+from sevlaunch.protocol import LaunchSecurityInfo, SecretRelease
 from tests.orchestrate.stack import RunningStack, unique, wait_for
 
 
 class ReplayingLocalOwner(LocalOwner):
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
         super().attest(launch_id, launch_info)
         return super().attest(launch_id, launch_info)
 

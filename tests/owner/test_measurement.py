@@ -18,6 +18,7 @@ from sevlaunch.owner.measurement import (
     diagnose,
     expected_measurement,
     launch_digest,
+    launch_info,
     measure_direct_boot,
     measure_firmware,
     validate,
@@ -30,7 +31,7 @@ CMDLINE = "foo bar baz fake kernel=cmdline"
 
 
 def _sevctl_info(blob: str) -> LaunchInfo:
-    return LaunchInfo.from_base64(blob, api_major=1, api_minor=40, build_id=40, policy=0x03)
+    return launch_info(blob, api_major=1, api_minor=40, build_id=40, policy=0x03)
 
 
 def _tik(vectors: Path) -> bytes:
@@ -73,7 +74,7 @@ def test_sevctl_sev_es_vmsas_extend_the_digest(vectors: Path) -> None:
     vmsa1 = (vectors / "sevctl/vmsa1.bin").read_bytes()
     digest = launch_digest((vectors / OVMF).read_bytes(), vmsas=[vmsa0, vmsa1, vmsa1, vmsa1])
     blob = "/o0nzDKE5XgtVnUZWPhUea/WZYrTKLExR7KCwuMdbActvpWfXTFk21KMZIAAhQny"
-    info = LaunchInfo.from_base64(blob, api_major=1, api_minor=49, build_id=6, policy=0x05)
+    info = launch_info(blob, api_major=1, api_minor=49, build_id=6, policy=0x05)
     validate(info, digest, _tik(vectors))
 
 

@@ -12,7 +12,7 @@ from sevlaunch.errors import FormatError, UnsuitableFirmwareError, UsageError
 from sevlaunch.formats.vmsa import CpuSignature, Vmsa
 from sevlaunch.owner.diagnosis import Mistake, es_variants
 from sevlaunch.owner.launch_digest import MeasuredFirmware, measure_firmware
-from sevlaunch.owner.measurement import LaunchInfo, diagnose, validate
+from sevlaunch.owner.measurement import LaunchInfo, diagnose, launch_info, validate
 from sevlaunch.owner.vmsa import EsVmsas, es_pages, legacy_from_option, vcpu_type
 from sevlaunch.vmm.ovmf_image import OvmfLayout, make_image
 
@@ -21,7 +21,7 @@ ES_BLOB = "/o0nzDKE5XgtVnUZWPhUea/WZYrTKLExR7KCwuMdbActvpWfXTFk21KMZIAAhQny"
 
 
 def _info() -> LaunchInfo:
-    return LaunchInfo.from_base64(ES_BLOB, api_major=1, api_minor=49, build_id=6, policy=0x05)
+    return launch_info(ES_BLOB, api_major=1, api_minor=49, build_id=6, policy=0x05)
 
 
 def _tik(vectors: Path) -> bytes:

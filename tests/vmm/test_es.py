@@ -18,7 +18,7 @@ from sevlaunch.errors import VmmError
 from sevlaunch.firmware import PROFILES, Firmware
 from sevlaunch.formats.vmsa import QEMU_CPU_MODELS
 from sevlaunch.owner.launch_digest import measure_firmware
-from sevlaunch.owner.measurement import LaunchInfo, validate
+from sevlaunch.owner.measurement import launch_info, validate
 from sevlaunch.owner.session import make_session
 from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
 from sevlaunch.owner.vmsa import EsVmsas, VcpuType, es_pages, vcpu_type
@@ -82,7 +82,7 @@ class EsRig:
         assert self.keys is not None
         firmware = measure_firmware(FIRMWARE)
         digest = firmware.digest(vmsas=es_pages(firmware, es))
-        info = LaunchInfo.from_base64(
+        info = launch_info(
             machine.sev.launch_measure(),
             api_major=ROME.api_major,
             api_minor=ROME.api_minor,

@@ -17,7 +17,7 @@ from sevlaunch.firmware import PROFILES, Firmware, PlatformState, SparseMemory
 from sevlaunch.formats.hashes import PADDED_SIZE, KernelHashes
 from sevlaunch.formats.ovmf import Area
 from sevlaunch.formats.secret import LUKS_KEY_GUID, SecretTable
-from sevlaunch.owner.measurement import LaunchInfo, validate
+from sevlaunch.owner.measurement import launch_info, validate
 from sevlaunch.owner.secret import build_packet, secret_table
 from sevlaunch.owner.session import make_session
 from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
@@ -181,9 +181,7 @@ def test_the_whole_launch_in_qemus_order(rig: Rig) -> None:
         await sev.add_kernel_hashes(rig.memory, FIRMWARE, _hashes().to_bytes())
         await sev.machine_done()
         assert state_of(sev) is SevState.LAUNCH_SECRET
-        info = LaunchInfo.from_base64(
-            sev.launch_measure(), api_major=0, api_minor=24, build_id=15, policy=1
-        )
+        info = launch_info(sev.launch_measure(), api_major=0, api_minor=24, build_id=15, policy=1)
         digest = hashlib.sha256(FIRMWARE + _hashes().to_bytes()).digest()
         validate(info, digest, rig.keys.tik)  # raises on a mismatch
         header, payload = _packet(rig, sev)

@@ -15,6 +15,7 @@ from sevlaunch.broker.api import create_app as broker_app
 from sevlaunch.broker.service import Broker, Settings
 from sevlaunch.host.api import create_app as host_app
 from sevlaunch.host.manager import HostManager
+from sevlaunch.protocol import NodeSevInfo
 from tests.broker.conftest import KEK, LAUNCHER_TOKEN, OWNER_TOKEN
 from tests.broker.fakeplatform import FakePlatform
 
@@ -32,10 +33,10 @@ class NodeManager(HostManager):
 
     def __init__(self, state_dir: Path, node: dict[str, Any]) -> None:
         super().__init__(state_dir)
-        self.node = node
+        self.node = NodeSevInfo.from_wire(node)
 
-    async def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
-        return dict(self.node)
+    async def node_sev_info(self, *, refresh: bool = False) -> NodeSevInfo:
+        return self.node
 
 
 def node_info(platform: FakePlatform) -> dict[str, Any]:

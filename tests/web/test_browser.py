@@ -183,7 +183,7 @@ class WebStack:
         try:
             with self.host() as host:
                 for domain in host.list_domains():
-                    host.destroy(domain["name"])
+                    host.destroy(domain.name)
         except (SevlaunchError, httpx.HTTPError) as exc:  # teardown goes on; say why
             print(f"could not destroy the guests: {exc}", file=sys.stderr)
         for proc in reversed(self.procs):
@@ -332,7 +332,7 @@ def test_resume_and_destroy_buttons(page: Page, stack: WebStack, artifacts: Path
     page.click(f'{card} button[data-action="resume"]')
     page.wait_for_selector(f'{card}[data-state="running"]', timeout=WAIT_MS)
     with stack.host() as host:
-        assert host.domain("web-resume")["state"] == "running"
+        assert host.domain("web-resume").state == "running"
     page.locator(card).screenshot(path=str(artifacts / "host-resumed.png"))
     page.once("dialog", lambda dialog: dialog.accept())
     page.click(f'{card} button[data-action="destroy"]')

@@ -13,7 +13,9 @@ from sevlaunch.formats.sevcert import SevCert
 from sevlaunch.host.api import create_app
 from sevlaunch.host.dashboard import generation, key_id, verdict
 from sevlaunch.host.store import DomainRow, StepRow
+from sevlaunch.host.timeline import GUEST_BOOTED
 from sevlaunch.orchestrate.demo import Artifacts, domain_xml
+from sevlaunch.protocol import Step
 from tests.broker.fakeplatform import FakePlatform
 from tests.web.conftest import CHIP_ID, HOST_TOKEN, NodeManager
 
@@ -27,12 +29,11 @@ def _define(manager: NodeManager, name: str) -> DomainRow:
 
 
 def _steps(manager: NodeManager, row: DomainRow, launch: int, upto: int) -> None:
-    names = {6: "launch blobs received", 7: "sev-guest object built", 8: "hypervisor started",
-             9: "firmware launch measured", 10: "measurement read"}  # fmt: skip
     now = time.time()
     for n in range(6, upto + 1):
+        step = Step.of(n)
         manager.store.add_step(
-            row.uuid, launch, n, names[n], "host", "ok", f"detail {n}", started=now + n,
+            row.uuid, launch, n, step.title, step.party, "ok", f"detail {n}", started=now + n,
             duration=0.01,
         )  # fmt: skip
 
@@ -107,11 +108,12 @@ def test_a_failed_step_is_highlighted_and_escaped(host: TestClient, manager: Nod
     row = _define(manager, "broken-vm")
     manager.store.set_runtime(row.uuid, launch=2, state="shutoff", reason="failed")
     _steps(manager, row, 1, 10)  # an earlier launch went further; only the latest counts
-    manager.store.add_step(row.uuid, 2, 6, "launch blobs received", "VM tool", "ok", "")
+    blobs, start = Step.BLOBS_PASSED, Step.STARTED_PAUSED
+    manager.store.add_step(row.uuid, 2, 6, blobs.title, blobs.party, "ok", "")
     evil = "<img src=x onerror=alert(1)>"
-    manager.store.add_step(row.uuid, 2, 8, "hypervisor start", "host", "failed", evil)
+    manager.store.add_step(row.uuid, 2, 8, start.title, start.party, "failed", evil)
     text = host.get("/ui/fragments/domains", headers=AUTH).text
-    assert "step 8 (hypervisor start) failed" in text
+    assert "step 8 (hypervisor started paused (-S)) failed" in text
     assert '<tr class="step outcome-failed failing" data-step="8">' in text
     assert evil not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
@@ -150,7 +152,7 @@ def test_secret_values_are_never_rendered(host: TestClient, manager: NodeManager
 
 def test_verdicts() -> None:
     row = DomainRow("u", "vm", "<domain/>", "shutoff", "shutdown", None, None, 1)
-    booted = [StepRow(1, n, f"s{n}", "guest" if n == 13 else "host", 1.0, 0.1, "ok", "")
+    booted = [StepRow(1, n, f"s{n}", "host", 1.0, 0.1, "ok", GUEST_BOOTED if n == 13 else "")
               for n in (6, 7, 8, 9, 10, 12, 13)]  # fmt: skip
     assert verdict(row, booted).kind == "ok"
     assert verdict(row, []).kind == "idle"

@@ -16,10 +16,12 @@ from sevlaunch import _http
 from sevlaunch.errors import (
     BrokerError,
     ConflictError,
+    FormatError,
     LaunchRefusedError,
     NotFoundError,
     UsageError,
 )
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, SecretRelease, SessionOffer
 
 URL_ENV = "SEVLAUNCH_BROKER_URL"
 TOKEN_FILE_ENV = "SEVLAUNCH_BROKER_TOKEN_FILE"  # noqa: S105 (a variable name)
@@ -143,14 +145,35 @@ class BrokerClient:
 
     # launcher
     def start_launch(
-        self, workload: str, pdh: str, cert_chain: str, cek: str | None = None
-    ) -> dict[str, Any]:
-        """``pdh`` and ``cert_chain`` base64, as node SEV info gives them."""
-        body = {"workload": workload, "pdh": pdh, "cert-chain": cert_chain, "cek": cek}
-        return dict(self._call("POST", "/v1/launches", json=body))
+        self, workload: str, node: NodeSevInfo, cek: bytes | None = None
+    ) -> SessionOffer:
+        """Steps 4-5: the platform of ``node`` verified (with AMD's signed ``cek`` when the
+        chain's is unsigned), a session made for ``workload``."""
+        body = {
+            "workload": workload,
+            "pdh": base64.b64encode(node.pdh).decode(),
+            "cert-chain": base64.b64encode(node.cert_chain).decode(),
+            "cek": base64.b64encode(cek).decode() if cek else None,
+        }
+        answer = self._call("POST", "/v1/launches", json=body)
+        try:
+            return SessionOffer(
+                launch_id=str(answer["id"]),
+                dh_cert=base64.b64decode(answer["dhCert"], validate=True),
+                session=base64.b64decode(answer["session"], validate=True),
+                policy=int(answer["policy"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokerError(
+                "bad-answer", f"the broker's launch answer is malformed: {exc}"
+            ) from exc
 
-    def finish_launch(self, launch_id: str, info: dict[str, Any]) -> dict[str, Any]:
-        """``info`` holds libvirt's sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
-        keys = ("sev-measurement", "sev-api-major", "sev-api-minor", "sev-build-id", "sev-policy")
-        body = {k: info[k] for k in keys}
-        return dict(self._call("POST", f"/v1/launches/{launch_id}/measurement", json=body))
+    def finish_launch(self, launch_id: str, info: LaunchSecurityInfo) -> SecretRelease:
+        """Step 11: the measurement checked; the secret released, or LaunchRefusedError."""
+        answer = self._call("POST", f"/v1/launches/{launch_id}/measurement", json=info.to_wire())
+        try:
+            return SecretRelease.from_wire(answer)
+        except FormatError as exc:
+            raise BrokerError(
+                "bad-answer", f"the broker's secret answer is malformed: {exc}"
+            ) from exc

@@ -128,7 +128,9 @@ def _show_refusal(console: Console, result: object) -> None:
     if result.ok:
         console.print("[bold red]✗ the tampered launch was NOT refused[/]")
         return
-    console.print(f"[green]✓[/] refused at step {result.failed_step}: [yellow]{result.error}[/]")
+    console.print(
+        f"[green]✓[/] refused at step {int(result.failed_step or 0)}: [yellow]{result.error}[/]"
+    )
     console.print("[green]✓[/] no secret was released and the domain was destroyed")
 
 

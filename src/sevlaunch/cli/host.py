@@ -6,15 +6,18 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, fail, read_file
 from sevlaunch.errors import SevlaunchError
+
+if TYPE_CHECKING:
+    from sevlaunch.protocol import HostEvent
 
 CONNECT_HELP = "Host manager: unix:PATH or tcp:HOST:PORT (default: $SEVLAUNCH_HOST)."
 
@@ -88,7 +91,7 @@ def _client(uri: str | None, token_file: str | None) -> Iterator[Any]:
         fail(str(exc))
 
 
-def _print_params(params: dict[str, Any], width: int) -> None:
+def _print_params(params: Mapping[str, object], width: int) -> None:
     for key, value in params.items():
         click.echo(f"{key:<{width}}: {value}")
 
@@ -101,7 +104,7 @@ def _print_params(params: dict[str, Any], width: int) -> None:
 def nodesevinfo(uri: str | None, token_file: str | None, refresh: bool) -> None:
     """Node SEV info: pdh, cert-chain, cpu0-id, cbitpos, reduced-phys-bits, max-guests, max-es-guests."""
     with _client(uri, token_file) as c:
-        _print_params(c.node_sev_info(refresh=refresh), 18)
+        _print_params(c.node_sev_info(refresh=refresh).to_wire(), 18)
 
 
 @host.command()
@@ -112,7 +115,7 @@ def define(uri: str | None, token_file: str | None, file: str) -> None:
     xml = read_file(file, "domain XML").decode()
     with _client(uri, token_file) as c:
         info = c.define(xml)
-    click.echo(f"Domain '{info['name']}' defined from {file}")
+    click.echo(f"Domain '{info.name}' defined from {file}")
 
 
 @host.command()
@@ -134,13 +137,13 @@ def list_domains(uri: str | None, token_file: str | None, all_domains: bool, as_
     with _client(uri, token_file) as c:
         rows = c.list_domains(all_domains=all_domains)
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     click.echo(f" {'Id':<4}{'Name':<30}State")
     click.echo("-" * 50)
     for index, row in enumerate(rows, start=1):
-        ident = str(index) if row["state"] in ("running", "paused") else "-"
-        click.echo(f" {ident:<4}{row['name']:<30}{row['state']}")
+        ident = str(index) if row.active else "-"
+        click.echo(f" {ident:<4}{row.name:<30}{row.state}")
 
 
 @host.command()
@@ -189,10 +192,11 @@ def domlaunchsecinfo(uri: str | None, token_file: str | None, domain: str, as_js
     """Launch security info: sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
     with _client(uri, token_file) as c:
         info = c.launch_security_info(domain)
+    params = {} if info is None else info.to_wire()
     if as_json:
-        emit_json(info)
+        emit_json(params)
     else:
-        _print_params(info, 15)
+        _print_params(params, 15)
 
 
 @host.command()
@@ -228,8 +232,11 @@ def domsetlaunchsecstate(
     """Inject a launch secret into a paused SEV domain."""
     header = read_file(secrethdr, "secret header").decode().strip()
     secret = read_file(secret_file, "secret").decode().strip()
+    from sevlaunch.protocol import SecretRelease
+
     with _client(uri, token_file) as c:
-        c.set_launch_security_state(domain, header, secret, set_address)
+        release = SecretRelease.from_wire({"sev-secret-header": header, "sev-secret": secret})
+        c.set_launch_security_state(domain, release, set_address)
 
 
 def _address(text: str | None) -> int | None:
@@ -255,23 +262,27 @@ def event(
     """Print lifecycle events and launch steps as they happen (one unless --loop)."""
     with _client(uri, token_file) as c:
         for item in c.events():
-            if item["event"] == "subscribed" or (domain and item.get("domain") != domain):
+            if item.kind == "subscribed" or (domain and item.domain != domain):
                 continue
             if as_json:
-                click.echo(json.dumps(item))
+                click.echo(json.dumps(item.to_wire()))
             else:
                 click.echo(_describe_event(item))
             if not loop:
                 break
 
 
-def _describe_event(item: dict[str, Any]) -> str:
-    where = f"for domain '{item.get('domain')}'"
-    if item["event"] == "lifecycle":
-        return f"event 'lifecycle' {where}: {item['type']} {item['detail']}"
-    if item["event"] == "launch-step":
-        return f"event 'launch-step' {where}: step {item['step']} {item['name']}: {item['outcome']}"
-    return f"event '{item['event']}' {where}"
+def _describe_event(item: HostEvent) -> str:
+    where = f"for domain '{item.domain}'"
+    fields = item.fields
+    if item.kind == "lifecycle":
+        return f"event 'lifecycle' {where}: {fields.get('type')} {fields.get('detail')}"
+    step = item.step()
+    if step is not None:
+        return (
+            f"event 'launch-step' {where}: step {int(step.step)} {step.step.title}: {step.outcome}"
+        )
+    return f"event '{item.kind}' {where}"
 
 
 @host.command()
@@ -291,14 +302,14 @@ def timeline(uri: str | None, token_file: str | None, domain: str, as_json: bool
     """Every launch step of the domain's last launch, with party, duration and outcome."""
     with _client(uri, token_file) as c:
         info = c.domain(domain)
-        steps = c.timeline(domain, info["launch"])
+        steps = c.timeline(domain, info.launch)
     if as_json:
-        emit_json(steps)
+        emit_json([s.to_wire() for s in steps])
         return
     for s in steps:
-        took = f"{s['duration'] * 1000:8.1f} ms" if s["duration"] is not None else " " * 11
+        took = f"{s.duration * 1000:8.1f} ms" if s.duration is not None else " " * 11
         click.echo(
-            f"{s['step']:>3}  {s['outcome']:<7}{took}  {s['party']:<11}{s['name']}  {s['detail']}"
+            f"{int(s.step):>3}  {s.outcome:<7}{took}  {s.step.party:<28}{s.step.title}  {s.detail}"
         )
 
 
@@ -353,7 +364,7 @@ def secret_list(uri: str | None, token_file: str | None) -> None:
     click.echo(f" {'UUID':<38}Value")
     click.echo("-" * 50)
     for row in rows:
-        click.echo(f" {row['uuid']:<38}{'set' if row['has-value'] else 'none'}")
+        click.echo(f" {row.uuid:<38}{'set' if row.has_value else 'none'}")
 
 
 @host.command(name="secret-undefine")

@@ -112,7 +112,7 @@ def create_app(manager: HostManager, *, token: str | None = None) -> FastAPI:
 def _routes(app: FastAPI, m: HostManager) -> None:
     @app.get("/v1/node/sev-info", summary="virNodeGetSEVInfo")
     async def node_sev_info(refresh: bool = False) -> dict[str, Any]:
-        return await m.node_sev_info(refresh=refresh)
+        return dict((await m.node_sev_info(refresh=refresh)).to_wire())
 
     @app.get("/v1/domains", summary="virConnectListAllDomains")
     async def list_domains(all: Annotated[bool, Query(alias="all")] = False) -> list[DomainInfo]:  # noqa: A002
@@ -163,7 +163,8 @@ def _routes(app: FastAPI, m: HostManager) -> None:
 
     @app.get("/v1/domains/{name}/launch-security", summary="virDomainGetLaunchSecurityInfo")
     async def launch_security_info(name: str) -> dict[str, Any]:
-        return await m.launch_security_info(name)
+        info = await m.launch_security_info(name)
+        return {} if info is None else dict(info.to_wire())
 
     @app.put("/v1/domains/{name}/launch-security", summary="virDomainSetLaunchSecurityState")
     async def set_launch_security_state(name: str, body: LaunchSecurityState) -> dict[str, Any]:

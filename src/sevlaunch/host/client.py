@@ -16,7 +16,16 @@ from typing import Any
 import httpx
 
 from sevlaunch import _http
-from sevlaunch.errors import HostError, UsageError
+from sevlaunch.errors import FormatError, HostError, UsageError
+from sevlaunch.protocol import (
+    DomainInfo,
+    HostEvent,
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    SecretInfo,
+    SecretRelease,
+    StepReport,
+)
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -77,12 +86,12 @@ class HostClient:
         return response.text
 
     # node
-    def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
-        return dict(self._call("GET", "/v1/node/sev-info", params={"refresh": refresh}))
+    def node_sev_info(self, *, refresh: bool = False) -> NodeSevInfo:
+        return NodeSevInfo.from_wire(self._object("GET", "/v1/node/sev-info", refresh=refresh))
 
     # domains
-    def define(self, xml: str) -> dict[str, Any]:
-        return dict(
+    def define(self, xml: str) -> DomainInfo:
+        return DomainInfo.from_wire(
             self._call(
                 "POST", "/v1/domains", content=xml, headers={"Content-Type": "application/xml"}
             )
@@ -91,43 +100,44 @@ class HostClient:
     def undefine(self, name: str) -> None:
         self._call("DELETE", f"/v1/domains/{name}")
 
-    def list_domains(self, *, all_domains: bool = False) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/domains", params={"all": all_domains}))
+    def list_domains(self, *, all_domains: bool = False) -> list[DomainInfo]:
+        rows = self._call("GET", "/v1/domains", params={"all": all_domains})
+        return [DomainInfo.from_wire(r) for r in _objects(rows)]
 
-    def domain(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/domains/{name}"))
+    def domain(self, name: str) -> DomainInfo:
+        return DomainInfo.from_wire(self._object("GET", f"/v1/domains/{name}"))
 
     def dumpxml(self, name: str) -> str:
         return str(self._call("GET", f"/v1/domains/{name}/xml"))
 
-    def start(self, name: str, *, paused: bool = False) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/domains/{name}/start", json={"paused": paused}))
+    def start(self, name: str, *, paused: bool = False) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/start", json={"paused": paused})
 
-    def resume(self, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/domains/{name}/resume"))
+    def resume(self, name: str) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/resume")
 
-    def suspend(self, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/domains/{name}/suspend"))
+    def suspend(self, name: str) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/suspend")
 
-    def shutdown(self, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/domains/{name}/shutdown"))
+    def shutdown(self, name: str) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/shutdown")
 
-    def destroy(self, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/domains/{name}/destroy"))
+    def destroy(self, name: str) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/destroy")
 
-    def wait_booted(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
-        return dict(
-            self._call("POST", f"/v1/domains/{name}/wait-booted", params={"timeout": timeout})
-        )
+    def wait_booted(self, name: str, timeout: float = 60.0) -> DomainInfo:
+        return self._domain_call(f"/v1/domains/{name}/wait-booted", params={"timeout": timeout})
 
     # launch security
-    def launch_security_info(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/domains/{name}/launch-security"))
+    def launch_security_info(self, name: str) -> LaunchSecurityInfo | None:
+        """The measurement and platform values; None for a domain without launch security."""
+        wire = self._object("GET", f"/v1/domains/{name}/launch-security")
+        return LaunchSecurityInfo.from_wire(wire) if wire else None
 
     def set_launch_security_state(
-        self, name: str, header: str, secret: str, address: int | None = None
+        self, name: str, release: SecretRelease, address: int | None = None
     ) -> None:
-        body: dict[str, Any] = {"sev-secret-header": header, "sev-secret": secret}
+        body: dict[str, object] = dict(release.to_wire())
         if address is not None:
             body["sev-secret-set-address"] = address
         self._call("PUT", f"/v1/domains/{name}/launch-security", json=body)
@@ -135,20 +145,27 @@ class HostClient:
     def console(self, name: str) -> str:
         return str(self._call("GET", f"/v1/domains/{name}/console"))
 
-    def timeline(self, name: str, launch: int | None = None) -> list[dict[str, Any]]:
+    def timeline(self, name: str, launch: int | None = None) -> list[StepReport]:
         params = {"launch": launch} if launch is not None else {}
-        return list(self._call("GET", f"/v1/domains/{name}/timeline", params=params))
+        rows = self._call("GET", f"/v1/domains/{name}/timeline", params=params)
+        return [StepReport.from_wire(r) for r in _objects(rows)]
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[HostEvent]:
         """Events as they happen (blocks); keepalives are skipped."""
         with self._http.stream(
             "GET", "/v1/events", timeout=httpx.Timeout(10.0, read=None)
         ) as response:
             for line in response.iter_lines():
                 if line:
-                    event = json.loads(line)
-                    if event.get("event") != "keepalive":
+                    event = HostEvent.from_wire(_as_object(json.loads(line)))
+                    if event.kind != "keepalive":
                         yield event
+
+    def _object(self, method: str, path: str, **params: object) -> dict[str, object]:
+        return _as_object(self._call(method, path, params=params or None))
+
+    def _domain_call(self, path: str, **kwargs: object) -> DomainInfo:
+        return DomainInfo.from_wire(_as_object(self._call("POST", path, **kwargs)))
 
     # secrets
     def secret_define(self, xml: str) -> str:
@@ -163,8 +180,21 @@ class HostClient:
             "PUT", f"/v1/secrets/{uuid}/value", json={"value": base64.b64encode(value).decode()}
         )
 
-    def secret_list(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/secrets"))
+    def secret_list(self) -> list[SecretInfo]:
+        return [SecretInfo.from_wire(r) for r in _objects(self._call("GET", "/v1/secrets"))]
 
     def secret_undefine(self, uuid: str) -> None:
         self._call("DELETE", f"/v1/secrets/{uuid}")
+
+
+def _as_object(value: object) -> dict[str, object]:
+    """A JSON object from the API; anything else is a malformed answer."""
+    if not isinstance(value, dict):
+        raise FormatError("host API answer", "body", "expected a JSON object", value=value)
+    return {str(k): v for k, v in value.items()}
+
+
+def _objects(value: object) -> list[dict[str, object]]:
+    if not isinstance(value, list):
+        raise FormatError("host API answer", "body", "expected a JSON list", value=value)
+    return [_as_object(v) for v in value]

@@ -8,11 +8,8 @@ through the API's own bearer-token check. The page reloads a fragment when the e
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
@@ -22,19 +19,12 @@ from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Usage
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow, StepRow
+from sevlaunch.host.timeline import booted
+from sevlaunch.protocol import Step
 from sevlaunch.web import clock, esc, fragment, mount_shell, seconds, short
 
-#: The steps the host records, in order, and the ones it can only infer (DESIGN.md's table).
-HOST_STEPS = (6, 7, 8, 9, 10, 11, 12, 13)
-INFERRED = {
-    7: ("sev-guest object built", "host"),
-    8: ("hypervisor started paused (-S)", "hypervisor"),
-    9: ("firmware launch measured", "firmware"),
-    10: ("measurement read", "VM tool"),
-    11: ("measurement checked", "guest owner"),
-    12: ("secret injected", "firmware"),
-    13: ("resumed, guest booted", "guest"),
-}
+#: The steps the host takes part in, in order; a missing one is inferred from the protocol.
+HOST_STEPS = tuple(s for s in Step if s >= Step.BLOBS_PASSED)
 PLATFORM_TIMEOUT = 2.0
 
 
@@ -78,19 +68,19 @@ async def render_node(manager: HostManager) -> str:
         return _alert("failed", "No SEV on this node", str(exc))
     facts = await asyncio.to_thread(_platform_facts, manager.platform)
     try:
-        pdh = SevCert.from_bytes(base64.b64decode(info["pdh"]))
-        export = CertExport.from_bytes(base64.b64decode(info["cert-chain"]))
-    except (FormatError, binascii.Error, ValueError, KeyError) as exc:
+        pdh = SevCert.from_bytes(info.pdh)
+        export = CertExport.from_bytes(info.cert_chain)
+    except FormatError as exc:
         return _alert("failed", "The node's certificate chain does not parse", str(exc))
     rows = [
         ("Generation", esc(generation(export, facts.profile))),
         ("Owner", esc(ownership(facts.externally_owned))),
         ("Firmware API", esc(f"{pdh.api_major}.{pdh.api_minor}")),
-        ("Chip id", _chip_id(info.get("cpu0-id"))),
-        ("C-bit position", esc(info.get("cbitpos"))),
-        ("Reduced phys bits", esc(info.get("reduced-phys-bits"))),
-        ("Max SEV guests", esc(info.get("max-guests", "—"))),
-        ("Max SEV-ES guests", esc(info.get("max-es-guests", "—"))),
+        ("Chip id", _chip_id(info.cpu0_id)),
+        ("C-bit position", esc(info.cbitpos)),
+        ("Reduced phys bits", esc(info.reduced_phys_bits)),
+        ("Max SEV guests", esc(_or_dash(info.max_guests))),
+        ("Max SEV-ES guests", esc(_or_dash(info.max_es_guests))),
     ]
     facts_html = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in rows)
     certs = [("PDH", pdh), ("PEK", export.pek), ("OCA", export.oca), ("CEK", export.cek)]
@@ -155,14 +145,14 @@ def _cert_row(name: str, cert: SevCert) -> str:
     )
 
 
-def _chip_id(value: Any) -> str:
+def _or_dash(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _chip_id(value: bytes | None) -> str:
     if not value:
         return '<span class="muted">—</span>'
-    try:
-        raw = base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        return esc(value)
-    return short(raw.hex(), 24)
+    return short(value.hex(), 24)
 
 
 # ---- domains -------------------------------------------------------------------------------
@@ -174,7 +164,7 @@ class Verdict:
     fault (recorded or inferred) and words for it."""
 
     kind: str
-    step: int | None = None
+    step: Step | None = None
     text: str = ""
 
 
@@ -184,28 +174,25 @@ def verdict(row: DomainRow, steps: list[StepRow]) -> Verdict:
         return Verdict("idle", text="never launched")
     failed = next((s for s in steps if s.outcome == "failed"), None)
     if failed is not None:
-        return Verdict(
-            "failed", failed.step, f"step {failed.step} ({failed.name}) failed: {failed.detail}"
-        )
-    booted = any(s.step == 13 and s.party == "guest" and s.outcome == "ok" for s in steps)
-    if booted:
+        step = Step.of(failed.step)
+        return Verdict("failed", step, f"{step} failed: {failed.detail}")
+    if booted(steps):
         return Verdict("ok", text="booted")
     following = _next_step(steps)
     if row.state in ("running", "paused"):
         return Verdict("running", following, "in progress")
     if following is None:
         return Verdict("ok", text=f"shut off ({row.reason})")
-    name, party = INFERRED[following]
     text = (
         f"launch #{row.launch} ended ({row.reason}) after step {max(s.step for s in steps)}; "
-        f"step {following} ({name}, {party}) never happened"
+        f"step {int(following)} ({following.title}, {following.party}) never happened"
     )
-    if following == 11:
+    if following is Step.MEASUREMENT_CHECKED:
         text += ": the guest owner released no secret (the broker's audit log says why)"
     return Verdict("failed", following, text)
 
 
-def _next_step(steps: list[StepRow]) -> int | None:
+def _next_step(steps: list[StepRow]) -> Step | None:
     done = max(s.step for s in steps)
     return next((n for n in HOST_STEPS if n > done), None)
 
@@ -247,12 +234,12 @@ def render_timeline(steps: list[StepRow], judged: Verdict) -> str:
     first = steps[0].started
     body = "".join(_step_row(s, first, judged) for s in steps)
     if judged.step is not None and judged.step not in {s.step for s in steps}:
-        name, party = INFERRED[judged.step]
+        name, party = judged.step.title, judged.step.party
         outcome = "not reached" if judged.kind == "failed" else "waiting"
         css = "failed inferred" if judged.kind == "failed" else "pending"
         body += (
-            f'<tr class="step outcome-{css}" data-step="{judged.step}">'
-            f'<td class="num">{judged.step}</td><td>{esc(name)}</td><td>{esc(party)}</td>'
+            f'<tr class="step outcome-{css}" data-step="{int(judged.step)}">'
+            f'<td class="num">{int(judged.step)}</td><td>{esc(name)}</td><td>{esc(party)}</td>'
             f'<td></td><td></td><td><span class="badge outcome">{outcome}</span></td>'
             f"<td>{'inferred by the dashboard' if judged.kind == 'failed' else ''}</td></tr>"
         )

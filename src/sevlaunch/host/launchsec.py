@@ -9,8 +9,9 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from sevlaunch.errors import HostError
+from sevlaunch.errors import FormatError, HostError
 from sevlaunch.host.domxml import LaunchSecurity
+from sevlaunch.protocol import LaunchSecurityInfo
 
 _STATE_PARAMS: dict[str, type] = {
     "sev-secret-header": str,
@@ -19,15 +20,21 @@ _STATE_PARAMS: dict[str, type] = {
 }
 
 
-def security_info(measure: Mapping[str, Any], sev: Mapping[str, Any]) -> dict[str, Any]:
+def security_info(measure: Mapping[str, Any], sev: Mapping[str, Any]) -> LaunchSecurityInfo:
     """The info's typed parameters from ``query-sev-launch-measure`` and ``query-sev``."""
-    return {
-        "sev-measurement": measure["data"],
-        "sev-api-major": sev["api-major"],
-        "sev-api-minor": sev["api-minor"],
-        "sev-build-id": sev["build-id"],
-        "sev-policy": sev["policy"],
+    wire = {
+        "sev-measurement": measure.get("data"),
+        "sev-api-major": sev.get("api-major"),
+        "sev-api-minor": sev.get("api-minor"),
+        "sev-build-id": sev.get("build-id"),
+        "sev-policy": sev.get("policy"),
     }
+    try:
+        return LaunchSecurityInfo.from_wire(wire)
+    except FormatError as exc:
+        raise HostError(
+            "internal error", f"the hypervisor's launch measurement: {exc}", field=exc.field
+        ) from exc
 
 
 def check_state_params(params: Mapping[str, Any]) -> None:

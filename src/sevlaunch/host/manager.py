@@ -28,10 +28,6 @@ from sevlaunch.host.qemu_cmdline import HostSevDefaults
 from sevlaunch.host.runtime import (
     GUEST_BOOTED_EVENT,
     MEASUREMENT_EVENT,
-    PARTY_FIRMWARE,
-    PARTY_GUEST,
-    PARTY_HOST,
-    PARTY_HYPERVISOR,
     Runtime,
     as_dict,
     invalid,
@@ -45,7 +41,8 @@ from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
 from sevlaunch.host.startplan import blobs_detail, prepare_start
 from sevlaunch.host.store import DomainRow, Store
-from sevlaunch.host.timeline import record_step
+from sevlaunch.host.timeline import GUEST_BOOTED, GUEST_HALTED, record_step
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, Outcome, Step
 
 
 class HostManager:
@@ -121,12 +118,12 @@ class HostManager:
 
     # ---- node
 
-    async def node_sev_info(self, *, refresh: bool = False) -> dict[str, Any]:
+    async def node_sev_info(self, *, refresh: bool = False) -> NodeSevInfo:
         """virNodeGetSEVInfo from the hypervisor's ``query-sev-capabilities``, cached as libvirt
         caches it (a binary without SEV is remembered too, until ``refresh``)."""
         return await self._sev_cache.get(refresh=refresh)
 
-    async def _probe_sev(self) -> dict[str, Any]:
+    async def _probe_sev(self) -> NodeSevInfo:
         return await probe.probe_sev(self.qemu, self.run_root, self._env(), self.platform)
 
     def _env(self) -> dict[str, str]:
@@ -189,17 +186,7 @@ class HostManager:
             try:
                 await self._start(row, launch, paused)
             except Exception as exc:
-                self.store.add_step(
-                    row.uuid, launch, 8, "hypervisor started paused", PARTY_HOST, "failed", str(exc)
-                )
-                self.events.publish(
-                    "launch-step",
-                    row.name,
-                    step=8,
-                    name="hypervisor start",
-                    outcome="failed",
-                    detail=str(exc),
-                )
+                self._step(row, launch, Step.STARTED_PAUSED, Outcome.FAILED, str(exc))
                 await self._abort_start(self._row(row.uuid))
                 if isinstance(exc, SevlaunchError):
                     raise
@@ -236,7 +223,7 @@ class HostManager:
         shutil.rmtree(paths.root, ignore_errors=True)
         paths.root.mkdir(parents=True, mode=0o700)
         if sev is not None and sev.type == "sev":
-            self._step(row, launch, 6, "launch blobs received", "VM tool", "ok", blobs_detail(sev))
+            self._step(row, launch, Step.BLOBS_PASSED, Outcome.OK, blobs_detail(sev))
         binary, argv = prepare_start(
             domain,
             paths,
@@ -245,15 +232,7 @@ class HostManager:
             host_sev=self._host_sev(),
         )
         if sev is not None:
-            self._step(
-                row,
-                launch,
-                7,
-                "sev-guest object built",
-                PARTY_HOST,
-                "ok",
-                f"policy {sev.policy_text}",
-            )
+            self._step(row, launch, Step.SEV_GUEST_BUILT, Outcome.OK, f"policy {sev.policy_text}")
         began = time.time()
         self.store.set_runtime(
             row.uuid, state="paused", reason="starting up", pid=None, run_dir=str(paths.root)
@@ -274,33 +253,16 @@ class HostManager:
             row.uuid, state="paused", reason="starting up", pid=proc.pid, run_dir=str(paths.root)
         )
         self._attach(self._row(row.uuid), runtime, proc=proc, exited=exited)
-        self._step(
-            row,
-            launch,
-            8,
-            "hypervisor started paused (-S)",
-            PARTY_HYPERVISOR,
-            "ok",
-            f"pid {proc.pid}",
-            began,
-        )
+        self._step(row, launch, Step.STARTED_PAUSED, Outcome.OK, f"pid {proc.pid}", began)
         self.events.lifecycle(row.name, "Started", "Booted")
         self.events.lifecycle(row.name, "Suspended", "Paused")
         if sev is not None:
             sev_state = as_dict(await driver.qmp_execute(client, "query-sev"))
             self.store.set_runtime(row.uuid, sev_handle=sev_state.get("handle"))
-            outcome = "ok" if sev_state.get("state") == "launch-secret" else "failed"
-            self._step(
-                row,
-                launch,
-                9,
-                "firmware launch measured",
-                PARTY_FIRMWARE,
-                outcome,
-                f"SEV state {sev_state.get('state')}",
-                began,
-            )
-            if outcome == "ok":
+            outcome = Outcome.OK if sev_state.get("state") == "launch-secret" else Outcome.FAILED
+            detail = f"SEV state {sev_state.get('state')}"
+            self._step(row, launch, Step.LAUNCH_MEASURED, outcome, detail, began)
+            if outcome is Outcome.OK:
                 self._measured(row.name, runtime, launch)
         if not paused:
             await self._resume(self._row(row.uuid), runtime)
@@ -311,14 +273,12 @@ class HostManager:
         self,
         row: DomainRow,
         launch: int,
-        step: int,
-        name: str,
-        party: str,
-        outcome: str,
+        step: Step,
+        outcome: Outcome,
         detail: str = "",
         began: float | None = None,
     ) -> None:
-        record_step(self.store, self.events, row, launch, step, name, party, outcome, detail, began)
+        record_step(self.store, self.events, row, launch, step, outcome, detail, began)
 
     def _host_sev(self) -> HostSevDefaults | None:
         """cbitpos / reduced-phys-bits from the cached capabilities (qemuProcessUpdateSEVInfo)."""
@@ -362,15 +322,7 @@ class HostManager:
                 elif kind == GUEST_BOOTED_EVENT:
                     row = self.store.domain(uuid)
                     if row is not None:
-                        outcome = "failed" if data.get("halted") else "ok"
-                        detail = (
-                            "guest halted"
-                            if data.get("halted")
-                            else f"secrets {data.get('secrets')}, disk {data.get('disk-label')}"
-                        )
-                        self._step(
-                            row, row.launch, 13, "guest booted", PARTY_GUEST, outcome, detail
-                        )
+                        self._boot_reported(row, data)
                     runtime.booted.set()
                 elif kind == "SHUTDOWN" and data.get("guest"):
                     runtime.stopping = runtime.stopping or "shutdown"
@@ -379,6 +331,15 @@ class HostManager:
                 elif kind == "RESUME":
                     self.store.set_runtime(uuid, state="running", reason="unpaused")
                 self.events.publish("hypervisor", name, qmp_event=kind, data=data)
+
+    def _boot_reported(self, row: DomainRow, data: Mapping[str, Any]) -> None:
+        """Step 13's second record: the guest's own report of its boot, or of its halt."""
+        if data.get("halted"):
+            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, GUEST_HALTED)
+            return
+        secrets = ", ".join(str(s) for s in data.get("secrets") or ()) or "none"
+        detail = f"{GUEST_BOOTED}: secrets {secrets}, disk {data.get('disk-label')}"
+        self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail)
 
     async def _cleanup_async(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
         """:meth:`_cleanup`, and for a guest that died without its own teardown, free its SEV
@@ -429,19 +390,11 @@ class HostManager:
         try:
             await driver.qmp_execute(runtime.client, "cont")
         except HostError as exc:
-            self._step(row, row.launch, 13, "resumed", PARTY_HYPERVISOR, "failed", str(exc), began)
+            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, str(exc), began)
             raise
         self.store.set_runtime(row.uuid, state="running", reason="unpaused")
-        self._step(
-            row,
-            row.launch,
-            13,
-            "resumed",
-            PARTY_HYPERVISOR,
-            "ok",
-            "LAUNCH_FINISH, vCPUs running",
-            began,
-        )
+        detail = "LAUNCH_FINISH, vCPUs running"
+        self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail, began)
         self.events.lifecycle(row.name, "Resumed", "Unpaused")
 
     async def suspend(self, key: str) -> None:
@@ -478,18 +431,19 @@ class HostManager:
 
     # ---- launch security
 
-    async def launch_security_info(self, key: str) -> dict[str, Any]:
-        """virDomainGetLaunchSecurityInfo: measurement, then query-sev, as libvirt orders them."""
+    async def launch_security_info(self, key: str) -> LaunchSecurityInfo | None:
+        """virDomainGetLaunchSecurityInfo: measurement, then query-sev, as libvirt orders them;
+        None (no parameters) for a domain without launch security."""
         row = self._row(key)
         if Domain.from_xml(row.xml).launch_security is None:
-            return {}
+            return None
         async with self._lock(row.uuid):
             row = self._row(row.uuid)
             runtime = self._running(row)
             measure = await driver.qmp_execute(runtime.client, "query-sev-launch-measure")
             sev = await driver.qmp_execute(runtime.client, "query-sev")
         info = launchsec.security_info(measure, sev)
-        self._step(row, row.launch, 10, "measurement read", "VM tool", "ok", "")
+        self._step(row, row.launch, Step.MEASUREMENT_READ, Outcome.OK, "")
         return info
 
     async def set_launch_security_state(self, key: str, params: Mapping[str, Any]) -> None:
@@ -507,20 +461,9 @@ class HostManager:
             try:
                 await driver.qmp_execute(runtime.client, "sev-inject-launch-secret", arguments)
             except HostError as exc:
-                self._step(
-                    row,
-                    row.launch,
-                    12,
-                    "secret injected",
-                    PARTY_FIRMWARE,
-                    "failed",
-                    str(exc),
-                    began,
-                )
+                self._step(row, row.launch, Step.SECRET_INJECTED, Outcome.FAILED, str(exc), began)
                 raise
-            self._step(
-                row, row.launch, 12, "secret injected", PARTY_FIRMWARE, "ok", "LAUNCH_SECRET", began
-            )
+            self._step(row, row.launch, Step.SECRET_INJECTED, Outcome.OK, "LAUNCH_SECRET", began)
 
     # ---- console and timeline
 

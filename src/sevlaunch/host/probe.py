@@ -10,17 +10,17 @@ import shutil
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from sevlaunch.errors import HostError
+from sevlaunch.errors import FormatError, HostError
 from sevlaunch.host import driver
 from sevlaunch.host.qemu_cmdline import HostSevDefaults
 from sevlaunch.host.runtime import as_dict, quiet_disconnect
+from sevlaunch.protocol import NodeSevInfo
 
 
 async def probe_sev(
     qemu: str, run_root: Path, env: dict[str, str], platform: str | None
-) -> dict[str, Any]:
+) -> NodeSevInfo:
     """Run ``qemu`` without a machine, ask its monitor for SEV capabilities, then stop it."""
     paths = driver.RunPaths(run_root / f"probe-{uuidlib.uuid4().hex[:8]}")
     argv = ["-S", "-no-user-config", "-nodefaults", "-display", "none", "-machine", "none"]
@@ -46,46 +46,41 @@ async def probe_sev(
             driver.kill(proc.pid, 9)
         await exited
         shutil.rmtree(paths.root, ignore_errors=True)
-    info = {
-        "pdh": caps["pdh"],
-        "cert-chain": caps["cert-chain"],
-        "cbitpos": caps["cbitpos"],
-        "reduced-phys-bits": caps["reduced-phys-bits"],
-    }
-    if caps.get("cpu0-id"):
-        info["cpu0-id"] = caps["cpu0-id"]
-    info.update(asid_counts(platform))
-    return info
+    try:
+        info = NodeSevInfo.from_wire(caps)
+    except FormatError as exc:
+        raise HostError(
+            "internal error", f"{qemu}: query-sev-capabilities: {exc}", field=exc.field
+        ) from exc
+    counts = asid_counts(platform)
+    return info if counts is None else info.with_asids(*counts)
 
 
-def asid_counts(platform: str | None) -> dict[str, int]:
+def asid_counts(platform: str | None) -> tuple[int, int] | None:
     """max-guests / max-es-guests: the platform's ASID split (libvirt reads CPUID)."""
     if platform is None:
-        return {}
+        return None
     try:
         from sevlaunch.platform.client import PlatformClient
 
         with PlatformClient(platform) as client:
             profile = client.profile()
-        return {
-            "max-guests": profile.max_guests,
-            "max-es-guests": profile.max_es_guests,
-        }
+        return profile.max_guests, profile.max_es_guests
     except Exception:
-        return {}
+        return None
 
 
 class SevInfoCache:
     """The probe's answer or its error, kept until a refresh (libvirt's capabilities cache)."""
 
-    def __init__(self, probe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, probe: Callable[[], Awaitable[NodeSevInfo]]) -> None:
         self._probe = probe
-        self.info: dict[str, Any] | None = None
+        self.info: NodeSevInfo | None = None
         self._error: HostError | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self, *, refresh: bool = False) -> dict[str, Any]:
-        """A copy of the cached info; probe first when nothing is cached or on ``refresh``."""
+    async def get(self, *, refresh: bool = False) -> NodeSevInfo:
+        """The cached info; probe first when nothing is cached or on ``refresh``."""
         async with self._lock:
             if (self.info is None and self._error is None) or refresh:
                 try:
@@ -95,13 +90,11 @@ class SevInfoCache:
             if self._error is not None:
                 raise HostError(self._error.kind, self._error.detail, field=self._error.field)
             assert self.info is not None
-            return dict(self.info)
+            return self.info
 
 
-def host_sev_defaults(info: dict[str, Any] | None) -> HostSevDefaults | None:
+def host_sev_defaults(info: NodeSevInfo | None) -> HostSevDefaults | None:
     """cbitpos / reduced-phys-bits from cached capabilities (qemuProcessUpdateSEVInfo)."""
     if info is None:
         return None
-    return HostSevDefaults(
-        cbitpos=int(info["cbitpos"]), reduced_phys_bits=int(info["reduced-phys-bits"])
-    )
+    return HostSevDefaults(cbitpos=info.cbitpos, reduced_phys_bits=info.reduced_phys_bits)

@@ -12,8 +12,10 @@ from qemu.qmp import QMPClient
 
 from sevlaunch.errors import HostError, SevlaunchError
 from sevlaunch.host import driver
-from sevlaunch.host.runtime import PARTY_GUEST, Runtime, as_dict
+from sevlaunch.host.runtime import Runtime, as_dict
 from sevlaunch.host.store import DomainRow, StepRow
+from sevlaunch.host.timeline import boot_reported
+from sevlaunch.protocol import Outcome, Step
 
 RECONNECT_TIMEOUT = 30.0
 
@@ -36,9 +38,11 @@ async def reconnect(pid: int, paths: driver.RunPaths) -> tuple[QMPClient, bool] 
 
 def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
     """Carry the run's recorded progress over, so boot and measurement are not announced twice."""
-    if any(s.step == 13 and s.party == PARTY_GUEST for s in steps):
+    if boot_reported(steps):
         runtime.booted.set()
-    runtime.measured = any(s.step == 9 and s.outcome == "ok" for s in steps)
+    runtime.measured = any(
+        s.step == Step.LAUNCH_MEASURED and s.outcome == Outcome.OK for s in steps
+    )
 
 
 def recovered_reason(row: DomainRow, running: bool) -> str:

@@ -23,11 +23,6 @@ MEASUREMENT_EVENT = "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
 GUEST_BOOTED_EVENT = "SEVLAUNCH_GUEST_BOOTED"
 SHUTDOWN_TIMEOUT = 30.0
 
-PARTY_HOST = "host"
-PARTY_HYPERVISOR = "hypervisor"
-PARTY_FIRMWARE = "firmware"
-PARTY_GUEST = "guest"
-
 _STOPPED_DETAIL = {"crashed": "Crashed", "destroyed": "Destroyed", "shutdown": "Shutdown"}
 
 

@@ -1,13 +1,21 @@
 """A launch step as the host manager records it: a row in the store's timeline and a live
-``launch-step`` event, with the same fields, so the dashboard and the CLI agree.
+``launch-step`` event, with the same fields and the protocol's one wording of each step, so
+the dashboard, the CLI and the VM tool agree.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from sevlaunch.host.events import EventBus
-from sevlaunch.host.store import DomainRow, Store
+from sevlaunch.host.store import DomainRow, StepRow, Store
+from sevlaunch.protocol import Outcome, Step
+
+#: Step 13 is recorded twice: when the vCPUs resume, and when the guest reports its boot (the
+#: second record's detail starts with one of these).
+GUEST_BOOTED = "guest booted"
+GUEST_HALTED = "guest halted"
 
 
 def record_step(
@@ -15,10 +23,8 @@ def record_step(
     events: EventBus,
     row: DomainRow,
     launch: int,
-    step: int,
-    name: str,
-    party: str,
-    outcome: str,
+    step: Step,
+    outcome: Outcome,
     detail: str = "",
     began: float | None = None,
 ) -> None:
@@ -28,10 +34,10 @@ def record_step(
     store.add_step(
         row.uuid,
         launch,
-        step,
-        name,
-        party,
-        outcome,
+        int(step),
+        step.title,
+        step.party,
+        str(outcome),
         detail,
         started=began or now,
         duration=duration,
@@ -40,10 +46,28 @@ def record_step(
         "launch-step",
         row.name,
         launch=launch,
-        step=step,
-        name=name,
-        party=party,
-        outcome=outcome,
+        step=int(step),
+        name=step.title,
+        party=step.party,
+        outcome=str(outcome),
         detail=detail,
         duration=duration,
+    )
+
+
+def boot_reported(steps: Iterable[StepRow]) -> bool:
+    """Whether the guest reported its boot (or its halt) in these steps."""
+    return any(
+        s.step == Step.RESUMED_BOOTED and s.detail.startswith((GUEST_BOOTED, GUEST_HALTED))
+        for s in steps
+    )
+
+
+def booted(steps: Iterable[StepRow]) -> bool:
+    """Whether the guest reported a successful boot in these steps."""
+    return any(
+        s.step == Step.RESUMED_BOOTED
+        and s.outcome == Outcome.OK
+        and s.detail.startswith(GUEST_BOOTED)
+        for s in steps
     )

@@ -196,7 +196,7 @@ def run_launches(
 def destroy_all(stack: Stack) -> None:
     with HostClient(stack.host_uri) as host:
         for domain in host.list_domains():
-            host.destroy(domain["name"])
+            host.destroy(domain.name)
 
 
 Reporter = Callable[[str], None]

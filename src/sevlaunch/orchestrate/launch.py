@@ -8,7 +8,6 @@ domain and is reported as :class:`LaunchFailedError` naming the step.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import threading
@@ -16,51 +15,46 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sevlaunch.errors import HostError, LaunchFailedError, SevlaunchError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
 from sevlaunch.host.client import HostClient
 from sevlaunch.host.domxml import Domain, LaunchSecurity
-from sevlaunch.orchestrate.owner_port import GuestOwner, SessionOffer
-
-#: The 13 steps as the VM tool reports them (DESIGN.md's table).
-STEPS: dict[int, tuple[str, str]] = {
-    1: ("launch requested", "owner→tool"),
-    2: ("node SEV info", "tool→host"),
-    3: ("PDH and chain exported", "host→psp"),
-    4: ("platform verified", "owner"),
-    5: ("session made", "owner"),
-    6: ("domain defined", "tool→host"),
-    7: ("sev-guest object built", "host"),
-    8: ("started paused", "host→vmm"),
-    9: ("launch measured", "vmm→psp"),
-    10: ("measurement read", "vmm→tool"),
-    11: ("measurement checked", "owner"),
-    12: ("secret injected", "host→psp"),
-    13: ("resumed, guest booted", "host→guest"),
-}
+from sevlaunch.orchestrate.owner_port import GuestOwner
+from sevlaunch.protocol import (
+    DomainInfo,
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    SecretRelease,
+    SessionOffer,
+    Step,
+)
 
 
 @dataclass
 class StepRecord:
-    step: int
+    """One step as the VM tool reports it; ``by_host`` when the host's own record is shown."""
+
+    step: Step
     status: str = "pending"  # pending, running, ok, failed, skipped
     started: float | None = None
     duration: float | None = None
     detail: str = ""
+    by_host: bool = False
 
     @property
     def name(self) -> str:
-        return STEPS[self.step][0]
+        return self.step.title
 
     @property
     def party(self) -> str:
-        return STEPS[self.step][1]
+        return self.step.party
 
 
 Observer = Callable[[str, StepRecord], None]
+T = TypeVar("T")
 
 #: Seconds to wait for the host's "measurement-available" event before polling instead.
 EVENT_WAIT = 2.0
@@ -88,12 +82,9 @@ class MeasurementWatch:
     def _listen(self) -> None:
         with contextlib.suppress(Exception):  # the stream ends when the watch closes
             for event in self._client.events():
-                if event.get("event") == "subscribed":
+                if event.kind == "subscribed":
                     self.subscribed.set()
-                elif (
-                    event.get("event") == "measurement-available"
-                    and event.get("domain") == self.domain
-                ):
+                elif event.kind == "measurement-available" and event.domain == self.domain:
                     self.heard.set()
                     return
         self.subscribed.set()
@@ -116,7 +107,7 @@ class LaunchResult:
     steps: list[StepRecord] = field(default_factory=list)
     ok: bool = False
     error: str | None = None
-    failed_step: int | None = None
+    failed_step: Step | None = None
     console: str = ""
     measurement: str = ""  #: sev-measurement as the host reported it (step 10)
 
@@ -128,24 +119,27 @@ class LaunchResult:
         if self.failed_step is None:
             return f"{self.domain}: not launched"
         step = self.failed_step
-        after = "the domain was destroyed" if step >= 8 else "no guest was started"
-        return f"{self.domain}: step {step} ({STEPS[step][0]}) failed: {self.error}; {after}"
+        after = (
+            "the domain was destroyed" if step >= Step.STARTED_PAUSED else "no guest was started"
+        )
+        return f"{self.domain}: {step} failed: {self.error}; {after}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
             "ok": self.ok,
             "error": self.error,
-            "failed_step": self.failed_step,
+            "failed_step": None if self.failed_step is None else int(self.failed_step),
             "message": self.message,
             "steps": [
                 {
-                    "step": s.step,
+                    "step": int(s.step),
                     "name": s.name,
                     "party": s.party,
                     "status": s.status,
                     "duration": s.duration,
                     "detail": s.detail,
+                    "by_host": s.by_host,
                 }
                 for s in self.steps
             ],
@@ -216,12 +210,12 @@ class Launcher:
         self.boot_timeout = boot_timeout
         self.start_gate = start_gate
         self.kds_url = kds_url
-        self.result = LaunchResult(self.name, [StepRecord(n) for n in STEPS])
+        self.result = LaunchResult(self.name, [StepRecord(s) for s in Step])
         self._defined = False
 
     def _run_step(
-        self, step: int, action: Callable[[], Any], detail: Callable[[Any], str] | None = None
-    ) -> Any:
+        self, step: Step, action: Callable[[], T], detail: Callable[[T], str] | None = None
+    ) -> T:
         record = self.result.steps[step - 1]
         record.status, record.started = "running", time.time()
         self.observer(self.name, record)
@@ -234,13 +228,13 @@ class Launcher:
                 str(exc),
             )
             self.observer(self.name, record)
-            raise LaunchFailedError(step, STEPS[step][0], str(exc)) from None
+            raise LaunchFailedError(int(step), step.title, str(exc)) from exc
         record.status, record.duration = "ok", time.time() - record.started
         record.detail = detail(value) if detail else ""
         self.observer(self.name, record)
         return value
 
-    def _mark(self, step: int, status: str, detail: str = "") -> None:
+    def _mark(self, step: Step, status: str, detail: str = "") -> None:
         record = self.result.steps[step - 1]
         record.status, record.detail = status, detail
         record.started = record.started or time.time()
@@ -252,7 +246,7 @@ class Launcher:
             self._steps()
             self.result.ok = True
         except LaunchFailedError as exc:
-            self.result.error, self.result.failed_step = exc.reason, exc.step
+            self.result.error, self.result.failed_step = exc.reason, Step.of(exc.step)
             self._destroy()
         except BaseException:  # a bug or an interrupt: no guest is left behind either
             self._destroy()
@@ -260,54 +254,69 @@ class Launcher:
         return self.result
 
     def _steps(self) -> None:
-        self._mark(1, "ok", f"domain {self.name}")
-        node = self._run_step(2, self.host.node_sev_info, lambda n: f"cbitpos {n.get('cbitpos')}")
+        self._mark(Step.LAUNCH_REQUESTED, "ok", f"domain {self.name}")
+        node = self._run_step(
+            Step.NODE_SEV_INFO, self.host.node_sev_info, lambda n: f"cbitpos {n.cbitpos}"
+        )
         cek = self._run_step(
-            3, lambda: self._signed_cek(node), lambda c: "CEK from the key server" if c else ""
+            Step.PDH_EXPORTED,
+            lambda: self._signed_cek(node),
+            lambda c: "CEK from the key server" if c else "",
         )
         offer = self._run_step(
-            4, lambda: self.owner.begin(node, cek), lambda o: f"launch {o.launch_id}"
+            Step.PLATFORM_VERIFIED,
+            lambda: self.owner.begin(node, cek),
+            lambda o: f"launch {o.launch_id}",
         )
-        self._mark(5, "ok", f"policy {offer.policy:#06x}")
-        self._run_step(6, lambda: self._define(offer))
+        self._mark(Step.SESSION_MADE, "ok", f"policy {offer.policy:#06x}")
+        self._run_step(Step.BLOBS_PASSED, lambda: self._define(offer))
         with MeasurementWatch(self.host, self.name) as watch:
-            self._run_step(8, self._start)
-            self._mark(7, "ok", "dh-cert-file, session-file, policy")
-            self._mark(9, "ok", "LAUNCH_START … LAUNCH_MEASURE")
+            self._run_step(Step.STARTED_PAUSED, self._start)
+            self._mark(Step.SEV_GUEST_BUILT, "ok", "dh-cert-file, session-file, policy")
+            self._mark(Step.LAUNCH_MEASURED, "ok", "LAUNCH_START … LAUNCH_MEASURE")
             heard = watch.wait(EVENT_WAIT)
         info = self._run_step(
-            10,
+            Step.MEASUREMENT_READ,
             self._measurement,
-            lambda i: f"{i['sev-measurement']} ({'event' if heard else 'polled'})",
+            lambda i: f"{i.measurement_b64} ({'event' if heard else 'polled'})",
         )
-        self.result.measurement = str(info["sev-measurement"])
+        self.result.measurement = info.measurement_b64
         release = self._run_step(
-            11, lambda: self.owner.attest(offer.launch_id, info), lambda _r: "secret released"
+            Step.MEASUREMENT_CHECKED,
+            lambda: self.owner.attest(offer.launch_id, info),
+            lambda _r: "secret released",
         )
-        self._run_step(
-            12,
-            lambda: self.host.set_launch_security_state(self.name, release.header, release.secret),
-        )
-        self._run_step(13, self._resume_and_boot)
+        self._inject(release)
+        self._run_step(Step.RESUMED_BOOTED, self._resume_and_boot)
         self.result.console = self.host.console(self.name)
 
-    def _signed_cek(self, node: dict[str, Any]) -> bytes | None:
+    def _inject(self, release: SecretRelease) -> None:
+        if release.empty:
+            self._mark(Step.SECRET_INJECTED, "skipped", "the workload has no secret")
+            return
+        self._run_step(
+            Step.SECRET_INJECTED, lambda: self.host.set_launch_security_state(self.name, release)
+        )
+
+    def _signed_cek(self, node: NodeSevInfo) -> bytes | None:
         """Real firmware exports the CEK unsigned: fetch AMD's signed copy by chip ID, as
         ``sevctl export --full`` does (from ``kds_url`` for a mirror or an emulated platform)."""
-        export = CertExport.from_bytes(base64.b64decode(node["cert-chain"]))
-        if any(sig.usage is Usage.ASK for sig in export.cek.signatures) or "cpu0-id" not in node:
+        export = CertExport.from_bytes(node.cert_chain)
+        if any(sig.usage is Usage.ASK for sig in export.cek.signatures) or not node.cpu0_id:
             return None
-        return signed_cek(self.kds_url, base64.b64decode(node["cpu0-id"]))
+        return signed_cek(self.kds_url, node.cpu0_id)
 
     def _define(self, offer: SessionOffer) -> None:
         self._refuse_running()
         renamed = self.name if self.name != Domain.from_xml(self.xml).name else None
         self.host.define(
-            prepare_domain(self.xml, offer.policy, offer.dh_cert, offer.session, name=renamed)
+            prepare_domain(
+                self.xml, offer.policy, offer.dh_cert_b64, offer.session_b64, name=renamed
+            )
         )
         self._defined = True
 
-    def _start(self) -> dict[str, Any]:
+    def _start(self) -> DomainInfo:
         """Start paused, holding a slot of ``start_gate`` when launches share one: a start
         returns only once the PSP has measured the guest, and one PSP serves one command at
         a time, so unbounded concurrent starts only queue there until the host's monitor
@@ -319,7 +328,7 @@ class Launcher:
         """Redefining a running domain would swap its launch blobs, and this launch's failure
         would then destroy a guest it never started."""
         try:
-            state = self.host.domain(self.name)["state"]
+            state = self.host.domain(self.name).state
         except HostError as exc:
             if exc.kind == "Domain not found":
                 return
@@ -333,18 +342,25 @@ class Launcher:
                 value=self.name,
             )
 
-    def _measurement(self) -> dict[str, Any]:
+    def _measurement(self) -> LaunchSecurityInfo:
         """The measurement exists once start returns (QEMU measures before serving QMP);
         poll briefly in case a hypervisor measures later. Any other refusal (the hypervisor
         died, the domain was destroyed) fails at once."""
         deadline = time.time() + MEASUREMENT_WAIT
         while True:
             try:
-                return self.host.launch_security_info(self.name)
+                info = self.host.launch_security_info(self.name)
             except HostError as exc:
                 if "not available" not in exc.detail or time.time() > deadline:
                     raise
                 time.sleep(0.1)
+                continue
+            if info is None:
+                raise HostError(
+                    "Operation not supported",
+                    f"domain '{self.name}' has no launch security: nothing was measured",
+                )
+            return info
 
     def _resume_and_boot(self) -> None:
         self.host.resume(self.name)

@@ -7,7 +7,6 @@ bool.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -17,32 +16,15 @@ from typing import Any, Protocol
 
 from sevlaunch.errors import LaunchRefusedError, UsageError
 from sevlaunch.formats.policy import Policy
-
-
-@dataclass(frozen=True)
-class SessionOffer:
-    """Step 5's answer: what goes into ``<launchSecurity>``."""
-
-    launch_id: str
-    dh_cert: str
-    session: str
-    policy: int
-
-
-@dataclass(frozen=True)
-class SecretRelease:
-    """Step 11's answer: what ``domsetlaunchsecstate`` takes."""
-
-    header: str
-    secret: str
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, SecretRelease, SessionOffer
 
 
 class GuestOwner(Protocol):
-    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
+    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
         """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned)."""
         ...
 
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease: ...
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease: ...
 
 
 class BrokerOwner:
@@ -54,18 +36,11 @@ class BrokerOwner:
         self.client = BrokerClient(url, token)
         self.workload = workload
 
-    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
-        cek_b64 = base64.b64encode(cek).decode() if cek else None
-        answer = self.client.start_launch(
-            self.workload, node_info["pdh"], node_info["cert-chain"], cek_b64
-        )
-        return SessionOffer(
-            answer["id"], answer["dhCert"], answer["session"], int(answer["policy"])
-        )
+    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
+        return self.client.start_launch(self.workload, node_info, cek)
 
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
-        answer = self.client.finish_launch(launch_id, launch_info)
-        return SecretRelease(answer["sev-secret-header"], answer["sev-secret"])
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
+        return self.client.finish_launch(launch_id, launch_info)
 
 
 @dataclass(frozen=True)
@@ -133,38 +108,28 @@ class LocalOwner:
                 "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
             )
 
-    def begin(self, node_info: dict[str, Any], cek: bytes | None = None) -> SessionOffer:
+    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
         from sevlaunch.owner.session import make_session
         from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
 
         trust = trust_store([p.read_bytes() for p in self.config.trust_roots])
         ca = self.config.ca.read_bytes() if self.config.ca else None
-        platform = verify_pdh_and_chain(
-            base64.b64decode(node_info["pdh"]),
-            base64.b64decode(node_info["cert-chain"]),
-            trust,
-            ca=ca,
-            cek=cek,
-        )
+        platform = verify_pdh_and_chain(node_info.pdh, node_info.cert_chain, trust, ca=ca, cek=cek)
         launch = make_session(platform, self.config.policy, rng=os.urandom)
         launch_id = secrets.token_hex(8)
         self._launches[launch_id] = launch
-        return SessionOffer(launch_id, launch.godh_b64, launch.session_b64, launch.policy.to_int())
+        return SessionOffer(
+            launch_id, launch.godh.to_bytes(), launch.session.to_bytes(), launch.policy.to_int()
+        )
 
-    def attest(self, launch_id: str, launch_info: dict[str, Any]) -> SecretRelease:
-        from sevlaunch.owner.measurement import LaunchInfo, matches
+    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
+        from sevlaunch.owner.measurement import matches
         from sevlaunch.owner.secret import build_packet, secret_table
 
         launch = self._launches.pop(launch_id, None)
         if launch is None:
             raise LaunchRefusedError("replay", f"launch {launch_id} is unknown or was already used")
-        info = LaunchInfo.from_base64(
-            launch_info["sev-measurement"],
-            api_major=launch_info["sev-api-major"],
-            api_minor=launch_info["sev-api-minor"],
-            build_id=launch_info["sev-build-id"],
-            policy=launch_info["sev-policy"],
-        )
+        info = launch_info
         if info.policy != launch.policy.to_int():
             raise LaunchRefusedError(
                 "policy",
@@ -179,7 +144,7 @@ class LocalOwner:
             (name, path.read_bytes()) for name, path in self.config.secrets.items()
         )
         packet = build_packet(table, launch.keys, info.measurement, rng=os.urandom)
-        return SecretRelease(packet.header_b64, packet.payload_b64)
+        return SecretRelease(packet.header.to_bytes(), packet.payload)
 
 
 def _reference_digest(config: OwnerConfig) -> bytes:

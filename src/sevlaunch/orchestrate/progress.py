@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sevlaunch.orchestrate.launch import STEPS, StepRecord
+from sevlaunch.orchestrate.launch import StepRecord
+from sevlaunch.protocol import Step
 
 _STYLE = {
     "pending": "dim",
@@ -34,15 +36,13 @@ class Progress:
     def __init__(self, names: list[str], console: Console | None = None) -> None:
         self.console = console or Console()
         self.names = names
-        self.records: dict[str, dict[int, StepRecord]] = {n: {} for n in names}
+        self.records: dict[str, dict[Step, StepRecord]] = {n: {} for n in names}
         self._lock = threading.Lock()
         self._live: Live | None = None
 
     def __call__(self, domain: str, record: StepRecord) -> None:
         with self._lock:
-            self.records.setdefault(domain, {})[record.step] = StepRecord(
-                record.step, record.status, record.started, record.duration, record.detail
-            )
+            self.records.setdefault(domain, {})[record.step] = dataclasses.replace(record)
             if self._live is not None:
                 self._live.update(self.render())
 
@@ -54,12 +54,12 @@ class Progress:
         for column in ("step", "party", "", "time", "detail"):
             table.add_column(column, no_wrap=column != "detail", overflow="fold")
         records = self.records.get(name, {})
-        for step, (label, party) in STEPS.items():
+        for step in Step:
             rec = records.get(step, StepRecord(step))
             took = f"{rec.duration * 1000:.0f} ms" if rec.duration is not None else ""
             table.add_row(
-                f"{step:>2} {label}",
-                party,
+                f"{int(step):>2} {step.title}",
+                step.party + (" (host's record)" if rec.by_host else ""),
                 Text(_MARK[rec.status], style=_STYLE[rec.status]),
                 took,
                 Text(
@@ -71,8 +71,8 @@ class Progress:
     def _guests_table(self) -> Table:
         table = Table(title=f"{len(self.names)} attested launches")
         table.add_column("domain")
-        for step in STEPS:
-            table.add_column(str(step), justify="center")
+        for step in Step:
+            table.add_column(str(int(step)), justify="center")
         table.add_column("total")
         for name in self.names:
             records = self.records.get(name, {})
@@ -81,7 +81,7 @@ class Progress:
                     _MARK[records[s].status] if s in records else "·",
                     style=_STYLE[records[s].status] if s in records else "dim",
                 )
-                for s in STEPS
+                for s in Step
             ]
             total = sum(r.duration or 0.0 for r in records.values())
             table.add_row(name, *marks, f"{total:.2f} s")

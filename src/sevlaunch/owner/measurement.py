@@ -13,7 +13,6 @@ import base64
 import binascii
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sevlaunch.crypto.launch import measurement_mac
 from sevlaunch.errors import FormatError, MeasurementMismatchError, UsageError
@@ -33,6 +32,7 @@ from sevlaunch.owner.launch_digest import (
     measure_firmware,
 )
 from sevlaunch.owner.vmsa import EsVmsas
+from sevlaunch.protocol import LaunchSecurityInfo
 
 __all__ = [
     "Diagnosis",
@@ -43,6 +43,7 @@ __all__ = [
     "diagnose",
     "expected_measurement",
     "launch_digest",
+    "launch_info",
     "matches",
     "measure_direct_boot",
     "measure_firmware",
@@ -50,31 +51,15 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class LaunchInfo:
-    """What the host reports after LAUNCH_MEASURE (libvirt's ``sev-measurement``,
-    ``sev-api-major``, ``sev-api-minor``, ``sev-build-id``, ``sev-policy``)."""
+#: What the host reports after LAUNCH_MEASURE: the protocol's one typed form of it.
+LaunchInfo = LaunchSecurityInfo
 
-    measurement: Measurement
-    api_major: int
-    api_minor: int
-    build_id: int
-    policy: int
 
-    def __post_init__(self) -> None:
-        for name in ("api_major", "api_minor", "build_id"):
-            value = getattr(self, name)
-            if not 0 <= value <= 0xFF:
-                raise UsageError(f"{name} is a byte (0..255), got {value}")
-        if not 0 <= self.policy <= 0xFFFF_FFFF:
-            raise UsageError(f"policy is a 32-bit unsigned integer, got {self.policy}")
-
-    @classmethod
-    def from_base64(
-        cls, measurement: str, *, api_major: int, api_minor: int, build_id: int, policy: int
-    ) -> LaunchInfo:
-        """From the base64 measurement as QEMU and libvirt print it."""
-        return cls(decode_measurement(measurement), api_major, api_minor, build_id, policy)
+def launch_info(
+    measurement: str, *, api_major: int, api_minor: int, build_id: int, policy: int
+) -> LaunchInfo:
+    """From the base64 measurement as QEMU and libvirt print it."""
+    return LaunchInfo(decode_measurement(measurement), api_major, api_minor, build_id, policy)
 
 
 def decode_measurement(text: str) -> Measurement:

@@ -26,7 +26,7 @@ from sevlaunch.errors import MeasurementMismatchError, SevlaunchError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.owner.diagnosis import Diagnosis
 from sevlaunch.owner.launch_digest import DirectBoot, MeasuredFirmware
-from sevlaunch.owner.measurement import LaunchInfo, diagnose
+from sevlaunch.owner.measurement import LaunchInfo, diagnose, launch_info
 from sevlaunch.owner.measurement import validate as validate_measurement
 from sevlaunch.owner.vmsa import EsVmsas
 
@@ -204,7 +204,7 @@ def validate(
         with errors_to_exit(code=EXIT_USAGE, as_json=as_json):
             parsed = Policy.parse(policy)
             es = _es_spec(es_options, parsed, bool(firmware))
-            info = LaunchInfo.from_base64(
+            info = launch_info(
                 measurement,
                 api_major=api_major,
                 api_minor=api_minor,
