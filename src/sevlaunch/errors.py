@@ -23,7 +23,8 @@ callers can catch what they understand and let the rest travel::
     │   └── PlatformUnavailableError no platform service answers at the socket
     ├── HostError                   the host manager refused a request (libvirt's virError)
     │   ├── DomainXMLError          a domain XML document is malformed or unsupported
-    │   └── SecretError             a secret document or store request was refused
+    │   ├── SecretError             a secret document or store request was refused
+    │   └── QemuCommandError        a QMP command the host sent failed (command, QEMU's class)
     ├── QmpError                    a QMP exchange failed
     │   ├── QmpParseError           the QMP input stream is not acceptable JSON
     │   └── QmpCommandError         a QMP command failed (QEMU error class and text)
@@ -243,6 +244,24 @@ class HostError(SevlaunchError):
         self.field = field
         self.value = value
         super().__init__(f"{kind}: {detail}")
+
+
+class QemuCommandError(HostError):
+    """A QMP command the host manager sent was refused by the hypervisor: libvirt's "internal
+    error: unable to execute QEMU command", keeping ``command``, QEMU's ``error_class``
+    (``GenericError``, ``DeviceNotFound``, ...) and its text ``desc``, so callers match on the
+    class and the command, never on the message."""
+
+    def __init__(self, command: str, error_class: str, desc: str) -> None:
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(
+            "internal error",
+            f"unable to execute QEMU command '{command}': {error_class}: {desc}",
+            field=command,
+            value=error_class,
+        )
 
 
 class DomainXMLError(HostError, ValueError):

@@ -31,7 +31,14 @@ from sevlaunch.orchestrate.launch import (
     prepare_domain,
 )
 from sevlaunch.orchestrate.owner_port import BrokerOwner
-from sevlaunch.protocol import DomainInfo, LaunchSecurityInfo, NodeSevInfo, SecretRelease, Step
+from sevlaunch.protocol import (
+    DomainInfo,
+    HostEvent,
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    SecretRelease,
+    Step,
+)
 from tests.orchestrate.stack import (
     BIN,
     NOHASHES,
@@ -142,10 +149,35 @@ def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> Non
     assert "luks-key" in result.console
     assert name in env.running()
     assert result.as_dict()["message"] == f"{name}: launched and booted"
-    measured = result.steps[9]
-    assert measured.detail == f"{result.measurement} (event)", "the host's event was not heard"
+    measured = result.steps[Step.MEASUREMENT_READ - 1]
+    assert measured.detail == f"{result.measurement} (announced by the host)"
+    with env.host() as host:
+        recorded = {r.step: r for r in host.timeline(name)}
+    for step in (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED):  # not seen by the tool itself
+        shown = result.steps[step - 1]
+        assert shown.by_host, f"{step} was reported without the host's record"
+        assert (shown.status, shown.detail) == (recorded[step].outcome, recorded[step].detail)
+    assert "SEV state launch-secret" in result.steps[Step.LAUNCH_MEASURED - 1].detail
     env.destroy(name)
     assert name not in env.running()
+
+
+class StreamlessHost(HostClient):
+    """A host manager without an event stream (the tool must poll for the measurement)."""
+
+    def events(self) -> Iterator[HostEvent]:
+        raise HostError("Operation not supported", "no event stream here")
+
+    def sibling(self) -> HostClient:
+        return StreamlessHost(self.uri)
+
+
+def test_without_an_event_stream_step_10_polls(env: RunningStack) -> None:
+    name = unique("polled")
+    result = env.launch(env.xml(name), host=StreamlessHost(env.stack.host_uri))
+    assert result.ok, result.message
+    assert result.steps[Step.MEASUREMENT_READ - 1].detail.endswith("(polled: no event stream)")
+    env.destroy(name)
 
 
 # ---- step 2: the host

@@ -18,7 +18,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sevlaunch.errors import HostError
+from sevlaunch.errors import HostError, QemuCommandError
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow
 
@@ -97,10 +97,10 @@ def create_app(manager: HostManager, *, token: str | None = None) -> FastAPI:
     @app.exception_handler(HostError)
     async def host_error(_request: Request, exc: HostError) -> JSONResponse:
         status = 401 if exc.kind == "authentication failed" else _STATUS.get(exc.kind, 400)
-        return JSONResponse(
-            {"error": {"code": exc.kind, "message": str(exc), "field": exc.field}},
-            status_code=status,
-        )
+        error: dict[str, object] = {"code": exc.kind, "message": str(exc), "field": exc.field}
+        if isinstance(exc, QemuCommandError):  # the client raises the same class again
+            error["qmp"] = {"command": exc.command, "class": exc.error_class, "desc": exc.desc}
+        return JSONResponse({"error": error}, status_code=status)
 
     _routes(app, manager)
     from sevlaunch.host.dashboard import add_dashboard

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from sevlaunch import _http
-from sevlaunch.errors import FormatError, HostError, UsageError
+from sevlaunch.errors import FormatError, HostError, QemuCommandError, UsageError
 from sevlaunch.protocol import (
     DomainInfo,
     HostEvent,
@@ -66,21 +66,17 @@ class HostClient:
     def close(self) -> None:
         self._http.close()
 
+    def sibling(self) -> HostClient:
+        """A second connection to the same host, for a blocking event stream beside calls."""
+        return HostClient(self.uri, token=self.token)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise HostError("failed to connect to the host manager", f"{self.uri}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                raise HostError(
-                    error["code"], error["message"].split(": ", 1)[-1], field=error.get("field")
-                )
-            except (ValueError, KeyError, TypeError):
-                raise HostError(
-                    "internal error", f"HTTP {response.status_code}: {response.text[:200]}"
-                ) from None
+            raise _error(response)
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
@@ -185,6 +181,21 @@ class HostClient:
 
     def secret_undefine(self, uuid: str) -> None:
         self._call("DELETE", f"/v1/secrets/{uuid}")
+
+
+def _error(response: httpx.Response) -> HostError:
+    """The host's refusal as the class it raised (QemuCommandError keeps QEMU's class)."""
+    try:
+        error = response.json()["error"]
+        qmp = error.get("qmp")
+        if isinstance(qmp, dict):
+            return QemuCommandError(str(qmp["command"]), str(qmp["class"]), str(qmp["desc"]))
+        return HostError(
+            error["code"], error["message"].split(": ", 1)[-1], field=error.get("field")
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        text = f"HTTP {response.status_code}: {response.text[:200]}"
+        return HostError("internal error", f"{text} ({type(exc).__name__}: {exc})")
 
 
 def _as_object(value: object) -> dict[str, object]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient
 
-from sevlaunch.errors import HostError
+from sevlaunch.errors import HostError, QemuCommandError
 
 START_TIMEOUT = 60.0
 LOG_TAIL = 4000
@@ -142,13 +142,11 @@ async def qmp_execute(
     try:
         return await client.execute(command, dict(arguments) if arguments else None)
     except ExecuteError as exc:
-        raise internal_error(
-            f"unable to execute QEMU command '{command}': {exc.error_class}: {exc}"
-        ) from None
+        raise QemuCommandError(command, str(exc.error_class), str(exc)) from exc
     except Exception as exc:  # connection lost and kin
         raise internal_error(
             f"unable to execute QEMU command '{command}': {type(exc).__name__}: {exc}"
-        ) from None
+        ) from exc
 
 
 def kill(pid: int, sig: int = signal.SIGTERM) -> None:

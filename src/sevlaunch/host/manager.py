@@ -323,6 +323,10 @@ class HostManager:
                     row = self.store.domain(uuid)
                     if row is not None:
                         self._boot_reported(row, data)
+                    if data.get("halted"):
+                        runtime.boot_failure = (
+                            f"the {GUEST_HALTED}: {data.get('reason') or 'no reason given'}"
+                        )
                     runtime.booted.set()
                 elif kind == "SHUTDOWN" and data.get("guest"):
                     runtime.stopping = runtime.stopping or "shutdown"
@@ -335,7 +339,8 @@ class HostManager:
     def _boot_reported(self, row: DomainRow, data: Mapping[str, Any]) -> None:
         """Step 13's second record: the guest's own report of its boot, or of its halt."""
         if data.get("halted"):
-            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, GUEST_HALTED)
+            detail = f"{GUEST_HALTED}: {data.get('reason') or 'no reason given'}"
+            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, detail)
             return
         secrets = ", ".join(str(s) for s in data.get("secrets") or ()) or "none"
         detail = f"{GUEST_BOOTED}: secrets {secrets}, disk {data.get('disk-label')}"
@@ -360,6 +365,9 @@ class HostManager:
         """Forget a stopped guest: monitor, runtime files; libvirt's "shut off (reason)"."""
         runtime = self._runtime.pop(row.uuid, None)
         if runtime is not None:
+            if not runtime.booted.is_set():  # wake boot waiters: this run will never boot
+                runtime.boot_failure = f"the domain stopped ({reason}) before the guest booted"
+                runtime.booted.set()
             for task in (runtime.events, runtime.watcher):
                 if task is not None and task is not asyncio.current_task():
                     task.cancel()
@@ -426,8 +434,11 @@ class HostManager:
                 self._cleanup(row, "destroyed")
 
     async def wait_booted(self, key: str, timeout: float) -> None:
+        """Until the guest reports its boot; HostError if it halted or the domain stopped."""
         runtime = self._running(self._row(key))
         await asyncio.wait_for(runtime.booted.wait(), timeout)
+        if runtime.boot_failure is not None:
+            raise HostError("operation failed", runtime.boot_failure)
 
     # ---- launch security
 

@@ -14,7 +14,7 @@ from sevlaunch.errors import HostError, SevlaunchError
 from sevlaunch.host import driver
 from sevlaunch.host.runtime import Runtime, as_dict
 from sevlaunch.host.store import DomainRow, StepRow
-from sevlaunch.host.timeline import boot_reported
+from sevlaunch.host.timeline import GUEST_HALTED, boot_reported
 from sevlaunch.protocol import Outcome, Step
 
 RECONNECT_TIMEOUT = 30.0
@@ -39,6 +39,12 @@ async def reconnect(pid: int, paths: driver.RunPaths) -> tuple[QMPClient, bool] 
 def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
     """Carry the run's recorded progress over, so boot and measurement are not announced twice."""
     if boot_reported(steps):
+        halts = [
+            s.detail
+            for s in steps
+            if s.step == Step.RESUMED_BOOTED and s.detail.startswith(GUEST_HALTED)
+        ]
+        runtime.boot_failure = f"the {halts[-1]}" if halts else None
         runtime.booted.set()
     runtime.measured = any(
         s.step == Step.LAUNCH_MEASURED and s.outcome == Outcome.OK for s in steps

@@ -36,7 +36,8 @@ class Runtime:
     watcher: asyncio.Task[None] | None = None
     events: asyncio.Task[None] | None = None
     stopping: str | None = None  # "destroyed" / "shutdown" when we asked for it
-    booted: asyncio.Event = field(default_factory=asyncio.Event)
+    booted: asyncio.Event = field(default_factory=asyncio.Event)  # boot reported, or gone
+    boot_failure: str | None = None  # why no boot: the guest halted, or the hypervisor stopped
     measured: bool = False  # "measurement-available" published for this run
 
 

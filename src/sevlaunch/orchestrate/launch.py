@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sevlaunch.errors import HostError, LaunchFailedError, SevlaunchError
+from sevlaunch.errors import HostError, LaunchFailedError, QemuCommandError, SevlaunchError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
 from sevlaunch.host.client import HostClient
 from sevlaunch.host.domxml import Domain, LaunchSecurity
 from sevlaunch.orchestrate.owner_port import GuestOwner
+from sevlaunch.orchestrate.watch import MeasurementWatch
 from sevlaunch.protocol import (
     DomainInfo,
     LaunchSecurityInfo,
@@ -54,47 +55,13 @@ class StepRecord:
 
 
 Observer = Callable[[str, StepRecord], None]
+MEASURE_COMMAND = "query-sev-launch-measure"
 T = TypeVar("T")
 
-#: Seconds to wait for the host's "measurement-available" event before polling instead.
-EVENT_WAIT = 2.0
-
-
-class MeasurementWatch:
-    """Listens on the host's event stream for this domain's "measurement-available" (the 2017
-    design's wish); :meth:`wait` says whether it came, and the caller polls otherwise."""
-
-    def __init__(self, host: HostClient, domain: str) -> None:
-        self.domain = domain
-        self.heard = threading.Event()
-        self.subscribed = threading.Event()
-        self._client = HostClient(host.uri, token=host.token)
-        self._thread = threading.Thread(target=self._listen, name=f"events-{domain}", daemon=True)
-
-    def __enter__(self) -> MeasurementWatch:
-        self._thread.start()
-        self.subscribed.wait(EVENT_WAIT)  # the stream must be open before the start
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._client.close()
-
-    def _listen(self) -> None:
-        with contextlib.suppress(Exception):  # the stream ends when the watch closes
-            for event in self._client.events():
-                if event.kind == "subscribed":
-                    self.subscribed.set()
-                elif event.kind == "measurement-available" and event.domain == self.domain:
-                    self.heard.set()
-                    return
-        self.subscribed.set()
-
-    def wait(self, timeout: float) -> bool:
-        return self.heard.wait(timeout)
-
-
-#: Seconds to wait for a hypervisor that measures after it serves QMP.
+#: Seconds to wait for the measurement of a hypervisor that measures after it serves QMP.
 MEASUREMENT_WAIT = 30.0
+#: Steps the host does alone; the VM tool reports them from the host's own record.
+HOST_RECORDED = (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED)
 
 #: Guests started (steps 8-9: hypervisor up, firmware encrypted and measured) at once per host
 #: when N launches run together; see :meth:`Launcher._start`.
@@ -271,15 +238,15 @@ class Launcher:
         self._mark(Step.SESSION_MADE, "ok", f"policy {offer.policy:#06x}")
         self._run_step(Step.BLOBS_PASSED, lambda: self._define(offer))
         with MeasurementWatch(self.host, self.name) as watch:
-            self._run_step(Step.STARTED_PAUSED, self._start)
-            self._mark(Step.SEV_GUEST_BUILT, "ok", "dh-cert-file, session-file, policy")
-            self._mark(Step.LAUNCH_MEASURED, "ok", "LAUNCH_START … LAUNCH_MEASURE")
-            heard = watch.wait(EVENT_WAIT)
-        info = self._run_step(
-            Step.MEASUREMENT_READ,
-            self._measurement,
-            lambda i: f"{i.measurement_b64} ({'event' if heard else 'polled'})",
-        )
+            started = self._run_step(
+                Step.STARTED_PAUSED, self._start, lambda d: f"launch #{d.launch}"
+            )
+            self._host_records(started.launch)
+            info, _how = self._run_step(
+                Step.MEASUREMENT_READ,
+                lambda: self._measurement(watch, started.launch),
+                lambda found: f"{found[0].measurement_b64} ({found[1]})",
+            )
         self.result.measurement = info.measurement_b64
         release = self._run_step(
             Step.MEASUREMENT_CHECKED,
@@ -289,6 +256,23 @@ class Launcher:
         self._inject(release)
         self._run_step(Step.RESUMED_BOOTED, self._resume_and_boot)
         self.result.console = self.host.console(self.name)
+
+    def _host_records(self, launch: int) -> None:
+        """Steps 7 and 9 as the host recorded them for this launch: the VM tool does not see
+        them happen, so it shows the host's record (or says there is none)."""
+        reports = {r.step: r for r in self.host.timeline(self.name, launch)}
+        for step in HOST_RECORDED:
+            report = reports.get(step)
+            record = self.result.steps[step - 1]
+            if report is None:
+                record.status, record.detail = "skipped", "the host recorded no such step"
+                self.observer(self.name, record)
+                continue
+            record.status, record.detail, record.by_host = report.outcome, report.detail, True
+            record.started, record.duration = report.started, report.duration or 0.0
+            self.observer(self.name, record)
+            if report.outcome != "ok":
+                raise LaunchFailedError(int(step), step.title, f"the host says: {report.detail}")
 
     def _inject(self, release: SecretRelease) -> None:
         if release.empty:
@@ -342,34 +326,42 @@ class Launcher:
                 value=self.name,
             )
 
-    def _measurement(self) -> LaunchSecurityInfo:
-        """The measurement exists once start returns (QEMU measures before serving QMP);
-        poll briefly in case a hypervisor measures later. Any other refusal (the hypervisor
-        died, the domain was destroyed) fails at once."""
+    def _measurement(self, watch: MeasurementWatch, launch: int) -> tuple[LaunchSecurityInfo, str]:
+        """Wait for the host's announcement of this launch's measurement, then read it; poll
+        only when the event stream is unavailable. A domain that stopped fails at the read."""
+        if watch.available:
+            if watch.wait(launch, MEASUREMENT_WAIT):
+                return self._read_measurement(), "announced by the host"
+            if watch.available:
+                return self._read_measurement(), "read after the announcement did not come"
+        return self._poll_measurement(), "polled: no event stream"
+
+    def _read_measurement(self) -> LaunchSecurityInfo:
+        info = self.host.launch_security_info(self.name)
+        if info is None:
+            raise HostError(
+                "Operation not supported",
+                f"domain '{self.name}' has no launch security: nothing was measured",
+            )
+        return info
+
+    def _poll_measurement(self) -> LaunchSecurityInfo:
+        """The fallback: ``query-sev-launch-measure`` answers GenericError until the
+        hypervisor measured; any other refusal (the domain is gone) fails at once."""
         deadline = time.time() + MEASUREMENT_WAIT
         while True:
             try:
-                info = self.host.launch_security_info(self.name)
-            except HostError as exc:
-                if "not available" not in exc.detail or time.time() > deadline:
+                return self._read_measurement()
+            except QemuCommandError as exc:
+                not_yet = (exc.command, exc.error_class) == (MEASURE_COMMAND, "GenericError")
+                if not not_yet or time.time() > deadline:
                     raise
-                time.sleep(0.1)
-                continue
-            if info is None:
-                raise HostError(
-                    "Operation not supported",
-                    f"domain '{self.name}' has no launch security: nothing was measured",
-                )
-            return info
+            time.sleep(0.1)
 
     def _resume_and_boot(self) -> None:
+        """Resume; the host says whether the guest booted, halted or stopped first."""
         self.host.resume(self.name)
         self.host.wait_booted(self.name, self.boot_timeout)
-        console = self.host.console(self.name)
-        if "halting" in console:
-            raise HostError(
-                "operation failed", "the guest halted: " + console.strip().splitlines()[-1]
-            )
 
     def _destroy(self) -> None:
         if not self._defined:

@@ -51,20 +51,22 @@ class Progress:
 
     def _steps_table(self, name: str) -> Table:
         table = Table(title=f"attested launch of {name}", expand=False)
-        for column in ("step", "party", "", "time", "detail"):
-            table.add_column(column, no_wrap=column != "detail", overflow="fold")
+        table.add_column("step", no_wrap=True)
+        table.add_column("party", max_width=18, overflow="fold")
+        table.add_column("", width=1, no_wrap=True)
+        table.add_column("time", no_wrap=True, justify="right")
+        table.add_column("detail", overflow="fold")
         records = self.records.get(name, {})
         for step in Step:
             rec = records.get(step, StepRecord(step))
             took = f"{rec.duration * 1000:.0f} ms" if rec.duration is not None else ""
+            detail = ("host: " if rec.by_host else "") + rec.detail
             table.add_row(
                 f"{int(step):>2} {step.title}",
-                step.party + (" (host's record)" if rec.by_host else ""),
+                step.party,
                 Text(_MARK[rec.status], style=_STYLE[rec.status]),
                 took,
-                Text(
-                    _short(rec.detail), style=_STYLE[rec.status] if rec.status == "failed" else ""
-                ),
+                Text(_short(detail), style=_STYLE[rec.status] if rec.status == "failed" else ""),
             )
         return table
 

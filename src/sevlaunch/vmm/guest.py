@@ -40,6 +40,7 @@ class BootResult:
     halted: bool
     secrets: tuple[str, ...] = ()
     disk_label: str | None = None
+    reason: str = ""  #: why the guest halted
 
 
 class Guest:
@@ -60,8 +61,9 @@ class Guest:
     async def boot(self) -> BootResult:
         self.console("OVMF: booting" + (" (AMD SEV active)" if self.sev else ""))
         if self.media.kernel is not None and not await self._verify_blobs():
-            self.console("OVMF: halting: measured direct boot verification failed")
-            return BootResult(halted=True)
+            reason = "measured direct boot verification failed"
+            self.console(f"OVMF: halting: {reason}")
+            return BootResult(halted=True, reason=reason)
         secrets = await self._read_secrets() if self.sev else None
         label = self._unlock_disks(secrets) if secrets is not None else None
         names = tuple(guid_alias(e.guid) for e in secrets.entries) if secrets else ()

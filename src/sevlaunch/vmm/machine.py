@@ -235,7 +235,7 @@ class Machine:
         result = await guest.boot()
         self.boot_result = result
         if result.halted:
-            self.emit(GUEST_BOOTED_EVENT, {"halted": True})
+            self.emit(GUEST_BOOTED_EVENT, {"halted": True, "reason": result.reason})
         else:
             self.emit(
                 GUEST_BOOTED_EVENT,
