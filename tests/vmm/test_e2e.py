@@ -19,6 +19,7 @@ from sevlaunch.crypto.truststore import TrustStore
 from sevlaunch.formats.secret import LUKS_KEY_GUID
 from sevlaunch.owner.secret import build_packet, secret_table
 from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
+from sevlaunch.vmm.guest import HALT_REASON
 from sevlaunch.vmm.machine import GUEST_BOOTED_EVENT
 from tests.vmm.conftest import (
     CMDLINE,
@@ -186,7 +187,7 @@ def test_swapped_kernel_halts_the_guest(vmm: VmmProcess, media: Media, owner: Ow
         qmp = await qmp_connect(vmm.qmp)
         kernel.write_bytes(b"\x7fELF a kernel the owner never measured")
         await qmp.execute("cont")
-        assert await next_event(qmp, GUEST_BOOTED_EVENT) == {"halted": True}
+        assert await next_event(qmp, GUEST_BOOTED_EVENT) == {"halted": True, "reason": HALT_REASON}
         assert (await qmp.execute("query-status"))["status"] == "running"
         await qmp.execute("quit")
 
@@ -205,7 +206,7 @@ def test_kernel_hashes_off_with_a_kernel_is_refused_by_the_guest(
     async def drive() -> None:
         qmp = await qmp_connect(vmm.qmp)
         await qmp.execute("cont")
-        assert await next_event(qmp, GUEST_BOOTED_EVENT) == {"halted": True}
+        assert await next_event(qmp, GUEST_BOOTED_EVENT) == {"halted": True, "reason": HALT_REASON}
         await qmp.execute("quit")
 
     run_async(drive)

@@ -18,7 +18,7 @@ from sevlaunch.firmware import SparseMemory
 from sevlaunch.formats.hashes import KernelHashes
 from sevlaunch.formats.secret import LUKS_KEY_GUID, SECRET_TABLE_GUID
 from sevlaunch.owner.secret import secret_table
-from sevlaunch.vmm.guest import BootMedia, BootResult, Guest
+from sevlaunch.vmm.guest import HALT_REASON, BootMedia, BootResult, Guest
 from sevlaunch.vmm.ovmf_image import OvmfLayout, make_image
 from tests.vmm.conftest import run_async
 
@@ -102,7 +102,7 @@ def test_a_blob_that_does_not_match_halts(table: bytes, culprit: str) -> None:
     boot = Boot()
     boot.memory.write(HASHES_AREA, table)
     boot.put_secrets(("luks-key", b"s3cret"))
-    assert boot.run(_media()) == BootResult(halted=True)
+    assert boot.run(_media()) == BootResult(halted=True, reason=HALT_REASON)
     assert f"BlobVerifierSevHashes: {culprit} hash does not match the hashes table" in boot.console
     assert boot.console[-1] == "OVMF: halting: measured direct boot verification failed"
     assert not any(line.startswith("efi_secret") for line in boot.console)

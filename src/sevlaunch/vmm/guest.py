@@ -35,6 +35,10 @@ class BootMedia:
     disks: tuple[Path, ...] = ()
 
 
+#: What the AmdSev firmware says when a blob does not match the measured hashes table.
+HALT_REASON = "measured direct boot verification failed"
+
+
 @dataclass(frozen=True)
 class BootResult:
     halted: bool
@@ -61,9 +65,8 @@ class Guest:
     async def boot(self) -> BootResult:
         self.console("OVMF: booting" + (" (AMD SEV active)" if self.sev else ""))
         if self.media.kernel is not None and not await self._verify_blobs():
-            reason = "measured direct boot verification failed"
-            self.console(f"OVMF: halting: {reason}")
-            return BootResult(halted=True, reason=reason)
+            self.console(f"OVMF: halting: {HALT_REASON}")
+            return BootResult(halted=True, reason=HALT_REASON)
         secrets = await self._read_secrets() if self.sev else None
         label = self._unlock_disks(secrets) if secrets is not None else None
         names = tuple(guid_alias(e.guid) for e in secrets.entries) if secrets else ()
