@@ -197,12 +197,12 @@ def prepare(root: Path, platform: Path) -> Setup:
     chain, ark, owner = root / "chain", root / "ark", root / "owner"
     sev = [SEVLAUNCH, "platform"]
     subprocess.run(
-        [*sev, "export", "--socket", str(platform), "--out", str(chain), "--full"],
+        [*sev, "export", "--platform", str(platform), "--out", str(chain), "--full"],
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        [*sev, "export-root", "--socket", str(platform), "--out", str(ark)],
+        [*sev, "export-root", "--platform", str(platform), "--out", str(ark)],
         check=True,
         capture_output=True,
     )
@@ -298,7 +298,7 @@ def main() -> None:
                     "serve",
                     "--state",
                     str(root / "pstate"),
-                    "--socket",
+                    "--listen",
                     str(platform_sock),
                 ],
                 root / "platform.log",

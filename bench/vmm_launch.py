@@ -84,7 +84,7 @@ class Setup:
         (state / STATE_FILE).write_bytes(StoredState(PROFILE, identity).to_bytes())
         (state / STATE_FILE).chmod(0o600)
         command = [str(BIN / "sevlaunch"), "platform", "serve", "--state", str(state)]
-        command += ["--socket", str(self.sock), "--latency", latency]
+        command += ["--listen", str(self.sock), "--latency", latency]
         self.proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         _wait_listening(self.sock, self.proc)
         with PlatformClient(self.sock) as client:

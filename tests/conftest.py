@@ -39,3 +39,11 @@ def schemas() -> Path:
 
 def read_vector(vectors: Path, relative: str) -> bytes:
     return (vectors / relative).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and an unrelated CA."""
+    from tests.tlsca import make
+
+    return make(tmp_path_factory.mktemp("tls"))

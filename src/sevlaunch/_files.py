@@ -1,4 +1,5 @@
-"""Writing files that hold keys, secrets, launch blobs or state: one way, done right.
+"""Writing files that hold keys, secrets, launch blobs or state: one way, done right; and
+reading key and token files only when they are private.
 
 The data goes to a temporary file in the target's directory, created readable by its owner
 only (``mkstemp``), is fsynced, given its final mode and renamed over the target; with
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+from sevlaunch.errors import UnprotectedFileError, UsageError
 
 PRIVATE = 0o600
 
@@ -37,3 +40,19 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, sync_dir: bool
         finally:
             os.close(dir_fd)
     return path
+
+
+def read_private(path: str | Path, what: str) -> bytes:
+    """The bytes of a key or token file that only its owner may read or write.
+
+    A file open to group or others is refused, as ssh refuses such a private key: whoever
+    else can read it holds the secret. The mode is checked on the open file (no race).
+    """
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & 0o077:
+                raise UnprotectedFileError(str(path), what, mode & 0o7777)
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from None

@@ -30,7 +30,9 @@ callers can catch what they understand and let the rest travel::
     │   └── QmpCommandError         a QMP command failed (QEMU error class and text)
     ├── UsageError                  the caller asked for something inconsistent
     │   ├── CommandLineError        a hypervisor command line QEMU would refuse
-    │   └── UnsuitableFirmwareError a firmware image cannot do what was asked of it
+    │   ├── UnsuitableFirmwareError a firmware image cannot do what was asked of it
+    │   └── UnprotectedFileError    a key or token file open to group or others
+    ├── StorageError                the state's file system is full or read-only
     ├── LaunchFailedError           the VM tool's launch failed at a named step (1-13)
     └── BrokerError                 the attestation broker refused a request
         ├── NotFoundError           no such workload, launch, root or secret
@@ -183,6 +185,34 @@ class UsageError(SevlaunchError, ValueError):
     """The caller asked for something inconsistent (a bad option value, a missing input)."""
 
 
+class UnprotectedFileError(UsageError):
+    """A KEK, key or token file is open to group or others; refused as ssh refuses such a key.
+
+    ``path`` is the file, ``mode`` its permission bits.
+    """
+
+    def __init__(self, path: str, what: str, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        super().__init__(
+            f"the {what} {path} is open to group or others (mode {mode:04o}); it must be "
+            f"private to its owner: chmod 600 {path}"
+        )
+
+
+class StorageError(SevlaunchError):
+    """The file system holding a service's state cannot take a write.
+
+    ``reason`` is ``storage-full``, ``storage-read-only`` or ``storage-io-error`` (the
+    services' 503 names it), ``path`` the file or directory at fault.
+    """
+
+    def __init__(self, reason: str, message: str, *, path: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(message)
+
+
 class PlatformError(SevlaunchError):
     """The emulated platform service (the emulated ``/dev/sev``) failed or refused a request.
 
@@ -211,7 +241,7 @@ class PlatformUnavailableError(PlatformError):
         self.socket = socket
         super().__init__(
             f"no platform service at {socket}: {reason}; start one with "
-            f"'sevlaunch platform serve --state DIR --socket {socket}' or pass --socket / "
+            f"'sevlaunch platform serve --state DIR --listen {socket}' or pass --platform / "
             "set SEVLAUNCH_PLATFORM"
         )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from sevlaunch._files import write_atomic
 from tests.broker.conftest import KEK, LAUNCHER_TOKEN, OWNER_TOKEN
 
 
@@ -25,9 +26,9 @@ class Files:
 
 def write_files(directory: Path) -> Files:
     files = Files(directory / "kek", directory / "owner.token", directory / "launcher.token")
-    files.kek.write_bytes(KEK)
-    files.owner_token.write_bytes(OWNER_TOKEN + b"\n")
-    files.launcher_token.write_bytes(LAUNCHER_TOKEN + b"\n")
+    write_atomic(files.kek, KEK)
+    write_atomic(files.owner_token, OWNER_TOKEN + b"\n")
+    write_atomic(files.launcher_token, LAUNCHER_TOKEN + b"\n")
     return files
 
 

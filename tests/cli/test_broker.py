@@ -30,7 +30,7 @@ def run(server: tuple[str, Files], *args: str, ok: bool = True) -> str:
     result = CliRunner().invoke(
         cli,
         ["broker", *args],
-        env={"SEVLAUNCH_BROKER_URL": url, "SEVLAUNCH_BROKER_TOKEN_FILE": str(files.owner_token)},
+        env={"SEVLAUNCH_BROKER_URL": url, "SEVLAUNCH_OWNER_TOKEN_FILE": str(files.owner_token)},
     )
     assert (result.exit_code == 0) == ok, result.output
     return result.output
@@ -91,16 +91,47 @@ def test_usage_errors_are_clear(server: tuple[str, Files], tmp_path: Path) -> No
     result = CliRunner().invoke(
         cli,
         ["broker", "workload", "list"],
-        env={"SEVLAUNCH_BROKER_URL": "", "SEVLAUNCH_BROKER_TOKEN_FILE": ""},
+        env={"SEVLAUNCH_OWNER_TOKEN_FILE": "", "SEVLAUNCH_BROKER_TOKEN_FILE": ""},
     )
     assert result.exit_code == 2
-    assert "--url" in result.output
+    assert "--owner-token-file" in result.output
 
 
 def test_wrong_token_is_refused(server: tuple[str, Files], tmp_path: Path) -> None:
     url, files = server
     result = CliRunner().invoke(
-        cli, ["broker", "workload", "list", "--url", url, "--token-file", str(files.launcher_token)]
+        cli,
+        [
+            "broker",
+            "workload",
+            "list",
+            "--broker",
+            url,
+            "--owner-token-file",
+            str(files.launcher_token),
+        ],
     )
     assert result.exit_code == 1
     assert "owner token" in result.output
+
+
+def test_old_spellings_still_work_with_a_deprecation_line(server: tuple[str, Files]) -> None:
+    url, files = server
+    result = CliRunner().invoke(
+        cli,
+        ["broker", "workload", "list", "--url", url, "--token-file", str(files.owner_token)],
+        env={"SEVLAUNCH_OWNER_TOKEN_FILE": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert "--url is deprecated" in result.stderr
+    assert "--token-file is deprecated" in result.stderr
+    result = CliRunner().invoke(
+        cli,
+        ["broker", "trust", "list", "--broker", url],
+        env={
+            "SEVLAUNCH_OWNER_TOKEN_FILE": "",
+            "SEVLAUNCH_BROKER_TOKEN_FILE": str(files.owner_token),
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert "SEVLAUNCH_BROKER_TOKEN_FILE is deprecated" in result.stderr

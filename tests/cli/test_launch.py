@@ -40,13 +40,13 @@ def write_xml(env: RunningStack, tmp_path: Path, name: str, firmware: Path | Non
 def broker_args(env: RunningStack) -> list[str]:
     stack = env.stack
     return [
-        "--host",
+        "--connect",
         stack.host_uri,
         "--broker",
         stack.broker_url,
         "--workload",
         "demo",
-        "--token-file",
+        "--launcher-token-file",
         str(stack.launcher_token),
         "--kds-url",
         stack.kds_url,
@@ -135,7 +135,7 @@ def test_unreachable_host_fails_at_step_2(env: RunningStack, tmp_path: Path) -> 
 def test_owner_dir_launch(env: RunningStack, tmp_path: Path) -> None:
     name = unique("cli-local")
     owner = env.owner_dir(tmp_path / "owner")
-    args = ["--host", env.stack.host_uri, "--owner-dir", str(owner), "--kds-url", env.stack.kds_url]
+    args = ["-c", env.stack.host_uri, "--owner-dir", str(owner), "--kds-url", env.stack.kds_url]
     done = run("launch", write_xml(env, tmp_path, name), *args, "--json")
     assert done.returncode == 0, done.stderr
     assert_booted(json.loads(done.stdout), name)
@@ -145,29 +145,24 @@ def test_owner_dir_launch(env: RunningStack, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--host", "unix:/x"], "give either --broker URL --workload NAME or --owner-dir DIR"),
+        (["-c", "unix:/x"], "give either --broker ADDRESS --workload NAME or --owner-dir DIR"),
         (
-            ["--host", "unix:/x", "--broker", "unix:/b", "--owner-dir", "/o"],
-            "give either --broker URL --workload NAME or --owner-dir DIR",
+            ["-c", "unix:/x", "--broker", "unix:/b", "--owner-dir", "/o"],
+            "give either --broker ADDRESS --workload NAME or --owner-dir DIR",
         ),
-        (["--host", "unix:/x", "--broker", "unix:/b"], "--broker needs --workload NAME"),
+        (["-c", "unix:/x", "--broker", "unix:/b"], "--broker needs --workload NAME"),
         (
-            ["--host", "unix:/x", "--broker", "unix:/b", "--workload", "w"],
-            "--broker needs --token-file FILE",
+            ["-c", "unix:/x", "--broker", "unix:/b", "--workload", "w"],
+            "--broker needs the launcher token: no token file: pass --launcher-token-file",
         ),
-        (["--broker", "unix:/b", "--workload", "w"], "no host manager given"),
-        (["--host", "ftp:x", "--owner-dir", "."], "expected unix:PATH or tcp:HOST:PORT"),
-        (["--host", "unix:/x", "--owner-dir", "/nonexistent"], "owner.json"),
+        (["-c", "ftp:x", "--owner-dir", "."], "expected unix:PATH (or a bare path), tcp:"),
+        (["-c", "unix:/x", "--owner-dir", "/nonexistent"], "owner.json"),
+        (
+            ["-c", "http://10.1.2.3:8470", "--owner-dir", "."],
+            "refusing plain HTTP to the host manager at http://10.1.2.3:8470",
+        ),
     ],
-    ids=[
-        "no-owner",
-        "two-owners",
-        "no-workload",
-        "no-token",
-        "no-host",
-        "bad-uri",
-        "no-owner-json",
-    ],
+    ids=["no-owner", "two-owners", "no-workload", "no-token", "bad-uri", "no-owner-json", "clear"],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
     xml = tmp_path / "d.xml"

@@ -176,7 +176,7 @@ def test_broker_workload_add_checks_es_inputs_before_connecting(
     result = CliRunner().invoke(
         cli,
         ["broker", "workload", "add", "w", *filled],
-        env={"SEVLAUNCH_BROKER_URL": "unix:/nonexistent", "SEVLAUNCH_BROKER_TOKEN_FILE": "/x"},
+        env={"SEVLAUNCH_BROKER_URL": "unix:/nonexistent", "SEVLAUNCH_OWNER_TOKEN_FILE": "/x"},
     )
     assert result.exit_code == 2, result.output
     assert message in result.output

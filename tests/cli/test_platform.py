@@ -44,12 +44,12 @@ def ok(*args: str | Path) -> Result:
 
 
 def test_status_human_and_json(sock: Path) -> None:
-    human = ok("status", "--socket", sock).output
+    human = ok("status", "--platform", sock).output
     assert "API version: 1.55" in human
     assert "state: UNINIT" in human
     assert "owner: self-owned" in human
-    ok("init", "--socket", sock)
-    data = json.loads(ok("status", "--socket", sock, "--json").output)
+    ok("init", "--platform", sock)
+    data = json.loads(ok("status", "--platform", sock, "--json").output)
     assert data == {
         "api_major": 1,
         "api_minor": 55,
@@ -67,30 +67,40 @@ def test_socket_comes_from_the_environment(sock: Path) -> None:
     assert json.loads(result.output)["state"] == "UNINIT"
 
 
-def test_missing_socket_is_a_usage_error() -> None:
-    result = run("status", env={"SEVLAUNCH_PLATFORM": ""})
-    assert result.exit_code == 2
-    assert "--socket" in result.output
+def test_without_a_socket_the_default_is_the_one_serve_listens_on(tmp_path: Path) -> None:
+    result = run("status", env={"SEVLAUNCH_PLATFORM": "", "XDG_RUNTIME_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert f"no platform service at {tmp_path}/sevlaunch/platform.sock" in result.output
+    assert "--platform" in result.output
+    serve = run("serve", "--help", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert "unix:RUNDIR/platform.sock" in serve.output
+
+
+def test_the_old_socket_option_still_works_with_a_deprecation_line(sock: Path) -> None:
+    result = run("status", "--socket", sock, "--json")
+    assert result.exit_code == 0, result.output
+    assert "--socket is deprecated" in result.stderr
+    assert json.loads(result.stdout)["state"] == "UNINIT"
 
 
 def test_no_service_is_reported_with_what_to_do(tmp_path: Path) -> None:
-    result = run("get-id", "--socket", tmp_path / "none")
+    result = run("get-id", "--platform", tmp_path / "none")
     assert result.exit_code == 1
     assert "no platform service at" in result.output
     assert "sevlaunch platform serve" in result.output
 
 
 def test_firmware_errors_are_reported_in_qemu_style(sock: Path) -> None:
-    ok("init", "--socket", sock, "--no-es")
-    result = run("init", "--socket", sock)
+    ok("init", "--platform", sock, "--no-es")
+    result = run("init", "--platform", sock)
     assert result.exit_code == 1
     assert "INIT failed: fw_error=1 'Platform state is invalid'" in result.output
 
 
 def test_export_full_verifies_with_owner_verify(sock: Path, tmp_path: Path) -> None:
     chain, ark = tmp_path / "chain.cert", tmp_path / "ark.cert"
-    ok("export", "--socket", sock, "--out", chain, "--full")
-    ok("export-root", "--socket", sock, "--out", ark)
+    ok("export", "--platform", sock, "--out", chain, "--full")
+    ok("export-root", "--platform", sock, "--out", ark)
     result = CliRunner().invoke(
         cli, ["owner", "verify", "--chain", str(chain), "--trust-root", str(ark)]
     )
@@ -102,8 +112,8 @@ def test_plain_export_has_the_unsigned_cek_and_fails_verification(
     sock: Path, tmp_path: Path
 ) -> None:
     chain, ark = tmp_path / "chain.cert", tmp_path / "ark.cert"
-    ok("export", "--socket", sock, "--out", chain)
-    ok("export-root", "--socket", sock, "--out", ark)
+    ok("export", "--platform", sock, "--out", chain)
+    ok("export-root", "--platform", sock, "--out", ark)
     data = chain.read_bytes()
     assert len(data) == 4 * CERT_SIZE
     assert PlatformChain.from_bytes(data).cek.sig2.is_empty
@@ -114,52 +124,52 @@ def test_plain_export_has_the_unsigned_cek_and_fails_verification(
 
 
 def test_get_id_prints_the_chip_id_in_hex(sock: Path) -> None:
-    out = ok("get-id", "--socket", sock).output.strip()
+    out = ok("get-id", "--platform", sock).output.strip()
     assert len(bytes.fromhex(out)) == 64
-    assert out == ok("get-id", "--socket", sock).output.strip()
+    assert out == ok("get-id", "--platform", sock).output.strip()
 
 
 def test_ownership_with_csr_and_import_then_reset(sock: Path, tmp_path: Path) -> None:
     csr = tmp_path / "pek.csr"
-    ok("pek-csr", "--socket", sock, "--out", csr)
+    ok("pek-csr", "--platform", sock, "--out", csr)
     pek, oca = _owner_signed(csr.read_bytes())
     (tmp_path / "pek.cert").write_bytes(pek)
     (tmp_path / "oca.cert").write_bytes(oca)
     ok(
         "pek-cert-import",
-        "--socket",
+        "--platform",
         sock,
         "--pek",
         tmp_path / "pek.cert",
         "--oca",
         tmp_path / "oca.cert",
     )
-    assert json.loads(ok("status", "--socket", sock, "--json").output)["owner"] == "external"
-    ok("reset", "--socket", sock)
-    data = json.loads(ok("status", "--socket", sock, "--json").output)
+    assert json.loads(ok("status", "--platform", sock, "--json").output)["owner"] == "external"
+    ok("reset", "--platform", sock)
+    data = json.loads(ok("status", "--platform", sock, "--json").output)
     assert (data["owner"], data["state"]) == ("self", "UNINIT")
 
 
 def test_pek_gen_and_pdh_gen_change_the_chain(sock: Path, tmp_path: Path) -> None:
     def chain() -> PlatformChain:
-        ok("export", "--socket", sock, "--out", tmp_path / "c")
+        ok("export", "--platform", sock, "--out", tmp_path / "c")
         return PlatformChain.from_bytes((tmp_path / "c").read_bytes())
 
     first = chain()
-    ok("pdh-gen", "--socket", sock)
+    ok("pdh-gen", "--platform", sock)
     second = chain()
     assert (second.pdh != first.pdh, second.pek == first.pek) == (True, True)
-    ok("pek-gen", "--socket", sock)
+    ok("pek-gen", "--platform", sock)
     third = chain()
     assert third.pek != second.pek
     assert third.oca != second.oca
-    ok("shutdown", "--socket", sock)
-    assert json.loads(ok("status", "--socket", sock, "--json").output)["state"] == "UNINIT"
+    ok("shutdown", "--platform", sock)
+    assert json.loads(ok("status", "--platform", sock, "--json").output)["state"] == "UNINIT"
 
 
 def test_unreadable_input_is_a_usage_error(sock: Path, tmp_path: Path) -> None:
     result = run(
-        "pek-cert-import", "--socket", sock, "--pek", tmp_path / "x", "--oca", tmp_path / "y"
+        "pek-cert-import", "--platform", sock, "--pek", tmp_path / "x", "--oca", tmp_path / "y"
     )
     assert result.exit_code == 2
     assert "cannot read PEK certificate" in result.output
@@ -167,14 +177,14 @@ def test_unreadable_input_is_a_usage_error(sock: Path, tmp_path: Path) -> None:
 
 def test_bad_certificate_import_is_a_firmware_error(sock: Path, tmp_path: Path) -> None:
     csr = tmp_path / "pek.csr"
-    ok("pek-csr", "--socket", sock, "--out", csr)
+    ok("pek-csr", "--platform", sock, "--out", csr)
     pek, oca = _owner_signed(csr.read_bytes())
     forged = replace(SevCert.from_bytes(oca), api_major=9).to_bytes()  # breaks its signature
     (tmp_path / "pek.cert").write_bytes(pek)
     (tmp_path / "oca.cert").write_bytes(forged)
     result = run(
         "pek-cert-import",
-        "--socket",
+        "--platform",
         sock,
         "--pek",
         tmp_path / "pek.cert",

@@ -56,7 +56,7 @@ def _register(env: RunningStack) -> dict[str, object]:
         ],
         env={
             "SEVLAUNCH_BROKER_URL": env.stack.broker_url,
-            "SEVLAUNCH_BROKER_TOKEN_FILE": str(env.stack.owner_token),
+            "SEVLAUNCH_OWNER_TOKEN_FILE": str(env.stack.owner_token),
         },
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -100,7 +100,7 @@ def test_an_es_policy_on_a_platform_without_es_fails_as_qemu_does() -> None:
     work = short_tempdir("sevles-")
     try:
         init = subprocess.run(
-            [BIN / "sevlaunch", "platform", "init", "--no-es", "--socket", platform.sock],
+            [BIN / "sevlaunch", "platform", "init", "--no-es", "--platform", platform.sock],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert init.returncode == 0, init.stderr

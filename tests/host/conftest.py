@@ -24,6 +24,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from sevlaunch._files import write_atomic
 from sevlaunch.cli import cli
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.crypto.launch import TransportKeys
@@ -128,15 +129,15 @@ def platform(short_root: Path) -> Iterator[Platform]:
     sock = root / "plat.sock"
     log = (root / "platform.log").open("wb")
     proc = subprocess.Popen(
-        [SEVLAUNCH, "platform", "serve", "--state", str(state), "--socket", str(sock)],
+        [SEVLAUNCH, "platform", "serve", "--state", str(state), "--listen", str(sock)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env(),
     )
     wait_for(sock.exists, 30, "the platform socket")
     chain, ark = root / "chain", root / "ark"
-    run_cli("platform", "export", "--socket", str(sock), "--out", str(chain), "--full")
-    run_cli("platform", "export-root", "--socket", str(sock), "--out", str(ark))
+    run_cli("platform", "export", "--platform", str(sock), "--out", str(chain), "--full")
+    run_cli("platform", "export-root", "--platform", str(sock), "--out", str(ark))
     yield Platform(sock, chain, ark, root, proc)
     proc.terminate()
     proc.wait(10)
@@ -355,11 +356,12 @@ def start_daemon(short_root: Path) -> Iterator[Callable[..., Daemon]]:
         token = None
         if tcp:
             token = "s3cret-token"
-            (state.parent / f"{state.name}.token").write_text(token + "\n")
+            token_file = write_atomic(state.parent / f"{state.name}.token", token.encode())
             uri = f"tcp:127.0.0.1:{free_port()}"
-            argv += ["--listen", uri, "--token-file", str(state.parent / f"{state.name}.token")]
+            argv += ["--listen", uri, "--host-token-file", str(token_file)]
         else:
             uri = f"unix:{state / 'host.sock'}"
+            argv += ["--listen", uri]
         daemon = Daemon(state, uri, _spawn_daemon(argv, state.parent / f"{state.name}.log"), argv)
         daemon.token = token
         daemons.append(daemon)

@@ -192,10 +192,13 @@ def test_errors_read_like_virsh(
     broken = daemon.host("define", str(bad), check=False)
     assert broken.returncode == 1
     assert "XML error" in broken.stderr
+    environ = {**env(), "XDG_RUNTIME_DIR": str(short_dir)}
+    environ.pop("SEVLAUNCH_HOST", None)
     no_uri = subprocess.run(
-        [SEVLAUNCH, "host", "list"], capture_output=True, text=True, env=env(), check=False
+        [SEVLAUNCH, "host", "list"], capture_output=True, text=True, env=environ, check=False
     )
-    assert no_uri.returncode == 2
+    assert no_uri.returncode == 1
+    assert f"unix:{short_dir}/sevlaunch/host.sock" in no_uri.stderr  # the default, named
     assert "--connect" in no_uri.stderr
 
 
@@ -212,7 +215,7 @@ def test_connect_defaults_to_sevlaunch_host_and_tcp_needs_the_token(
     token = short_dir / "token"
     token.write_text(f"{daemon.token}\n")
     allowed = subprocess.run(
-        [SEVLAUNCH, "host", "list", "--all", "--token-file", str(token)],
+        [SEVLAUNCH, "host", "list", "--all", "--host-token-file", str(token)],
         capture_output=True, text=True, env=environ, check=False,
     )  # fmt: skip
     assert allowed.returncode == 0, allowed.stderr

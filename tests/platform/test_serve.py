@@ -33,7 +33,7 @@ class Server:
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
         log = (self.root / "serve.log").open("ab")
         self.proc = subprocess.Popen(
-            [SEVLAUNCH, "platform", "serve", "--state", self.state, "--socket", self.sock, *extra],
+            [SEVLAUNCH, "platform", "serve", "--state", self.state, "--listen", self.sock, *extra],
             stdout=log,
             stderr=log,
         )
@@ -148,7 +148,7 @@ def test_a_second_service_on_the_same_state_dir_is_refused(server: Server) -> No
     server.start()
     server.wait_ready()
     second = subprocess.run(
-        [SEVLAUNCH, "platform", "serve", "--state", server.state, "--socket", server.root / "s2"],
+        [SEVLAUNCH, "platform", "serve", "--state", server.state, "--listen", server.root / "s2"],
         capture_output=True,
         text=True,
         timeout=60,

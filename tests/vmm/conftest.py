@@ -115,7 +115,7 @@ class PlatformProcess:
         (state_dir / STATE_FILE).chmod(0o600)
         log = (self.root / "serve.log").open("ab")
         self.proc = subprocess.Popen(
-            [SEVLAUNCH, "platform", "serve", "--state", state_dir, "--socket", self.sock],
+            [SEVLAUNCH, "platform", "serve", "--state", state_dir, "--listen", self.sock],
             stdout=log,
             stderr=log,
         )
@@ -172,11 +172,11 @@ def owner(platform: PlatformProcess, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("owner")
     chain, ark = out / "chain", out / "ark"
     subprocess.run(
-        [SEVLAUNCH, "platform", "export", "--socket", platform.sock, "--out", chain, "--full"],
+        [SEVLAUNCH, "platform", "export", "--platform", platform.sock, "--out", chain, "--full"],
         check=True,
     )
     subprocess.run(
-        [SEVLAUNCH, "platform", "export-root", "--socket", platform.sock, "--out", ark],
+        [SEVLAUNCH, "platform", "export-root", "--platform", platform.sock, "--out", ark],
         check=True,
     )
     verified = verify_chain_file(chain.read_bytes(), trust_store([ark.read_bytes()]))

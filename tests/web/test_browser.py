@@ -130,16 +130,16 @@ class WebStack:
         (state / STATE_FILE).chmod(0o600)
         sock = str(self.platform_socket)
         platform = self._spawn(
-            "platform", "platform", "serve", "--state", str(state), "--socket", sock
+            "platform", "platform", "serve", "--state", str(state), "--listen", sock
         )
         _wait(self.platform_socket.exists, "the platform service", platform)
-        kds = self._spawn("kds", "platform", "kds", "--socket", sock, stdout=subprocess.PIPE)
+        kds = self._spawn("kds", "platform", "kds", "--platform", sock, stdout=subprocess.PIPE)
         assert kds.stdout is not None
         self.kds_url = kds.stdout.readline().decode().strip()
         host = self._spawn(
             "host", "host", "serve", "--state", str(self.root / "host"),
             "--listen", f"tcp:127.0.0.1:{self.host_port}", "--platform", sock,
-            "--token-file", self._secret_file("host.token", self.host_token.encode()),
+            "--host-token-file", self._secret_file("host.token", self.host_token.encode()),
         )  # fmt: skip
         broker = self._spawn(
             "broker", "broker", "serve", "--db", f"sqlite:///{self.root / 'broker.db'}",

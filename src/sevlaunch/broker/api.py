@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sevlaunch import __version__
+from sevlaunch._guard import Guard, Limits, Scope, bearer
 from sevlaunch.broker import models as m
 from sevlaunch.broker import store
 from sevlaunch.broker.service import LAUNCHER, OWNER, Broker, MeasurementReport, NewWorkload
@@ -56,10 +57,9 @@ def b64(text: str, field: str) -> bytes:
         raise FormatError("request", field, "not valid base64", value=text[:40]) from None
 
 
-def _role(tokens: dict[str, bytes], creds: HTTPAuthorizationCredentials | None) -> str | None:
-    if creds is None:
+def _role(tokens: dict[str, bytes], given: bytes | None) -> str | None:
+    if given is None:
         return None
-    given = creds.credentials.encode()
     found = None
     for role, token in tokens.items():  # check every token: timing says nothing about which
         if hmac.compare_digest(given, token):
@@ -69,7 +69,7 @@ def _role(tokens: dict[str, bytes], creds: HTTPAuthorizationCredentials | None) 
 
 def _require(tokens: dict[str, bytes], role: str) -> Callable[[Credentials], str]:
     def dependency(creds: Credentials) -> str:
-        found = _role(tokens, creds)
+        found = _role(tokens, creds.credentials.encode() if creds else None)
         if found is None:
             raise AuthError(401, "unauthenticated", "a valid bearer token is required")
         if found != role:
@@ -125,7 +125,15 @@ def _workload_out(row: store.WorkloadRow) -> m.WorkloadOut:
     )
 
 
-def create_app(broker: Broker, owner_token: bytes, launcher_token: bytes) -> FastAPI:
+def render_error(status: int, reason: str, message: str) -> dict[str, object]:
+    """The API's error body for a refusal made before the app ran (:mod:`sevlaunch._guard`)."""
+    del status
+    return {"error": reason, "detail": message}
+
+
+def create_app(
+    broker: Broker, owner_token: bytes, launcher_token: bytes, *, limits: Limits | None = None
+) -> FastAPI:
     """The ASGI app over one :class:`Broker`; tokens as read from their files."""
     if not owner_token or not launcher_token or owner_token == launcher_token:
         raise ValueError("owner and launcher tokens must be non-empty and different")
@@ -136,6 +144,12 @@ def create_app(broker: Broker, owner_token: bytes, launcher_token: bytes) -> Fas
         description="The guest owner's side of the AMD SEV launch flow: verify platforms, "
         "make launch sessions, check measurements, release secrets.",
     )
+
+    def authorized(scope: Scope) -> bool:
+        given = bearer(scope)
+        return given is not None and _role(tokens, given) is not None
+
+    app.add_middleware(Guard, authorized=authorized, render=render_error, limits=limits)
     owner = [Depends(_require(tokens, OWNER))]
     launcher = [Depends(_require(tokens, LAUNCHER))]
 

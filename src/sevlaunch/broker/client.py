@@ -1,4 +1,4 @@
-"""A small HTTP client for the broker (``--url http://host:port`` or ``unix:/path``).
+"""A small HTTP client for the broker (``--broker ADDRESS``, any form of :mod:`sevlaunch._http`).
 
 Refusals come back as the same :mod:`sevlaunch.errors` classes the service raised, so a VM
 tool can tell a replay from a measurement mismatch without parsing text.
@@ -24,26 +24,28 @@ from sevlaunch.errors import (
 from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, SecretRelease, SessionOffer
 
 URL_ENV = "SEVLAUNCH_BROKER_URL"
+_HINT = "start one with 'sevlaunch broker serve' or pass --broker ADDRESS (or SEVLAUNCH_BROKER_URL)"
 TOKEN_FILE_ENV = "SEVLAUNCH_BROKER_TOKEN_FILE"  # noqa: S105 (a variable name)
 
 
 def read_token(path: str | Path) -> bytes:
     """A bearer token from its file (surrounding whitespace ignored)."""
     try:
-        token = Path(path).read_bytes().strip()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    return check_token(data, path)
+
+
+def check_token(data: bytes, path: str | Path) -> bytes:
+    """The token in ``data`` (read from ``path``), or a UsageError saying how to make one."""
+    token = data.strip()
     if len(token) < 16 or any(b < 0x21 or b > 0x7E for b in token):
         raise UsageError(
             f"token file {path} must hold one token of at least 16 printable characters; "
             "make one with: head -c 24 /dev/urandom | base64 > FILE"
         )
     return token
-
-
-def _transport(url: str) -> tuple[str, httpx.HTTPTransport | None]:
-    transport, base = _http.transport_for(url, what="broker")
-    return base, transport
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -68,13 +70,24 @@ def _raise_for(response: httpx.Response) -> None:
 class BrokerClient:
     """Calls the broker's API with one bearer token."""
 
-    def __init__(self, url: str, token: bytes, *, timeout: float = 30.0) -> None:
-        base, transport = _transport(url)
-        self._http = httpx.Client(
-            base_url=base,
-            transport=transport,
+    def __init__(
+        self,
+        url: str,
+        token: bytes,
+        *,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+        insecure_plain_http: bool = False,
+    ) -> None:
+        self.address = _http.parse(url, what="broker")
+        self.ca_file = ca_file
+        self._http = _http.client(
+            self.address,
+            what="broker",
             timeout=timeout,
             headers={"Authorization": "Bearer " + token.decode()},
+            ca_file=ca_file,
+            insecure_plain_http=insecure_plain_http,
         )
 
     def close(self) -> None:
@@ -90,7 +103,8 @@ class BrokerClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise BrokerError("unreachable", f"cannot reach the broker: {exc}") from None
+            message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
+            raise BrokerError("unreachable", f"broker: {message}") from None
         _raise_for(response)
         return None if response.status_code == 204 else response.json()
 

@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from sevlaunch.cli._conn import (
+    ADDRESS_FORMS,
+    BROKER_DEFAULT,
+    BROKER_ENV,
+    LAUNCHER_TOKEN_ENV,
+    OWNER_TOKEN_ENV,
+    Conn,
+    broker_connection,
+    limits_of,
+    server_options,
+    token_file,
+)
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
 from sevlaunch.cli.owner.digest import EsOptions, es_options
 
 
-def _client(url: str | None, token_file: str | None) -> Any:
-    from sevlaunch.broker.client import URL_ENV, BrokerClient, read_token
+def _client(conn: Conn) -> Any:
+    from sevlaunch.broker.client import BrokerClient, read_token
 
-    if not url:
-        fail(f"no broker URL: pass --url or set {URL_ENV}", code=EXIT_USAGE)
-    if not token_file:
-        fail("no token file: pass --token-file or set SEVLAUNCH_BROKER_TOKEN_FILE", code=EXIT_USAGE)
-    return BrokerClient(url, read_token(token_file))
+    path = token_file(conn.token_file, "--owner-token-file", OWNER_TOKEN_ENV)
+    return BrokerClient(
+        conn.address,
+        read_token(path),
+        ca_file=conn.ca_file,
+        insecure_plain_http=conn.insecure_plain_http,
+    )
 
 
-def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--token-file",
-        envvar="SEVLAUNCH_BROKER_TOKEN_FILE",
-        type=click.Path(dir_okay=False),
-        help="File holding the owner's bearer token [env SEVLAUNCH_BROKER_TOKEN_FILE].",
-    )(func)
-    return click.option(
-        "--url",
-        envvar="SEVLAUNCH_BROKER_URL",
-        help="Broker URL: http://HOST:PORT or unix:/PATH [env SEVLAUNCH_BROKER_URL].",
-    )(func)
+client_options = broker_connection("owner")
 
 
 def _when(epoch: float) -> str:
@@ -60,10 +62,29 @@ def broker() -> None:
     help="32 random bytes that seal launch keys and secrets at rest.",
 )
 @click.option(
-    "--listen", default="tcp:127.0.0.1:8470", show_default=True, help="unix:PATH or tcp:HOST:PORT."
+    "--listen",
+    envvar=BROKER_ENV,
+    show_envvar=True,
+    default=BROKER_DEFAULT,
+    show_default=True,
+    help=f"Where to listen: {ADDRESS_FORMS}.",
 )
-@click.option("--owner-token-file", required=True, type=click.Path(dir_okay=False))
-@click.option("--launcher-token-file", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--owner-token-file",
+    required=True,
+    envvar=OWNER_TOKEN_ENV,
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="File holding the owner's token (mode 0600): trust roots, workloads, secrets, audit.",
+)
+@click.option(
+    "--launcher-token-file",
+    required=True,
+    envvar=LAUNCHER_TOKEN_ENV,
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="File holding the launchers' token (mode 0600): launches only.",
+)
 @click.option(
     "--launch-ttl",
     default=600.0,
@@ -77,7 +98,9 @@ def broker() -> None:
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log messages printed.",
 )
+@server_options
 def serve(
     db_url: str,
     kek_file: str,
@@ -88,13 +111,18 @@ def serve(
     instance: str | None,
     no_chain_cache: bool,
     log_level: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure_plain_http: bool,
+    **limits: Any,
 ) -> None:
     """Run the broker; the database is upgraded to the newest schema first."""
     import logging
     import os
     import socket
 
-    from sevlaunch.broker.server import Listen, build_app
+    from sevlaunch import _http, _listen
+    from sevlaunch.broker.server import build_app
     from sevlaunch.broker.server import serve as run
     from sevlaunch.broker.service import Settings
 
@@ -104,10 +132,27 @@ def serve(
         use_chain_cache=not no_chain_cache,
         instance=instance or f"{socket.gethostname()}:{os.getpid()}",
     )
+    bounds = limits_of(limits)
     with errors_to_exit(code=EXIT_USAGE):
-        where = Listen.parse(listen)
-        app = build_app(db_url, kek_file, owner_token_file, launcher_token_file, settings)
-    run(app, where, log_level)
+        address = _http.parse(listen, what="broker listener")
+        tls = _listen.Tls.of(tls_cert, tls_key)
+        _listen.check(address, tls, insecure_plain_http=insecure_plain_http)
+    with errors_to_exit():
+        app = build_app(db_url, kek_file, owner_token_file, launcher_token_file, settings, bounds)
+
+    def ready() -> None:
+        click.echo(f"sevlaunch broker: listening on {address}", err=True)
+
+    with errors_to_exit(code=EXIT_USAGE):
+        run(
+            app,
+            listen,
+            limits=bounds,
+            tls=tls,
+            insecure_plain_http=insecure_plain_http,
+            log_level=log_level,
+            ready=ready,
+        )
 
 
 # -- workloads ---------------------------------------------------------------------------------
@@ -222,8 +267,7 @@ def workload_add(
     secrets: tuple[str, ...],
     min_api: str,
     min_build: int,
-    url: str | None,
-    token_file: str | None,
+    broker: Conn,
     as_json: bool,
     es_options: EsOptions,
 ) -> None:
@@ -245,7 +289,7 @@ def workload_add(
             )
         values = dict(_parse_secret(s) for s in secrets)
         found = _digests(digests, firmware, kernel, initrd, append, es_options)
-        with _client(url, token_file) as client:
+        with _client(broker) as client:
             out = client.add_workload(
                 name,
                 parsed,
@@ -274,9 +318,9 @@ def _print_workload(w: dict[str, Any], as_json: bool) -> None:
 @workload.command("list")
 @client_options
 @json_option
-def workload_list(url: str | None, token_file: str | None, as_json: bool) -> None:
+def workload_list(broker: Conn, as_json: bool) -> None:
     """List workloads."""
-    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+    with errors_to_exit(as_json=as_json), _client(broker) as client:
         rows = client.workloads()
     if as_json:
         emit_json(rows)
@@ -292,9 +336,9 @@ def workload_list(url: str | None, token_file: str | None, as_json: bool) -> Non
 @click.argument("name")
 @client_options
 @json_option
-def workload_show(name: str, url: str | None, token_file: str | None, as_json: bool) -> None:
+def workload_show(name: str, broker: Conn, as_json: bool) -> None:
     """Show one workload (secret GUIDs, never their values)."""
-    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+    with errors_to_exit(as_json=as_json), _client(broker) as client:
         out = client.workload(name)
     _print_workload(out, as_json)
 
@@ -302,9 +346,9 @@ def workload_show(name: str, url: str | None, token_file: str | None, as_json: b
 @workload.command("remove")
 @click.argument("name")
 @client_options
-def workload_remove(name: str, url: str | None, token_file: str | None) -> None:
+def workload_remove(name: str, broker: Conn) -> None:
     """Remove a workload, its secrets and its pending launches."""
-    with errors_to_exit(), _client(url, token_file) as client:
+    with errors_to_exit(), _client(broker) as client:
         client.remove_workload(name)
     click.echo(f"removed workload {name}")
 
@@ -322,12 +366,10 @@ def secret() -> None:
 @click.argument("guid")
 @click.argument("file", type=click.Path(dir_okay=False))
 @client_options
-def secret_set(
-    workload_name: str, guid: str, file: str, url: str | None, token_file: str | None
-) -> None:
+def secret_set(workload_name: str, guid: str, file: str, broker: Conn) -> None:
     """Set secret GUID (or alias such as luks-key) of WORKLOAD to the bytes of FILE."""
     value = read_file(file, "secret")
-    with errors_to_exit(), _client(url, token_file) as client:
+    with errors_to_exit(), _client(broker) as client:
         client.set_secret(workload_name, guid, value)
     click.echo(f"secret {guid} of {workload_name} set ({len(value)} bytes, sealed)")
 
@@ -344,12 +386,10 @@ def trust() -> None:
 )
 @client_options
 @json_option
-def trust_add(
-    file: str, name: str | None, url: str | None, token_file: str | None, as_json: bool
-) -> None:
+def trust_add(file: str, name: str | None, broker: Conn, as_json: bool) -> None:
     """Trust the ARK in FILE (an ARK alone, or ASK ‖ ARK as AMD publishes it)."""
     data = read_file(file, "trust root")
-    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+    with errors_to_exit(as_json=as_json), _client(broker) as client:
         out = client.add_root(data, name)
     if as_json:
         emit_json(out)
@@ -361,9 +401,9 @@ def trust_add(
 @trust.command("list")
 @client_options
 @json_option
-def trust_list(url: str | None, token_file: str | None, as_json: bool) -> None:
+def trust_list(broker: Conn, as_json: bool) -> None:
     """List trust roots."""
-    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+    with errors_to_exit(as_json=as_json), _client(broker) as client:
         rows = client.roots()
     if as_json:
         emit_json(rows)
@@ -378,9 +418,9 @@ def trust_list(url: str | None, token_file: str | None, as_json: bool) -> None:
 @trust.command("remove")
 @click.argument("name")
 @client_options
-def trust_remove(name: str, url: str | None, token_file: str | None) -> None:
+def trust_remove(name: str, broker: Conn) -> None:
     """Stop trusting a root (cached chain verifications are dropped too)."""
-    with errors_to_exit(), _client(url, token_file) as client:
+    with errors_to_exit(), _client(broker) as client:
         client.remove_root(name)
     click.echo(f"removed trust root {name}")
 
@@ -397,12 +437,11 @@ def audit(
     limit: int,
     workload_name: str | None,
     launch: str | None,
-    url: str | None,
-    token_file: str | None,
+    broker: Conn,
     as_json: bool,
 ) -> None:
     """Show the audit log: every decision the broker made."""
-    with errors_to_exit(as_json=as_json), _client(url, token_file) as client:
+    with errors_to_exit(as_json=as_json), _client(broker) as client:
         rows = client.audit(after=after, limit=limit, workload=workload_name, launch=launch)
     if as_json:
         emit_json(rows)

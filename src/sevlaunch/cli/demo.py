@@ -163,7 +163,8 @@ def _finish(
                 f"export SEVLAUNCH_HOST={stack.host_uri}\n"
                 f"export SEVLAUNCH_PLATFORM={stack.platform_socket}\n"
                 f"export SEVLAUNCH_BROKER_URL={stack.broker_url}\n"
-                f"export SEVLAUNCH_BROKER_TOKEN_FILE={stack.owner_token}\n"
+                f"export SEVLAUNCH_OWNER_TOKEN_FILE={stack.owner_token}\n"
+                f"export SEVLAUNCH_LAUNCHER_TOKEN_FILE={stack.launcher_token}\n"
                 "sevlaunch host list --all; sevlaunch host console demo-1; sevlaunch host timeline demo-1\n"
                 "sevlaunch broker audit; sevlaunch platform status\n"
                 f"stop them with: pkill -f {root}",

@@ -5,21 +5,31 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from sevlaunch.cli._util import EXIT_USAGE, emit_json, fail, read_file
+from sevlaunch.cli._conn import (
+    ADDRESS_FORMS,
+    HOST_ENV,
+    HOST_TOKEN_ENV,
+    Conn,
+    alias,
+    apply_aliases,
+    default_host,
+    host_connection,
+    limits_of,
+    platform_option,
+    server_options,
+)
+from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, read_file
 from sevlaunch.errors import SevlaunchError
 
 if TYPE_CHECKING:
     from sevlaunch.protocol import HostEvent
-
-CONNECT_HELP = "Host manager: unix:PATH or tcp:HOST:PORT (default: $SEVLAUNCH_HOST)."
 
 
 @click.group()
@@ -33,10 +43,15 @@ def host() -> None:
     "state_dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="State directory (SQLite, run files).",
+    help="State directory (SQLite, run files), created mode 0700.",
 )
 @click.option(
-    "--listen", default=None, help="unix:PATH (default STATE/host.sock) or tcp:HOST:PORT."
+    "--listen",
+    envvar=HOST_ENV,
+    show_envvar=True,
+    default=default_host,
+    show_default="unix:RUNDIR/host.sock",
+    help=f"Where to listen: {ADDRESS_FORMS}.",
 )
 @click.option(
     "--qemu",
@@ -44,48 +59,82 @@ def host() -> None:
     show_default=True,
     help="Hypervisor binary: sevlaunch-vmm or qemu-system-x86_64.",
 )
-@click.option(
-    "--platform",
-    "platform",
-    default=None,
-    help="Emulated platform socket, given to the hypervisor as its SEV device.",
+@platform_option(
+    default=False,
+    help_text="The emulated platform's socket, given to the hypervisor as its SEV device "
+    "(default: none, the hypervisor's own).",
 )
-@click.option("--token-file", type=click.Path(dir_okay=False), help="Bearer token required on TCP.")
+@click.option(
+    "--host-token-file",
+    envvar=HOST_TOKEN_ENV,
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="File holding the bearer token TCP clients must present (mode 0600).",
+)
+@alias("--token-file", "host_token_file", "--host-token-file")
+@server_options
+@apply_aliases
 def serve(
-    state_dir: str, listen: str | None, qemu: str, platform: str | None, token_file: str | None
+    state_dir: str,
+    listen: str,
+    qemu: str,
+    platform: str | None,
+    host_token_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure_plain_http: bool,
+    **limits: Any,
 ) -> None:
-    """Run the host manager daemon."""
+    """Run the host manager daemon (until SIGTERM); prints one line when it is ready."""
+    from sevlaunch import _http
+    from sevlaunch._files import read_private
+    from sevlaunch._listen import Tls
     from sevlaunch.host.serve import serve_forever
 
-    listen = listen or f"unix:{Path(state_dir) / 'host.sock'}"
-    token = read_file(token_file, "token file").decode().strip() if token_file else None
-    if listen.startswith("tcp:") and not token:
+    with errors_to_exit(code=EXIT_USAGE):
+        address = _http.parse(listen, what="host manager listener")
+        socket_path = _http.platform_socket(platform) if platform else None
+        token = (
+            read_private(host_token_file, "host token file").decode().strip()
+            if host_token_file
+            else None
+        )
+        tls = Tls.of(tls_cert, tls_key)
+    if address.scheme != "unix" and not token:
         fail(
-            "a TCP listener needs --token-file (the Unix socket is protected by its file mode)",
+            "a TCP listener needs --host-token-file (the Unix socket is protected by its "
+            "file mode)",
             code=EXIT_USAGE,
         )
-    try:
-        serve_forever(Path(state_dir), listen, qemu=qemu, platform=platform, token=token)
-    except SevlaunchError as exc:
-        fail(str(exc))
 
+    def ready() -> None:
+        click.echo(f"sevlaunch host: listening on {address}", err=True)
 
-def _connect_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--token-file", type=click.Path(dir_okay=False), help="Bearer token for TCP."
-    )(func)
-    return click.option("--connect", "-c", "uri", default=None, help=CONNECT_HELP)(func)
+    with errors_to_exit():
+        serve_forever(
+            Path(state_dir),
+            listen,
+            qemu=qemu,
+            platform=socket_path,
+            token=token,
+            tls=tls,
+            limits=limits_of(limits),
+            insecure_plain_http=insecure_plain_http,
+            ready=ready,
+        )
 
 
 @contextmanager
-def _client(uri: str | None, token_file: str | None) -> Iterator[Any]:
+def _client(conn: Conn) -> Iterator[Any]:
     from sevlaunch.host.client import HostClient, read_token
 
-    uri = uri or os.environ.get("SEVLAUNCH_HOST")
-    if not uri:
-        fail("no host manager given: use --connect URI or set SEVLAUNCH_HOST", code=EXIT_USAGE)
     try:
-        with HostClient(uri, token=read_token(token_file)) as client:
+        with HostClient(
+            conn.address,
+            token=read_token(conn.token_file),
+            ca_file=conn.ca_file,
+            insecure_plain_http=conn.insecure_plain_http,
+        ) as client:
             yield client
     except SevlaunchError as exc:
         fail(str(exc))
@@ -97,44 +146,44 @@ def _print_params(params: Mapping[str, object], width: int) -> None:
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.option(
     "--refresh", is_flag=True, help="Probe the hypervisor again instead of using the cache."
 )
-def nodesevinfo(uri: str | None, token_file: str | None, refresh: bool) -> None:
+def nodesevinfo(host: Conn, refresh: bool) -> None:
     """Node SEV info: pdh, cert-chain, cpu0-id, cbitpos, reduced-phys-bits, max-guests, max-es-guests."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         _print_params(c.node_sev_info(refresh=refresh).to_wire(), 18)
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("file", type=click.Path(dir_okay=False))
-def define(uri: str | None, token_file: str | None, file: str) -> None:
+def define(host: Conn, file: str) -> None:
     """Define a domain from an XML file."""
     xml = read_file(file, "domain XML").decode()
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         info = c.define(xml)
     click.echo(f"Domain '{info.name}' defined from {file}")
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
-def undefine(uri: str | None, token_file: str | None, domain: str) -> None:
+def undefine(host: Conn, domain: str) -> None:
     """Undefine an inactive domain."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         c.undefine(domain)
     click.echo(f"Domain '{domain}' has been undefined")
 
 
 @host.command(name="list")
-@_connect_option
+@host_connection
 @click.option("--all", "all_domains", is_flag=True, help="Include inactive domains.")
 @click.option("--json", "as_json", is_flag=True)
-def list_domains(uri: str | None, token_file: str | None, all_domains: bool, as_json: bool) -> None:
+def list_domains(host: Conn, all_domains: bool, as_json: bool) -> None:
     """List domains (running and paused; --all for every one)."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         rows = c.list_domains(all_domains=all_domains)
     if as_json:
         emit_json([r.to_wire() for r in rows])
@@ -147,20 +196,20 @@ def list_domains(uri: str | None, token_file: str | None, all_domains: bool, as_
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
-def dumpxml(uri: str | None, token_file: str | None, domain: str) -> None:
+def dumpxml(host: Conn, domain: str) -> None:
     """Print a domain's XML."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         click.echo(c.dumpxml(domain), nl=False)
 
 
 def _simple(name: str, verb: str, help_text: str) -> None:
     @host.command(name=name, help=help_text)
-    @_connect_option
+    @host_connection
     @click.argument("domain")
-    def command(uri: str | None, token_file: str | None, domain: str) -> None:
-        with _client(uri, token_file) as c:
+    def command(host: Conn, domain: str) -> None:
+        with _client(host) as c:
             getattr(c, name)(domain)
         click.echo(f"Domain '{domain}' {verb}")
 
@@ -172,25 +221,25 @@ _simple("destroy", "destroyed", "Stop a domain at once.")
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
 @click.option(
     "--paused", is_flag=True, help="Leave the vCPUs paused (needed to inject a launch secret)."
 )
-def start(uri: str | None, token_file: str | None, domain: str, paused: bool) -> None:
+def start(host: Conn, domain: str, paused: bool) -> None:
     """Start a defined domain."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         c.start(domain, paused=paused)
     click.echo(f"Domain '{domain}' started")
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
 @click.option("--json", "as_json", is_flag=True)
-def domlaunchsecinfo(uri: str | None, token_file: str | None, domain: str, as_json: bool) -> None:
+def domlaunchsecinfo(host: Conn, domain: str, as_json: bool) -> None:
     """Launch security info: sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         info = c.launch_security_info(domain)
     params = {} if info is None else info.to_wire()
     if as_json:
@@ -200,7 +249,7 @@ def domlaunchsecinfo(uri: str | None, token_file: str | None, domain: str, as_js
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
 @click.option(
     "--secrethdr",
@@ -222,8 +271,7 @@ def domlaunchsecinfo(uri: str | None, token_file: str | None, domain: str, as_js
     help="Guest physical address, decimal or 0x hex (default: the firmware's secret area).",
 )
 def domsetlaunchsecstate(
-    uri: str | None,
-    token_file: str | None,
+    host: Conn,
     domain: str,
     secrethdr: str,
     secret_file: str,
@@ -234,7 +282,7 @@ def domsetlaunchsecstate(
     secret = read_file(secret_file, "secret").decode().strip()
     from sevlaunch.protocol import SecretRelease
 
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         release = SecretRelease.from_wire({"sev-secret-header": header, "sev-secret": secret})
         c.set_launch_security_state(domain, release, set_address)
 
@@ -252,15 +300,13 @@ def _address(text: str | None) -> int | None:
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.option("--loop", is_flag=True, help="Keep printing events until interrupted.")
 @click.option("--domain", default=None, help="Only this domain's events.")
 @click.option("--json", "as_json", is_flag=True)
-def event(
-    uri: str | None, token_file: str | None, loop: bool, domain: str | None, as_json: bool
-) -> None:
+def event(host: Conn, loop: bool, domain: str | None, as_json: bool) -> None:
     """Print lifecycle events and launch steps as they happen (one unless --loop)."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         for item in c.events():
             if item.kind == "subscribed" or (domain and item.domain != domain):
                 continue
@@ -286,21 +332,21 @@ def _describe_event(item: HostEvent) -> str:
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
-def console(uri: str | None, token_file: str | None, domain: str) -> None:
+def console(host: Conn, domain: str) -> None:
     """Print the domain's serial console log."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         click.echo(c.console(domain), nl=False)
 
 
 @host.command()
-@_connect_option
+@host_connection
 @click.argument("domain")
 @click.option("--json", "as_json", is_flag=True)
-def timeline(uri: str | None, token_file: str | None, domain: str, as_json: bool) -> None:
+def timeline(host: Conn, domain: str, as_json: bool) -> None:
     """Every launch step of the domain's last launch, with party, duration and outcome."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         info = c.domain(domain)
         steps = c.timeline(domain, info.launch)
     if as_json:
@@ -314,17 +360,17 @@ def timeline(uri: str | None, token_file: str | None, domain: str, as_json: bool
 
 
 @host.command(name="secret-define")
-@_connect_option
+@host_connection
 @click.argument("file", type=click.Path(dir_okay=False))
-def secret_define(uri: str | None, token_file: str | None, file: str) -> None:
+def secret_define(host: Conn, file: str) -> None:
     """Define a secret from libvirt's secret XML."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         uid = c.secret_define(read_file(file, "secret XML").decode())
     click.echo(f"Secret {uid} created")
 
 
 @host.command(name="secret-set-value")
-@_connect_option
+@host_connection
 @click.argument("uuid")
 @click.option(
     "--file", "value_file", type=click.Path(dir_okay=False), help="Read the value from a file."
@@ -333,8 +379,7 @@ def secret_define(uri: str | None, token_file: str | None, file: str) -> None:
     "--base64", "value_b64", default=None, help="The value, base64-encoded (as virsh takes it)."
 )
 def secret_set_value(
-    uri: str | None,
-    token_file: str | None,
+    host: Conn,
     uuid: str,
     value_file: str | None,
     value_b64: str | None,
@@ -350,16 +395,16 @@ def secret_set_value(
         )
     except (binascii.Error, ValueError):
         fail("--base64 takes the value base64-encoded (as virsh secret-set-value)", code=EXIT_USAGE)
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         c.secret_set_value(uuid, value)
     click.echo("Secret value set")
 
 
 @host.command(name="secret-list")
-@_connect_option
-def secret_list(uri: str | None, token_file: str | None) -> None:
+@host_connection
+def secret_list(host: Conn) -> None:
     """List secrets (UUIDs and whether a value is set; never values)."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         rows = c.secret_list()
     click.echo(f" {'UUID':<38}Value")
     click.echo("-" * 50)
@@ -368,10 +413,10 @@ def secret_list(uri: str | None, token_file: str | None) -> None:
 
 
 @host.command(name="secret-undefine")
-@_connect_option
+@host_connection
 @click.argument("uuid")
-def secret_undefine(uri: str | None, token_file: str | None, uuid: str) -> None:
+def secret_undefine(host: Conn, uuid: str) -> None:
     """Delete a secret and its value."""
-    with _client(uri, token_file) as c:
+    with _client(host) as c:
         c.secret_undefine(uuid)
     click.echo(f"Secret {uuid} deleted")

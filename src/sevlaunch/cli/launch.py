@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
+from sevlaunch.cli._conn import ALIASES, LAUNCHER_TOKEN_ENV, Conn, launch_connections, token_file
 from sevlaunch.cli._util import EXIT_USAGE, fail, read_file
 from sevlaunch.errors import SevlaunchError
 from sevlaunch.orchestrate.launch import PARALLEL_STARTS
@@ -21,31 +22,25 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("domain_xml", type=click.Path(dir_okay=False))
+@launch_connections
 @click.option(
-    "--host",
-    "host_uri",
+    "--workload",
+    envvar="SEVLAUNCH_WORKLOAD",
+    show_envvar=True,
     default=None,
-    help="Host manager: unix:PATH or tcp:HOST:PORT (default $SEVLAUNCH_HOST).",
-)
-@click.option(
-    "--host-token-file",
-    type=click.Path(dir_okay=False),
-    help="Bearer token for a TCP host manager.",
-)
-@click.option(
-    "--broker", "broker_url", default=None, help="Attestation broker URL (http://… or unix:PATH)."
-)
-@click.option("--workload", default=None, help="The broker workload to launch.")
-@click.option(
-    "--token-file", type=click.Path(dir_okay=False), help="Launcher token for the broker."
+    help="The broker workload to launch.",
 )
 @click.option(
     "--owner-dir",
+    envvar="SEVLAUNCH_OWNER_DIR",
+    show_envvar=True,
     type=click.Path(file_okay=False),
-    help="Run the owner toolkit locally on DIR/owner.json.",
+    help="Run the owner toolkit locally on DIR/owner.json instead of asking a broker.",
 )
 @click.option(
     "--kds-url",
+    envvar="SEVLAUNCH_KDS_URL",
+    show_envvar=True,
     default=None,
     help="Key server for the signed CEK (default AMD's; for an emulated platform the URL "
     "`sevlaunch platform kds` prints).",
@@ -79,11 +74,9 @@ if TYPE_CHECKING:
 )
 def launch(
     domain_xml: str,
-    host_uri: str | None,
-    host_token_file: str | None,
-    broker_url: str | None,
+    host: Conn,
+    broker: Conn,
     workload: str | None,
-    token_file: str | None,
     owner_dir: str | None,
     kds_url: str | None,
     count: int,
@@ -98,17 +91,19 @@ def launch(
     from sevlaunch.orchestrate.launch import Launcher
     from sevlaunch.orchestrate.progress import Progress
 
-    host_uri = host_uri or os.environ.get("SEVLAUNCH_HOST")
-    if not host_uri:
-        fail("no host manager given: use --host URI or set SEVLAUNCH_HOST", code=EXIT_USAGE)
     xml = read_file(domain_xml, "domain XML").decode()
     try:
-        from sevlaunch.host.client import transport_for
+        from sevlaunch import _http
         from sevlaunch.host.domxml import Domain
 
-        transport_for(host_uri)
-        token = read_token(host_token_file)
-        owner = _owner(broker_url, workload, token_file, owner_dir)
+        for conn, what in ((host, "host manager"), (broker, "broker")):
+            _http.require_private(
+                _http.parse(conn.address, what=what),
+                what=what,
+                insecure_plain_http=conn.insecure_plain_http,
+            )
+        token = read_token(host.token_file)
+        owner = _owner(broker, workload, owner_dir)
         base = Domain.from_xml(xml).name
     except SevlaunchError as exc:
         fail(str(exc), code=EXIT_USAGE)
@@ -117,9 +112,14 @@ def launch(
     gate = threading.Semaphore(parallel_starts)
 
     def one(name: str) -> dict[str, object]:
-        with HostClient(host_uri, token=token) as host:
+        with HostClient(
+            host.address,
+            token=token,
+            ca_file=host.ca_file,
+            insecure_plain_http=host.insecure_plain_http,
+        ) as client:
             launcher = Launcher(
-                host,
+                client,
                 owner,
                 xml,
                 name=name,
@@ -141,22 +141,31 @@ def launch(
     raise SystemExit(0 if all(r["ok"] for r in results) else 1)
 
 
-def _owner(
-    broker_url: str | None, workload: str | None, token_file: str | None, owner_dir: str | None
-) -> GuestOwner:
+def _owner(broker: Conn, workload: str | None, owner_dir: str | None) -> GuestOwner:
     from sevlaunch.orchestrate.owner_port import BrokerOwner, LocalOwner, OwnerConfig
 
-    if (broker_url is None) == (owner_dir is None):
-        raise _usage("give either --broker URL --workload NAME or --owner-dir DIR")
+    ctx = click.get_current_context()
+    broker_given = ctx.get_parameter_source("broker_url") is ParameterSource.COMMANDLINE
     if owner_dir is not None:
+        if broker_given or "broker_url" in ctx.meta.get(ALIASES, {}):
+            raise _usage("give either --broker ADDRESS --workload NAME or --owner-dir DIR")
         return LocalOwner(OwnerConfig.load(Path(owner_dir)))
     if not workload:
-        raise _usage("--broker needs --workload NAME")
-    token_path = token_file or os.environ.get("SEVLAUNCH_BROKER_TOKEN_FILE")
-    if not token_path:
-        raise _usage("--broker needs --token-file FILE (the launcher token)")
-    assert broker_url is not None
-    return BrokerOwner(broker_url, read_file(token_path, "token file").strip(), workload)
+        raise _usage(
+            "give either --broker ADDRESS --workload NAME or --owner-dir DIR "
+            "(--broker needs --workload NAME)"
+        )
+    try:
+        path = token_file(broker.token_file, "--launcher-token-file", LAUNCHER_TOKEN_ENV)
+    except click.UsageError as exc:
+        raise _usage(f"--broker needs the launcher token: {exc.message}") from None
+    return BrokerOwner(
+        broker.address,
+        read_file(path, "token file").strip(),
+        workload,
+        ca_file=broker.ca_file,
+        insecure_plain_http=broker.insecure_plain_http,
+    )
 
 
 def _usage(message: str) -> SevlaunchError:

@@ -1,21 +1,22 @@
 """``sevlaunch platform``: run the emulated SEV platform and administer it as sevctl would.
 
 ``serve`` owns a state directory and a socket; every other command is a client of that
-socket (``--socket PATH`` or ``$SEVLAUNCH_PLATFORM``) and is named after its sevctl
-counterpart. The admin commands INIT an UNINIT platform first where Linux's ``/dev/sev``
+socket (``--platform ADDRESS`` or ``$SEVLAUNCH_PLATFORM``, as ``serve --listen``) and is named
+after its sevctl counterpart. The admin commands INIT an UNINIT platform first where Linux's ``/dev/sev``
 does (pek-gen, pdh-gen, pek-csr, pek-cert-import, export).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from sevlaunch.cli._conn import alias, apply_aliases, default_platform, platform_option
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, json_option, read_file
+from sevlaunch.errors import UsageError
 
 if TYPE_CHECKING:
     from sevlaunch.platform.client import PlatformClient
@@ -23,15 +24,7 @@ if TYPE_CHECKING:
 SOCKET_ENV = "SEVLAUNCH_PLATFORM"
 
 
-def _socket_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--socket",
-        "socket_path",
-        envvar=SOCKET_ENV,
-        required=True,
-        type=click.Path(dir_okay=False),
-        help=f"The platform service's socket (default: ${SOCKET_ENV}).",
-    )(func)
+_socket_option = platform_option(dest="socket_path")
 
 
 def _write(path: str, data: bytes, what: str) -> None:
@@ -55,13 +48,17 @@ def platform() -> None:
     help="Directory holding the platform's persistent state (created mode 0700).",
 )
 @click.option(
-    "--socket",
+    "--listen",
     "socket_path",
     envvar=SOCKET_ENV,
-    required=True,
-    type=click.Path(dir_okay=False),
-    help=f"Unix socket to listen on (default: ${SOCKET_ENV}); a stale one is replaced.",
+    show_envvar=True,
+    default=default_platform,
+    metavar="ADDRESS",
+    show_default="unix:RUNDIR/platform.sock",
+    help="Unix socket to listen on: unix:PATH or a bare path; a stale one is replaced.",
 )
+@alias("--socket", "socket_path", "--listen")
+@apply_aliases
 @click.option(
     "--profile",
     default=None,
@@ -85,10 +82,19 @@ def serve(
     state_dir: str, socket_path: str, profile: str | None, latency: str, socket_mode: str
 ) -> None:
     """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT."""
+    import os
+
+    from sevlaunch._http import platform_socket
+    from sevlaunch._storage import require_writable
     from sevlaunch.platform.latency import MODELS
     from sevlaunch.platform.service import open_service, run
 
     logging.basicConfig(level=logging.INFO, format="sevlaunch platform: %(message)s")
+    os.umask(0o077)  # state and socket are the service's alone, whatever the caller's umask
+    with errors_to_exit(code=EXIT_USAGE):
+        socket_path = platform_socket(socket_path)
+    with errors_to_exit():
+        require_writable(state_dir, "state directory")
     with errors_to_exit(code=EXIT_USAGE):
         service = open_service(state_dir, profile, latency=MODELS[latency])
     assert service.store is not None
@@ -256,19 +262,35 @@ def export_root(socket_path: str, out: str) -> None:
 @platform.command()
 @_socket_option
 @click.option(
-    "--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT to serve on (loopback)."
+    "--listen",
+    envvar="SEVLAUNCH_KDS_LISTEN",
+    show_envvar=True,
+    default="tcp:127.0.0.1:0",
+    show_default=True,
+    metavar="ADDRESS",
+    help="tcp:HOST:PORT (or http://HOST:PORT) to serve on; port 0 picks a free one.",
 )
 def kds(socket_path: str, listen: str) -> None:
     """Serve this platform's AMD-key-server counterpart over HTTP: its ASK-signed CEK at
     /cek/id/<chip id> and its emulated CA at /ask_ark_emulated.cert (use the printed URL as
-    --kds-url)."""
+    --kds-url). It serves public certificates only, so plain HTTP needs no token."""
+    from sevlaunch import _http
+    from sevlaunch.cli._conn import deprecated
     from sevlaunch.platform.kds_server import KdsServer
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.UsageError(f"--listen takes HOST:PORT, got {listen!r}")
-    server = KdsServer((host, int(port)), socket_path)
-    click.echo(f"key server for {socket_path} at {server.url}", err=True)
+    if _http.HOST_PORT.match(listen):
+        deprecated(f"--listen {listen}", f"--listen tcp:{listen}")
+        listen = f"tcp:{listen}"
+    with errors_to_exit(code=EXIT_USAGE):
+        address = _http.parse(listen, what="key server listener")
+        path = _http.platform_socket(socket_path)
+        if address.scheme != "http" or address.prefix:
+            raise UsageError(f"--listen takes tcp:HOST:PORT or http://HOST:PORT, got {listen!r}")
+        try:
+            server = KdsServer((address.host, address.port), path)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    click.echo(f"key server for {path} at {server.url}", err=True)
     click.echo(server.url)
     try:
         server.serve_forever()

@@ -18,6 +18,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from sevlaunch._guard import Guard, Limits, Scope, bearer
 from sevlaunch.errors import HostError, QemuCommandError
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow
@@ -70,7 +71,18 @@ class SecretValue(BaseModel):
     value: str = Field(description="base64 of the secret value")
 
 
-def create_app(manager: HostManager, *, token: str | None = None) -> FastAPI:
+_GUARD_CODES = {"unauthenticated": "authentication failed"}
+
+
+def render_error(status: int, reason: str, message: str) -> dict[str, Any]:
+    """The API's error body for a refusal made before the app ran (:mod:`sevlaunch._guard`)."""
+    del status
+    return {"error": {"code": _GUARD_CODES.get(reason, reason), "message": message, "field": None}}
+
+
+def create_app(
+    manager: HostManager, *, token: str | None = None, limits: Limits | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await manager.startup()
@@ -102,6 +114,11 @@ def create_app(manager: HostManager, *, token: str | None = None) -> FastAPI:
             error["qmp"] = {"command": exc.command, "class": exc.error_class, "desc": exc.desc}
         return JSONResponse({"error": error}, status_code=status)
 
+    def authorized(scope: Scope) -> bool:
+        presented = bearer(scope) or b""
+        return token is None or hmac.compare_digest(presented, token.encode())
+
+    app.add_middleware(Guard, authorized=authorized, render=render_error, limits=limits)
     _routes(app, manager)
     from sevlaunch.host.dashboard import add_dashboard
 

@@ -1,7 +1,7 @@
 """A synchronous client of the host manager's API, for the CLI and the VM tool.
 
-``connect`` takes the same forms as ``sevlaunch host serve --listen``: ``unix:PATH`` or
-``tcp:HOST:PORT``; TCP needs the bearer token (``--token-file`` or ``SEVLAUNCH_HOST_TOKEN_FILE``).
+``connect`` takes the same forms as ``sevlaunch host serve --listen`` (:mod:`sevlaunch._http`);
+TCP needs the bearer token (``--host-token-file`` or ``SEVLAUNCH_HOST_TOKEN_FILE``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ from sevlaunch.protocol import (
 )
 
 DEFAULT_TIMEOUT = 120.0
-
-
-def transport_for(uri: str) -> tuple[httpx.HTTPTransport | None, str]:
-    """An httpx transport and base URL for the host manager at ``uri``."""
-    return _http.transport_for(uri, what="host")
+_HINT = "start one with 'sevlaunch host serve' or pass -c/--connect ADDRESS (or SEVLAUNCH_HOST)"
 
 
 def read_token(token_file: str | None) -> str | None:
@@ -47,14 +43,36 @@ def read_token(token_file: str | None) -> str | None:
 
 class HostClient:
     def __init__(
-        self, uri: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        uri: str,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
+        insecure_plain_http: bool = False,
     ) -> None:
-        transport, base = transport_for(uri)
+        self.address = _http.parse(uri, what="host manager")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.uri = uri
         self.token = token
-        self._http = httpx.Client(
-            base_url=base, transport=transport, headers=headers, timeout=timeout
+        self.ca_file = ca_file
+        self.insecure_plain_http = insecure_plain_http
+        self._http = _http.client(
+            self.address,
+            what="host manager",
+            headers=headers,
+            timeout=timeout,
+            ca_file=ca_file,
+            insecure_plain_http=insecure_plain_http,
+        )
+
+    def reopen(self) -> HostClient:
+        """A second client with the same address, token and TLS settings (own connection)."""
+        return HostClient(
+            self.uri,
+            token=self.token,
+            ca_file=self.ca_file,
+            insecure_plain_http=self.insecure_plain_http,
         )
 
     def __enter__(self) -> HostClient:
@@ -74,7 +92,10 @@ class HostClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise HostError("failed to connect to the host manager", f"{self.uri}: {exc}") from None
+            raise HostError(
+                "failed to connect to the host manager",
+                _http.unreachable(exc, self.address, self.ca_file, _HINT),
+            ) from None
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("application/json"):

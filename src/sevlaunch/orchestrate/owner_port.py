@@ -30,10 +30,20 @@ class GuestOwner(Protocol):
 class BrokerOwner:
     """The attestation broker (``sevlaunch broker serve``) plays the guest owner."""
 
-    def __init__(self, url: str, token: bytes, workload: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: bytes,
+        workload: str,
+        *,
+        ca_file: str | None = None,
+        insecure_plain_http: bool = False,
+    ) -> None:
         from sevlaunch.broker.client import BrokerClient
 
-        self.client = BrokerClient(url, token)
+        self.client = BrokerClient(
+            url, token, ca_file=ca_file, insecure_plain_http=insecure_plain_http
+        )
         self.workload = workload
 
     def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:

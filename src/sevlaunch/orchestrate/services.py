@@ -97,7 +97,7 @@ class Stack:
                 "serve",
                 "--state",
                 str(self.root / "platform"),
-                "--socket",
+                "--listen",
                 str(self.platform_socket),
                 "--profile",
                 self.profile,
@@ -108,10 +108,10 @@ class Stack:
             detach,
         )
         if self.es:
-            self._cli("platform", "init", "--es", "--socket", str(self.platform_socket))
+            self._cli("platform", "init", "--es", "--platform", str(self.platform_socket))
         kds = self._spawn(
             "kds",
-            ["platform", "kds", "--socket", str(self.platform_socket)],
+            ["platform", "kds", "--platform", str(self.platform_socket)],
             None,
             detach,
             capture=True,

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from sevlaunch.errors import PlatformError, PlatformUnavailableError, UsageError
+from sevlaunch.errors import PlatformError, PlatformUnavailableError, ProtocolError, UsageError
 from sevlaunch.firmware.memory import Memory
 from sevlaunch.formats.chain import PlatformChain
 from sevlaunch.formats.commands import GuestStatusBuffer, PlatformStatusBuffer
@@ -32,12 +32,21 @@ T = TypeVar("T")
 _RECV = 1 << 20
 
 
+#: Seconds a new connection's peer has to answer PROFILE (served without waiting for the
+#: PSP) before the client decides it is not a platform service (an HTTP server never answers
+#: a frame that holds no line break; it used to hang a client for 60 s).
+PEER_TIMEOUT = 3.0
+
+
 def resolve_socket(path: str | Path | None) -> str:
-    """``path``, else ``$SEVLAUNCH_PLATFORM``, else a UsageError saying how to name one."""
+    """``path`` (``unix:PATH`` or a bare path), else ``$SEVLAUNCH_PLATFORM``, else a
+    UsageError saying how to name one."""
+    from sevlaunch._http import platform_socket
+
     chosen = str(path) if path else os.environ.get(ENV_SOCKET)
     if not chosen:
-        raise UsageError(f"no platform socket given: pass --socket PATH or set {ENV_SOCKET}")
-    return chosen
+        raise UsageError(f"no platform socket given: pass --platform PATH or set {ENV_SOCKET}")
+    return platform_socket(chosen)
 
 
 def _check(response: p.Response) -> p.Response:
@@ -67,14 +76,41 @@ class PlatformClient:
     def _connect(self) -> socket.socket:
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
+            sock.settimeout(min(PEER_TIMEOUT, self.timeout or PEER_TIMEOUT))
             try:
                 sock.connect(self.path)
+                self._check_peer(sock)
             except OSError as exc:
                 sock.close()
                 raise PlatformUnavailableError(self.path, exc.strerror or str(exc)) from None
+            except PlatformError:
+                sock.close()
+                raise
+            sock.settimeout(self.timeout)
             self._sock = sock
         return self._sock
+
+    def _check_peer(self, sock: socket.socket) -> None:
+        """Ask PROFILE with a short deadline: whatever else listens there fails fast."""
+        sock.sendall(p.encode_request(p.ServiceRequest(p.ServiceOp.PROFILE)))
+        try:
+            response = self._receive(sock)
+        except TimeoutError:
+            raise PlatformUnavailableError(
+                self.path,
+                f"it accepted the connection but did not answer as a platform service within "
+                f"{PEER_TIMEOUT:g} s (is it another service's socket?)",
+            ) from None
+        except ProtocolError as exc:
+            raise PlatformUnavailableError(
+                self.path, f"the peer is not a platform service ({exc.reason})"
+            ) from None
+        except PlatformError:
+            raise PlatformUnavailableError(
+                self.path, "the peer hung up on a PROFILE request: it is not a platform service"
+            ) from None
+        if not isinstance(response, p.ProfileReply):
+            raise PlatformUnavailableError(self.path, "the peer did not answer PROFILE")
 
     def request(self, request: p.Request) -> p.Response:
         """Send one request and return the response as is (an ErrorReply included)."""

@@ -4,20 +4,32 @@ Real hosts' CEKs are signed by AMD and served by kdsintf.amd.com by chip ID; an 
 platform's CEK is signed by its emulated ASK, so this serves it, with the same URL layout
 :mod:`sevlaunch.kds` uses for a mirror (``/cek/id/<ID>``, ``/ask_ark_<name>.cert``). The
 guest-owner and VM-tool code that fetches from AMD then works unchanged against it.
+
+It serves GET only (a body is never read), gives a connection :data:`HEADER_TIMEOUT` seconds
+to send its request and serves at most :data:`MAX_CONNECTIONS` at once (more get a 503).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from sevlaunch.platform.client import PlatformClient
 
 CA_NAME = "emulated"
+HEADER_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+    b"Connection: close\r\n\r\ntoo busy\n"
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: KdsServer
+    timeout = HEADER_TIMEOUT  # a socket read timeout: a slow request head is dropped
 
     def do_GET(self) -> None:
         try:
@@ -54,6 +66,25 @@ class KdsServer(ThreadingHTTPServer):
         # secrets, unlike the PEK and PDH): ask the PSP once, not on every request
         self._chip_id: bytes | None = None
         self._cek: bytes | None = None
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
