@@ -66,15 +66,6 @@ class HostClient:
             insecure_plain_http=insecure_plain_http,
         )
 
-    def reopen(self) -> HostClient:
-        """A second client with the same address, token and TLS settings (own connection)."""
-        return HostClient(
-            self.uri,
-            token=self.token,
-            ca_file=self.ca_file,
-            insecure_plain_http=self.insecure_plain_http,
-        )
-
     def __enter__(self) -> HostClient:
         return self
 
@@ -86,7 +77,12 @@ class HostClient:
 
     def sibling(self) -> HostClient:
         """A second connection to the same host, for a blocking event stream beside calls."""
-        return HostClient(self.uri, token=self.token)
+        return HostClient(
+            self.uri,
+            token=self.token,
+            ca_file=self.ca_file,
+            insecure_plain_http=self.insecure_plain_http,
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
