@@ -339,7 +339,9 @@ def test_the_emulated_hypervisor_parses_our_command_line() -> None:
     assert config.smp.cpus == 4
     assert config.cpu_model == "host"
     assert [q.path for q in config.qmp] == [f"{DIR}/qmp.sock"]
-    assert config.serial == ("file:/var/log/sevlaunch/sev-guest.log",)
+    assert [(p.index, p.chardev.backend, p.chardev.path) for p in config.serials] == [
+        (0, "file", "/var/log/sevlaunch/sev-guest.log")
+    ]
     assert [(d.interface, d.file) for d in config.drives] == [
         ("virtio", "/var/lib/sevlaunch/images/data.img")
     ]

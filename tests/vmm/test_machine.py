@@ -191,6 +191,22 @@ def test_run_states_and_events(harness: Harness) -> None:
     assert "Linux: power button pressed, shutting down" in harness.console
 
 
+def test_no_shutdown_stops_the_vm_at_the_guests_power_off(harness: Harness) -> None:
+    """-no-shutdown: SHUTDOWN then STOP, status "shutdown", and the process is left to the
+    manager (libvirt kills it); a host quit still ends it."""
+
+    async def body(machine: Machine) -> None:
+        await machine.cont()
+        await machine.system_powerdown()
+        assert machine.query_status() == {"status": "shutdown", "running": False}
+        assert not machine.shutdown_requested.is_set()
+        machine.quit()
+        assert machine.shutdown_requested.is_set()
+
+    run_machine(harness, harness.spec(no_shutdown=True, kernel=None, initrd=None), body)
+    assert harness.names()[-3:] == [GUEST_BOOTED_EVENT, "SHUTDOWN", "STOP"]
+
+
 def test_started_running_boots_without_secrets(harness: Harness) -> None:
     """Without -S, LAUNCH_FINISH follows at once; the guest finds no secret, the disk stays locked."""
 

@@ -39,6 +39,7 @@ from sevlaunch.formats.policy import Policy
 NS = "https://sevlaunch.dev/xmlns/domain/1"
 NS_PREFIX = "sevlaunch"
 MAX_DOCUMENT = 10 * 1024 * 1024
+MAX_NAME_BYTES = 255 - len(".xml.new")
 _Item = TypeVar("_Item")
 _U32 = 0xFFFF_FFFF
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -63,6 +64,7 @@ CHARDEV_TYPES = frozenset(
 )
 _TARGET_DEV = re.compile(r"(ioemu:)?(fd|hd|sd|vd|xvd|ubd)[a-zA-Z0-9_]+")
 _MACHINE = re.compile(r"[a-zA-Z0-9_.\-]+")
+_CPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # every QEMU x86 model name's shape
 _ABS_PATH = re.compile(r"(/|[a-zA-Z]:\\).+", re.DOTALL)
 _HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]+)")
 _XML_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -84,6 +86,7 @@ _DEV_ORDER = _words(
 )
 _LSEC_ORDER = _words("cbitpos reducedPhysBits policy handle dhCert session")
 _DISK_ORDER = _words("driver source backingStore target readonly")
+_SERIAL_ORDER = _words("source protocol log target")
 
 # virScaleInteger's suffixes: bare or "iB" is binary, "B" decimal, "b"/"bytes" plain bytes.
 _UNIT_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
@@ -262,7 +265,14 @@ class CpuConfig:
 
     def __post_init__(self) -> None:
         _check_choice("cpu/@mode", self.mode, sorted(CPU_MODES))
-        _check_text("cpu/model", self.model)
+        if self.model is not None and not _CPU_MODEL.fullmatch(self.model):
+            # What reaches -cpu is a bare model name: ',' '=' '+' would be QEMU options.
+            raise DomainXMLError(
+                "unsupported configuration",
+                f"CPU model {self.model} is not supported by hypervisor",
+                field="cpu/model",
+                value=self.model,
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,14 +309,18 @@ class DiskConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SerialConfig:
-    """``<serial>``: the guest console, a pty or a log file (``path``)."""
+    """``<serial>``: the guest console, a pty or a file (``path``); ``log_file`` is libvirt's
+    ``<log file=... append=...>``, a copy of everything the port sends."""
 
     type: str = "pty"
     path: str | None = None
+    log_file: str | None = None
+    log_append: bool | None = None
 
     def __post_init__(self) -> None:
         _check_choice("serial/@type", self.type, sorted(CHARDEV_TYPES))
-        _check_text("serial/source/@path", self.path)
+        _check_path("serial/source/@path", self.path)
+        _check_path("serial/log/@file", self.log_file)
         if self.type == "file" and not self.path:
             raise _xml_error(
                 "Missing source path attribute for char device: a 'file' serial needs "
@@ -423,14 +437,35 @@ def _check_path(where: str, value: str | None) -> None:
 
 
 def _check_name(name: str) -> None:
-    if not name:
-        raise _xml_error(
-            "missing name information: the domain needs a non-empty <name>", field="name"
+    """libvirt's name rules: its own ('/' and newline refused) and those its config directory
+    imposes (libvirt saves ``NAME.xml.new``, so '.', '..' and names over 247 bytes fail), plus
+    a name that is only white space, which libvirt 9.0 takes and no tool can address."""
+    if not name.strip():
+        raise DomainXMLError(
+            "missing name information",
+            "the domain's <name> is empty or only white space",
+            field="name",
+            value=name,
         )
     _check_text("name", name)
-    for bad in ("\n", "/"):
-        if bad in name:
-            raise _xml_error(f"name {name!r} cannot contain {bad!r}", field="name", value=name)
+    if "\n" in name:
+        raise _xml_error("invalid char in name: \\n", field="name", value=name)
+    if "/" in name:
+        raise _xml_error(f"name {name} cannot contain '/'", field="name", value=name)
+    if name in (".", ".."):
+        raise _xml_error(
+            f"name '{name}' cannot be used: libvirt keeps each domain in files named after it",
+            field="name",
+            value=name,
+        )
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise _xml_error(
+            f"name of {size} bytes is too long: libvirt saves a domain as NAME.xml.new, a file "
+            f"name of at most 255 bytes, so a name has at most {MAX_NAME_BYTES}",
+            field="name",
+            value=name[:64] + "...",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,7 +745,13 @@ def _parse_disk(el: etree._Element) -> DiskConfig:
 def _parse_serial(el: etree._Element) -> SerialConfig:
     chardev = _prop_choice(el, "type", sorted(CHARDEV_TYPES)) or "null"
     source = el.find("source")
-    return SerialConfig(type=chardev, path=None if source is None else source.get("path"))
+    log = el.find("log")
+    return SerialConfig(
+        type=chardev,
+        path=None if source is None else source.get("path"),
+        log_file=None if log is None else log.get("file"),
+        log_append=_prop_yesno(log, "append"),
+    )
 
 
 def _parse_launch_security(root: etree._Element) -> LaunchSecurity | None:
@@ -985,11 +1026,21 @@ def _write_serial(el: etree._Element, serial: SerialConfig) -> None:
     if serial.path is None:
         if source is not None:
             source.attrib.pop("path", None)
+    else:
+        if source is None:
+            source = etree.Element("source")
+            el.insert(0, source)
+        source.set("path", serial.path)
+    log = el.find("log")
+    if serial.log_file is None:
+        if log is not None:
+            el.remove(log)
         return
-    if source is None:
-        source = etree.Element("source")
-        el.insert(0, source)
-    source.set("path", serial.path)
+    if log is None:
+        log = etree.Element("log")
+        _insert(el, log, _SERIAL_ORDER)
+    log.set("file", serial.log_file)
+    _set_attr(log, "append", serial.log_append)
 
 
 def _write_launch_security(root: etree._Element, lsec: LaunchSecurity | None) -> None:

@@ -33,6 +33,7 @@ class BootMedia:
     initrd: bytes | None = None
     cmdline: str | None = None
     disks: tuple[Path, ...] = ()
+    disk_names: tuple[str, ...] = ()  # as Linux names them (vda, sda, ...); vdX when absent
 
 
 #: What the AmdSev firmware says when a blob does not match the measured hashes table.
@@ -131,7 +132,8 @@ class Guest:
         passphrase = secrets.get(LUKS_KEY_GUID)
         label = None
         for index, path in enumerate(self.media.disks):
-            name = f"vd{chr(ord('a') + index)}"
+            names = self.media.disk_names
+            name = names[index] if index < len(names) else f"vd{chr(ord('a') + index)}"
             if passphrase is None:
                 self.console(f"cryptsetup: {name}: no luks-key secret; disk stays locked")
                 continue

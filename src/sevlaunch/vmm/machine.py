@@ -55,8 +55,10 @@ class MachineSpec:
     initrd: Path | None = None
     append: str | None = None
     disks: tuple[Path, ...] = ()
+    disk_names: tuple[str, ...] = ()
     vcpus: int = 1
     cpu_model: str = "qemu64"
+    no_shutdown: bool = False  # -no-shutdown: a guest power-off stops the VM, the process stays
 
 
 @dataclass
@@ -159,9 +161,14 @@ class Machine:
         self._shutdown(guest=False, reason="host-signal")
 
     def _shutdown(self, *, guest: bool, reason: str) -> None:
+        """QEMU's shutdown: the process ends, except that with ``-no-shutdown`` a guest's own
+        power-off only stops the VM (SHUTDOWN, then STOP) and leaves the exit to the manager."""
         if self.state is not RunState.SHUTDOWN:
             self.state = RunState.SHUTDOWN
             self.emit("SHUTDOWN", {"guest": guest, "reason": reason})
+            if guest and self.spec.no_shutdown:
+                self.emit("STOP", None)
+                return
         self.shutdown_requested.set()
 
     def query_sev(self) -> dict[str, Any]:
@@ -230,6 +237,7 @@ class Machine:
             initrd=_read(spec.initrd, "-initrd") if spec.initrd else None,
             cmdline=spec.append,
             disks=spec.disks,
+            disk_names=spec.disk_names,
         )
         guest = Guest(media, self._guest_read, self.console, sev=self.sev is not None)
         result = await guest.boot()

@@ -18,11 +18,12 @@ import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sevlaunch.errors import CommandLineError, FirmwareError, PlatformError, SevlaunchError
 from sevlaunch.qmp import QMPServer, VersionInfo
-from sevlaunch.vmm.cmdline import VmConfig, parse_cmdline
+from sevlaunch.vmm.cmdline import DiskImage, VmConfig, parse_cmdline
+from sevlaunch.vmm.console import Console
 from sevlaunch.vmm.machine import MEASUREMENT_EVENT, Machine, MachineSpec
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.qmp_commands import VmmCommands
@@ -75,10 +76,26 @@ def machine_spec(config: VmConfig) -> MachineSpec:
         kernel=Path(config.kernel) if config.kernel else None,
         initrd=Path(config.initrd) if config.initrd else None,
         append=config.append,
-        disks=tuple(Path(d.file) for d in config.drives if d.interface != "pflash"),
+        disks=tuple(Path(d.file) for d in config.disks),
+        disk_names=guest_disk_names(config.disks),
         vcpus=config.smp.cpus,
         cpu_model=config.cpu_model or "qemu64",
+        no_shutdown=config.no_shutdown,
     )
+
+
+def guest_disk_names(disks: Sequence[DiskImage]) -> tuple[str, ...]:
+    """The names Linux gives the disks: virtio-blk ``vdX``, ATA and SCSI ``sdX``, CD-ROMs ``srN``."""
+    counters = {"vd": 0, "sd": 0, "sr": 0}
+    names = []
+    for disk in disks:
+        prefix = (
+            "vd" if disk.driver.startswith("virtio") else "sr" if disk.driver == "ide-cd" else "sd"
+        )
+        number = counters[prefix]
+        counters[prefix] += 1
+        names.append(f"sr{number}" if prefix == "sr" else prefix + chr(ord("a") + number))
+    return tuple(names)
 
 
 def _sev_config(sev: object) -> SevGuestConfig:
@@ -107,25 +124,6 @@ def _sev_config(sev: object) -> SevGuestConfig:
         kernel_hashes=sev.kernel_hashes,
         legacy_vm_type=sev.legacy_vm_type,
     )
-
-
-class Console:
-    """The serial port: a file (``-serial file:PATH``) or nowhere."""
-
-    def __init__(self, serial: Sequence[str]) -> None:
-        self._out: TextIO | None = None
-        for spec in serial:
-            if spec.startswith("file:"):
-                self._out = open(spec[5:], "a", buffering=1)  # noqa: SIM115 - lives with the process
-                break
-
-    def __call__(self, line: str) -> None:
-        if self._out is not None:
-            self._out.write(line + "\n")
-
-    def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
 
 
 async def _start_machine(
@@ -167,7 +165,7 @@ async def _listen(server: QMPServer, config: VmConfig) -> None:
 
 async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> int:
     server = QMPServer(VersionInfo(9, 1, 0, "sevlaunch-vmm"))
-    console = Console(config.serial)
+    console = Console(config.serials)
     device, device_error = open_device(sev_device_path(config))
     done = asyncio.Event()
     machine = await _start_machine(config, device, device_error, server, console)
