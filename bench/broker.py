@@ -51,7 +51,7 @@ from tests.broker.servers import broker_process, write_files  # noqa: E402
 
 from sevlaunch.broker import db  # noqa: E402
 from sevlaunch.broker.client import BrokerClient  # noqa: E402
-from sevlaunch.broker.service import Broker, MeasurementReport, NewWorkload, Settings  # noqa: E402
+from sevlaunch.broker.service import Broker, NewWorkload, Settings  # noqa: E402
 from sevlaunch.formats.sevcert import EccPublicKey, SevCert  # noqa: E402
 
 TARGET = 1.25
@@ -168,7 +168,7 @@ def in_process(
             POLICY,
         )
         m = p.launch_measure(keys, DIGEST, POLICY)
-        report = MeasurementReport(m.to_bytes(), p.api[0], p.api[1], p.build, POLICY)
+        report = p.launch_info(m, POLICY)
         t2 = time.perf_counter()
         released = broker.finish_launch(started.id, report)
         t3 = time.perf_counter()

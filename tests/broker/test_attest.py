@@ -63,14 +63,13 @@ def test_cert_chain_of_wrong_size_is_a_format_error(platform: FakePlatform) -> N
         attest.verify_platform(platform.pdh.to_bytes(), b"\0" * 100, None, [])
 
 
-def test_remembered_platform_makes_a_session_the_platform_accepts(platform: FakePlatform) -> None:
+def test_a_verified_platform_makes_a_session_the_platform_accepts(platform: FakePlatform) -> None:
     parsed = attest.parse_root(platform.ca_file, "lab")
     root = attest.Root(parsed.name, parsed.ark, parsed.ask)
     pdh = platform.pdh.to_bytes()
     chain = platform.pek.to_bytes() + platform.oca.to_bytes() + platform.cek.to_bytes()
-    remembered = attest.remembered_platform(pdh, chain, None, root)
-    assert remembered is not None
-    session = attest.make_session(remembered, 0x3, os.urandom)
+    verified = attest.verify_platform(pdh, chain, None, [root])
+    session = attest.make_session(verified, 0x3, os.urandom)
     keys = platform.launch_start(session.godh_b64, session.session_b64, 0x3)
     assert keys == session.keys
 

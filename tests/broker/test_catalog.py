@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from sevlaunch.broker import store
-from sevlaunch.broker.service import Broker, LaunchStarted, MeasurementReport, NewWorkload
+from sevlaunch.broker.service import Broker, LaunchStarted, NewWorkload
 from sevlaunch.errors import LaunchRefusedError
 from tests.broker.conftest import DIGEST, LUKS, POLICY, SECRET, Instance
 from tests.broker.fakeplatform import FakePlatform
@@ -41,9 +41,7 @@ def _finish(
     godh, session = (base64.b64encode(b).decode() for b in (started.godh, started.session))
     keys = platform.launch_start(godh, session, started.policy)
     measurement = platform.launch_measure(keys, digest, started.policy)
-    report = MeasurementReport(
-        measurement.to_bytes(), platform.api[0], platform.api[1], platform.build, started.policy
-    )
+    report = platform.launch_info(measurement, started.policy)
     released = broker.finish_launch(started.id, report)
     assert released.secret_header is not None
     assert released.secret is not None

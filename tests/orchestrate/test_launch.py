@@ -34,6 +34,7 @@ from sevlaunch.orchestrate.owner_port import BrokerOwner
 from sevlaunch.protocol import (
     DomainInfo,
     HostEvent,
+    LaunchConfiguration,
     LaunchSecurityInfo,
     NodeSevInfo,
     SecretRelease,
@@ -88,8 +89,13 @@ class CrashingHost(HostClient):
 class CorruptingOwner(BrokerOwner):
     """A secret packet whose header MAC was damaged on its way to the host."""
 
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
-        release = super().attest(launch_id, launch_info)
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        release = super().attest(launch_id, launch_info, configuration)
         header = bytearray(release.header)
         header[20] ^= 0x01  # flags (4) ‖ IV (16) ‖ MAC (32): the MAC's first byte
         return SecretRelease(bytes(header), release.secret)
@@ -98,9 +104,14 @@ class CorruptingOwner(BrokerOwner):
 class ReplayingOwner(BrokerOwner):
     """Someone attested this launch first (a replayed measurement): ours comes second."""
 
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
-        super().attest(launch_id, launch_info)
-        return super().attest(launch_id, launch_info)
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        super().attest(launch_id, launch_info, configuration)
+        return super().attest(launch_id, launch_info, configuration)
 
 
 @contextlib.contextmanager

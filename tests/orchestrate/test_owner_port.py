@@ -11,14 +11,19 @@ import pytest
 from sevlaunch.errors import UsageError
 from sevlaunch.orchestrate.demo import DISK_LABEL
 from sevlaunch.orchestrate.owner_port import LocalOwner, OwnerConfig
-from sevlaunch.protocol import LaunchSecurityInfo, SecretRelease
+from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo, SecretRelease
 from tests.orchestrate.stack import RunningStack, unique, wait_for
 
 
 class ReplayingLocalOwner(LocalOwner):
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
-        super().attest(launch_id, launch_info)
-        return super().attest(launch_id, launch_info)
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        super().attest(launch_id, launch_info, configuration)
+        return super().attest(launch_id, launch_info, configuration)
 
 
 def test_owner_config_resolves_paths_against_the_directory(tmp_path: Path) -> None:

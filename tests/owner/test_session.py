@@ -16,7 +16,7 @@ from sevlaunch.crypto.chain import VerifiedPlatform, verify_platform
 from sevlaunch.crypto.kdf import master_secret
 from sevlaunch.crypto.launch import TransportKeys, check_policy_mac, unwrap_keys
 from sevlaunch.crypto.truststore import TrustStore
-from sevlaunch.errors import FirmwareError, IntegrityError, UsageError
+from sevlaunch.errors import FirmwareError, IntegrityError, UsageError, VerificationError
 from sevlaunch.formats import Policy, PolicyFlags, SecretTable, Session, SevCert
 from sevlaunch.formats.secret import LUKS_KEY_GUID
 from sevlaunch.formats.sevcert import Algorithm, EccCurve, Usage
@@ -113,10 +113,12 @@ def test_only_a_verified_platform_is_accepted(platform: VerifiedPlatform) -> Non
         make_session(platform.chain, 3, rng=seeded_rng(8))  # type: ignore[arg-type]
 
 
-def test_a_non_pdh_key_is_refused(platform: VerifiedPlatform) -> None:
-    forged = replace(platform, chain=replace(platform.chain, pdh=platform.chain.pek))
-    with pytest.raises(UsageError, match="expected a PDH"):
-        make_session(forged, 3, rng=seeded_rng(9))
+def test_a_verified_platform_with_another_pdh_cannot_be_made(platform: VerifiedPlatform) -> None:
+    """The PEK put in the PDH's place: only the chain verifier makes a VerifiedPlatform."""
+    with pytest.raises(TypeError):
+        replace(platform, chain=replace(platform.chain, pdh=platform.chain.pek))  # type: ignore[type-var]
+    with pytest.raises(VerificationError, match=r"only by sevlaunch\.crypto\.chain"):
+        VerifiedPlatform(object(), chain=platform.chain, ca=platform.ca, links=())
 
 
 def test_short_randomness_and_bad_policy_are_refused(platform: VerifiedPlatform) -> None:

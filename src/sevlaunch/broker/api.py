@@ -23,7 +23,7 @@ from sevlaunch import __version__
 from sevlaunch._guard import Guard, Limits, Scope, bearer
 from sevlaunch.broker import models as m
 from sevlaunch.broker import store
-from sevlaunch.broker.service import LAUNCHER, OWNER, Broker, MeasurementReport, NewWorkload
+from sevlaunch.broker.service import LAUNCHER, OWNER, Broker, NewWorkload
 from sevlaunch.errors import (
     BrokerError,
     ConflictError,
@@ -33,6 +33,7 @@ from sevlaunch.errors import (
     NotFoundError,
     SevlaunchError,
 )
+from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
 log = logging.getLogger("sevlaunch.broker")
 _bearer = HTTPBearer(auto_error=False, description="owner or launcher token")
@@ -345,14 +346,13 @@ def create_app(
         dependencies=launcher,
     )
     def measurement(launch_id: LaunchId, body: m.MeasurementIn) -> m.SecretOut:
-        report = MeasurementReport(
-            measurement=b64(body.measurement, "sev-measurement"),
-            api_major=body.api_major,
-            api_minor=body.api_minor,
-            build_id=body.build_id,
-            policy=body.policy,
+        wire = body.model_dump(by_alias=True, exclude={"configuration"})
+        report = LaunchSecurityInfo.from_wire(wire)
+        given = body.configuration
+        configuration = (
+            LaunchConfiguration(given.direct_boot, given.kernel_hashes) if given else None
         )
-        released = broker.finish_launch(launch_id, report)
+        released = broker.finish_launch(launch_id, report, configuration)
         return m.SecretOut(
             id=released.id, secret_header=released.secret_header, secret=released.secret
         )

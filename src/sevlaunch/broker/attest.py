@@ -11,17 +11,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.crypto import chain as chains
-from sevlaunch.crypto.chain import Link, VerifiedCa, VerifiedPlatform, verify_ca
+from sevlaunch.crypto.chain import VerifiedPlatform, verify_ca
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.crypto.truststore import TrustStore, fingerprint
 from sevlaunch.errors import (
     FormatError,
-    MeasurementMismatchError,
     SevlaunchError,
     UntrustedRootError,
     VerificationError,
@@ -29,11 +28,11 @@ from sevlaunch.errors import (
 from sevlaunch.formats import sevcert
 from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.chain import CaChain, CertExport, PlatformChain
-from sevlaunch.formats.session import Measurement
 from sevlaunch.formats.sevcert import SevCert, Usage
-from sevlaunch.owner import measurement, secret, session
-from sevlaunch.owner.measurement import LaunchInfo, matches
+from sevlaunch.owner import decision, secret, session
+from sevlaunch.owner.decision import Registration
 from sevlaunch.owner.session import LaunchSession
+from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
 Random = Callable[[int], bytes]
 
@@ -176,25 +175,6 @@ def verify_platform(
     raise VerificationError("no registered CA verifies this chain: " + "; ".join(failures))
 
 
-def remembered_platform(
-    pdh: bytes, cert_chain: bytes, cek: bytes | None, root: Root
-) -> VerifiedPlatform | None:
-    """A platform this fleet verified before (chain cache hit), rebuilt without re-checking
-    signatures; None if its root's CA is no longer at hand, so the caller verifies again."""
-    chain = PlatformChain.from_bytes(_chain_file(pdh, cert_chain))
-    if cek is not None:
-        chain = replace(chain, cek=SevCert.from_bytes(cek))
-    ca = chain.ca
-    if ca is None:
-        if root.ask is None:
-            return None
-        ca = CaChain.from_bytes(root.ask + root.ark)
-        chain = replace(chain, ca=ca)
-    trusted = trust_store([root]).identify(ca.ark)
-    cached = (Link("chain cache", "PDH", f"verified earlier to root {root.name}"),)
-    return VerifiedPlatform(chain, VerifiedCa(ca.ask, ca.ark, trusted, ()), cached)
-
-
 def make_session(
     platform: VerifiedPlatform,
     policy: int,
@@ -206,37 +186,21 @@ def make_session(
     return session.make_session(platform, policy, rng=random, private=godh)
 
 
-def reported(
-    measurement: bytes, api_major: int, api_minor: int, build_id: int, policy: int
-) -> LaunchInfo:
-    """What the host reports after LAUNCH_MEASURE, checked for shape."""
-    return LaunchInfo(Measurement.from_bytes(measurement), api_major, api_minor, build_id, policy)
-
-
-def check_measurement(info: LaunchInfo, digests: Sequence[bytes], tik: bytes) -> bytes:
-    """The digest that explains the measurement, or MeasurementMismatchError."""
-    for digest in digests:
-        if matches(info, digest, tik):
-            return digest
-    raise MeasurementMismatchError(
-        f"the measurement matches none of the workload's {len(digests)} expected launch "
-        f"digest(s) for API {info.api_major}.{info.api_minor} build {info.build_id}, policy "
-        f"{info.policy:#x}: the guest did not load the registered firmware, kernel, initrd and "
-        "command line; do not trust it, destroy it"
-    )
-
-
-def diagnose(info: LaunchInfo, digests: Sequence[bytes], keys: TransportKeys) -> str | None:
-    """What explains a mismatch when the broker can tell (it holds digests, not artifacts)."""
-    for digest in digests:
-        found = measurement.diagnose(info, tik=keys.tik, tek=keys.tek, digest=digest)
-        if found.explained:
-            return found.describe()
-    return None
+def decide(
+    info: LaunchSecurityInfo,
+    registration: Registration,
+    keys: TransportKeys,
+    configuration: LaunchConfiguration | None = None,
+) -> bytes:
+    """Step 11: the owner's one decision (:func:`sevlaunch.owner.decision.decide`)."""
+    return decision.decide(info, registration, keys, configuration)
 
 
 def build_secret(
-    keys: TransportKeys, info: LaunchInfo, secrets: Mapping[uuid.UUID, bytes], random: Random
+    keys: TransportKeys,
+    info: LaunchSecurityInfo,
+    secrets: Mapping[uuid.UUID, bytes],
+    random: Random,
 ) -> tuple[str, str]:
     """``(sev-secret-header, sev-secret)`` base64: the OVMF table under TEK, MAC'd with TIK."""
     table = secret.secret_table(sorted(secrets.items()))

@@ -25,11 +25,14 @@ from sevlaunch.crypto.chain import VerifiedPlatform
 
 PLATFORM_MEMO_SIZE = 1024
 
+#: A platform is remembered under the exact bytes it was verified from: PDH, chain, CEK.
+PlatformKey = tuple[bytes, bytes, bytes | None]
+
 
 @dataclass(frozen=True)
 class Remembered:
-    """A platform verified to ``platform.ca.root`` at ``verified_at`` (by this or another
-    instance)."""
+    """A platform this process's chain verifier proved to ``platform.ca.root`` at
+    ``verified_at``: the verifier's own object, never one rebuilt from a record."""
 
     platform: VerifiedPlatform
     verified_at: float
@@ -42,7 +45,7 @@ class View:
         self.generation = generation
         self.workloads: dict[str, store.WorkloadRow] = {}
         self.trust: attest.Trust | None = None
-        self.platforms: dict[str, Remembered] = {}
+        self.platforms: dict[PlatformKey, Remembered] = {}
 
 
 class Catalog:
@@ -85,13 +88,13 @@ class Catalog:
             view.trust = attest.prepare_trust(roots)
         return view.trust
 
-    def platform(self, view: View, fingerprint: str, not_before: float) -> Remembered | None:
-        """A platform verified since ``not_before`` under this view's roots."""
-        known = view.platforms.get(fingerprint)
+    def platform(self, view: View, key: PlatformKey, not_before: float) -> Remembered | None:
+        """A platform this process verified since ``not_before`` under this view's roots."""
+        known = view.platforms.get(key)
         return known if known is not None and known.verified_at >= not_before else None
 
-    def remember(self, view: View, fingerprint: str, known: Remembered) -> None:
+    def remember(self, view: View, key: PlatformKey, known: Remembered) -> None:
         with self._lock:
             if len(view.platforms) >= PLATFORM_MEMO_SIZE:
                 view.platforms.pop(next(iter(view.platforms)))
-            view.platforms[fingerprint] = known
+            view.platforms[key] = known

@@ -21,7 +21,13 @@ from sevlaunch.errors import (
     NotFoundError,
     UsageError,
 )
-from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, SecretRelease, SessionOffer
+from sevlaunch.protocol import (
+    LaunchConfiguration,
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    SecretRelease,
+    SessionOffer,
+)
 
 URL_ENV = "SEVLAUNCH_BROKER_URL"
 _HINT = "start one with 'sevlaunch broker serve' or pass --broker ADDRESS (or SEVLAUNCH_BROKER_URL)"
@@ -182,9 +188,17 @@ class BrokerClient:
                 "bad-answer", f"the broker's launch answer is malformed: {exc}"
             ) from exc
 
-    def finish_launch(self, launch_id: str, info: LaunchSecurityInfo) -> SecretRelease:
+    def finish_launch(
+        self,
+        launch_id: str,
+        info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
         """Step 11: the measurement checked; the secret released, or LaunchRefusedError."""
-        answer = self._call("POST", f"/v1/launches/{launch_id}/measurement", json=info.to_wire())
+        body: dict[str, object] = dict(info.to_wire())
+        if configuration is not None:
+            body["configuration"] = configuration.to_wire()
+        answer = self._call("POST", f"/v1/launches/{launch_id}/measurement", json=body)
         try:
             return SecretRelease.from_wire(answer)
         except FormatError as exc:

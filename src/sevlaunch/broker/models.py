@@ -91,12 +91,20 @@ class LaunchStateOut(_Model):
     finished_at: float | None = Field(serialization_alias="finishedAt")
 
 
+class ConfigurationIn(_Model):
+    """What the VM tool says of the domain; it only chooses the words of a refusal."""
+
+    direct_boot: bool = Field(alias="direct-boot")
+    kernel_hashes: bool = Field(alias="kernel-hashes")
+
+
 class MeasurementIn(_Model):
     measurement: str = Field(alias="sev-measurement", max_length=128)
     api_major: int = Field(alias="sev-api-major", ge=0, le=255)
     api_minor: int = Field(alias="sev-api-minor", ge=0, le=255)
     build_id: int = Field(alias="sev-build-id", ge=0, le=255)
     policy: int = Field(alias="sev-policy", ge=0, le=U32)
+    configuration: ConfigurationIn | None = None
 
 
 class SecretOut(_Model):

@@ -295,20 +295,6 @@ _SELECT_WORKLOAD = sa.select(workloads_t).where(workloads_t.c.name == sa.bindpar
 _SELECT_SECRETS = sa.select(workload_secrets.c.guid, workload_secrets.c.sealed).where(
     workload_secrets.c.workload == sa.bindparam("name")
 )
-_CACHED_ROOT = Prepared(
-    sa.select(chain_cache.c.root, chain_cache.c.verified_at).where(
-        (chain_cache.c.fingerprint == sa.bindparam("fp"))
-        & (chain_cache.c.verified_at >= sa.bindparam("not_before"))
-    )
-)
-_UNCACHE_ROOT = Prepared(
-    sa.delete(chain_cache).where(chain_cache.c.fingerprint == sa.bindparam("fp"))
-)
-_CACHE_ROOT = Prepared(
-    chain_cache.insert().values(
-        fingerprint=sa.bindparam("fp"), root=sa.bindparam("root"), verified_at=sa.bindparam("at")
-    )
-)
 _INSERT_AUDIT = Prepared(
     audit.insert().values({c.name: sa.bindparam(c.name) for c in audit.c if c.name != "id"})
 )
@@ -368,20 +354,6 @@ def expire_launches(conn: sa.Connection, now: float) -> int:
             .values(state=REFUSED, reason="expired", finished_at=now)
         ).rowcount
     )
-
-
-# -- chain cache -------------------------------------------------------------------------------
-
-
-def cached_root(tx: Tx, fingerprint: str, not_before: float) -> tuple[str, float] | None:
-    """``(root name, verified at)`` if the fleet verified this chain since ``not_before``."""
-    rows = _CACHED_ROOT.rows(tx, {"fp": fingerprint, "not_before": not_before})
-    return (str(rows[0][0]), float(rows[0][1])) if rows else None
-
-
-def cache_root(tx: Tx, fingerprint: str, root: str, now: float) -> None:
-    _UNCACHE_ROOT.rowcount(tx, {"fp": fingerprint})
-    _CACHE_ROOT.rowcount(tx, {"fp": fingerprint, "root": root, "at": now})
 
 
 # -- audit -------------------------------------------------------------------------------------

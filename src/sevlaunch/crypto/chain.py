@@ -31,20 +31,64 @@ class Link:
         return f"{self.signer} -> {self.subject} ({self.method})"
 
 
-@dataclass(frozen=True)
-class VerifiedCa:
-    """An AMD CA (ASK and ARK) proven to end in a trusted root."""
+#: The verifier's capability: only this module holds it, so only its verifiers make the proofs.
+_PROOF = object()
 
+
+class _Proof:
+    """A frozen value only this module's verifiers can make (no public constructor, no
+    ``dataclasses.replace``): holding one means the verification ran, in this process."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, proof: object, **values: object) -> None:
+        if proof is not _PROOF:
+            raise VerificationError(
+                f"a {type(self).__name__} is made only by sevlaunch.crypto.chain's verifiers: "
+                "verify the chain instead of building the proof"
+            )
+        for name in self._fields:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, n) for n in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
+        )
+
+
+class VerifiedCa(_Proof):
+    """An AMD CA (ASK and ARK) proven to end in a trusted root (made by :func:`verify_ca`)."""
+
+    __slots__ = ("ark", "ask", "links", "root")
+    _fields = ("ask", "ark", "root", "links")
     ask: AmdCert
     ark: AmdCert
     root: TrustRoot
     links: tuple[Link, ...]
 
 
-@dataclass(frozen=True)
-class VerifiedPlatform:
-    """A platform chain proven from the PDH to a trusted ARK; ``chain.cek`` is the signed CEK."""
+class VerifiedPlatform(_Proof):
+    """A platform chain proven from the PDH to a trusted ARK; ``chain.cek`` is the signed CEK
+    (made by :func:`verify_platform` only)."""
 
+    __slots__ = ("ca", "chain", "links")
+    _fields = ("chain", "ca", "links")
     chain: PlatformChain
     ca: VerifiedCa
     links: tuple[Link, ...]
@@ -113,7 +157,7 @@ def verify_ca(ca: CaChain, trust: TrustStore) -> VerifiedCa:
     else:
         links.append(_verify_amd("ARK -> ARK", ca.ark, ca.ark, Usage.ARK))
     links.append(_verify_amd("ARK -> ASK", ca.ark, ca.ask, Usage.ASK))
-    return VerifiedCa(ca.ask, ca.ark, root, tuple(links))
+    return VerifiedCa(_PROOF, ask=ca.ask, ark=ca.ark, root=root, links=tuple(links))
 
 
 def _slot_for(subject: SevCert, usage: Usage, algorithm: Algorithm) -> int | None:
@@ -213,4 +257,4 @@ def verify_platform(
     verified_ca = verify_ca(ca, trust)
     cek_link = verify_cek(chain.cek, verified_ca.ask)
     links = (*verified_ca.links, cek_link, *verify_platform_certs(chain))
-    return VerifiedPlatform(replace(chain, ca=ca), verified_ca, links)
+    return VerifiedPlatform(_PROOF, chain=replace(chain, ca=ca), ca=verified_ca, links=links)

@@ -26,6 +26,7 @@ from sevlaunch.orchestrate.owner_port import GuestOwner
 from sevlaunch.orchestrate.watch import MeasurementWatch
 from sevlaunch.protocol import (
     DomainInfo,
+    LaunchConfiguration,
     LaunchSecurityInfo,
     NodeSevInfo,
     SecretRelease,
@@ -250,7 +251,7 @@ class Launcher:
         self.result.measurement = info.measurement_b64
         release = self._run_step(
             Step.MEASUREMENT_CHECKED,
-            lambda: self.owner.attest(offer.launch_id, info),
+            lambda: self.owner.attest(offer.launch_id, info, self._configuration()),
             lambda _r: "secret released",
         )
         self._inject(release)
@@ -273,6 +274,13 @@ class Launcher:
             self.observer(self.name, record)
             if report.outcome != "ok":
                 raise LaunchFailedError(int(step), step.title, f"the host says: {report.detail}")
+
+    def _configuration(self) -> LaunchConfiguration:
+        """What this domain's XML says the measurement can cover (for step 11's words)."""
+        domain = Domain.from_xml(self.xml)
+        sev = domain.launch_security
+        kernel_hashes = bool(sev is not None and sev.kernel_hashes)
+        return LaunchConfiguration(domain.os.kernel is not None, kernel_hashes)
 
     def _inject(self, release: SecretRelease) -> None:
         if release.empty:

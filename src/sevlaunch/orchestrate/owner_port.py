@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sevlaunch.errors import LaunchRefusedError, UsageError
+from sevlaunch.errors import UsageError
 from sevlaunch.formats.policy import Policy
-from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, SecretRelease, SessionOffer
+from sevlaunch.protocol import (
+    LaunchConfiguration,
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    SecretRelease,
+    SessionOffer,
+)
 
 
 class GuestOwner(Protocol):
@@ -24,7 +30,15 @@ class GuestOwner(Protocol):
         """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned)."""
         ...
 
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease: ...
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        """Step 11 (``configuration``: what the VM tool says of the domain, for the words of
+        a refusal only)."""
+        ...
 
 
 class BrokerOwner:
@@ -49,8 +63,13 @@ class BrokerOwner:
     def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
         return self.client.start_launch(self.workload, node_info, cek)
 
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
-        return self.client.finish_launch(launch_id, launch_info)
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        return self.client.finish_launch(launch_id, launch_info, configuration)
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,8 @@ class OwnerConfig:
 
     ``{"policy": "0x1", "trust-roots": ["ark.cert"], "ca": null, "firmware": "OVMF.fd",
     "kernel": null, "initrd": null, "cmdline": null, "digests": [], "secrets": {"luks-key":
-    "passphrase.txt"}, "es": {"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"}}``:
+    "passphrase.txt"}, "es": {"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"},
+    "min-api": "1.49", "min-build": 0}``:
     the expected digest is computed from the reference artifacts (with the VMSAs of ``es`` for
     an SEV-ES policy) and/or given in ``digests`` (hex).
     """
@@ -75,6 +95,8 @@ class OwnerConfig:
     digests: tuple[bytes, ...] = ()
     secrets: dict[str, Path] = field(default_factory=dict)
     es: dict[str, Any] = field(default_factory=dict)
+    min_api: tuple[int, int] = (0, 0)
+    min_build: int = 0
 
     @classmethod
     def load(cls, directory: Path) -> OwnerConfig:
@@ -101,6 +123,8 @@ class OwnerConfig:
             digests=tuple(bytes.fromhex(d) for d in raw.get("digests", [])),
             secrets={k: directory / v for k, v in raw.get("secrets", {}).items()},
             es=dict(raw.get("es", {})),
+            min_api=_api_version(str(raw.get("min-api", "0.0"))),
+            min_build=int(raw.get("min-build", 0)),
         )
 
 
@@ -112,7 +136,7 @@ class LocalOwner:
         self._launches: dict[str, Any] = {}
         self._digests = list(config.digests)
         if config.firmware is not None:
-            self._digests.append(_reference_digest(config))
+            self._digests.append(_reference_digest(config, config.firmware))
         if not self._digests:
             raise UsageError(
                 "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
@@ -132,37 +156,51 @@ class LocalOwner:
             launch_id, launch.godh.to_bytes(), launch.session.to_bytes(), launch.policy.to_int()
         )
 
-    def attest(self, launch_id: str, launch_info: LaunchSecurityInfo) -> SecretRelease:
-        from sevlaunch.owner.measurement import matches
+    def attest(
+        self,
+        launch_id: str,
+        launch_info: LaunchSecurityInfo,
+        configuration: LaunchConfiguration | None = None,
+    ) -> SecretRelease:
+        """The same decision as the broker's (:func:`sevlaunch.owner.decision.decide`)."""
+        from sevlaunch.owner.decision import Reason, Registration, decide, refuse
         from sevlaunch.owner.secret import build_packet, secret_table
 
         launch = self._launches.pop(launch_id, None)
         if launch is None:
-            raise LaunchRefusedError("replay", f"launch {launch_id} is unknown or was already used")
-        info = launch_info
-        if info.policy != launch.policy.to_int():
-            raise LaunchRefusedError(
-                "policy",
-                f"the guest runs policy {info.policy:#x}, the session was for {launch.policy.to_int():#x}",
+            raise refuse(
+                Reason.REPLAY,
+                f"launch {launch_id} is single-use and unknown or already used; start a new launch",
             )
-        if not any(matches(info, digest, launch.keys.tik) for digest in self._digests):
-            raise LaunchRefusedError(
-                "measurement-mismatch",
-                "the launch measurement matches none of the expected launch digests",
-            )
+        registration = Registration(
+            policy=launch.policy.to_int(),
+            digests=tuple(self._digests),
+            min_api=self.config.min_api,
+            min_build=self.config.min_build,
+            workload=f"owner directory {str(self.config.root)!r}",
+        )
+        decide(launch_info, registration, launch.keys, configuration)
         table = secret_table(
             (name, path.read_bytes()) for name, path in self.config.secrets.items()
         )
-        packet = build_packet(table, launch.keys, info.measurement, rng=os.urandom)
+        packet = build_packet(table, launch.keys, launch_info.measurement, rng=os.urandom)
         return SecretRelease(packet.header.to_bytes(), packet.payload)
 
 
-def _reference_digest(config: OwnerConfig) -> bytes:
+def _api_version(text: str) -> tuple[int, int]:
+    """``"1.49"`` as (1, 49): owner.json's ``min-api``."""
+    major, _, minor = text.partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError as exc:
+        raise UsageError(f"owner.json min-api is MAJOR.MINOR such as 1.49, got {text!r}") from exc
+
+
+def _reference_digest(config: OwnerConfig, firmware: Path) -> bytes:
     """The launch digest of the owner's reference artifacts (VMSAs added for SEV-ES)."""
     from sevlaunch.owner.launch_digest import measure_direct_boot, measure_firmware
 
-    assert config.firmware is not None
-    with config.firmware.open("rb") as fw:
+    with firmware.open("rb") as fw:
         measured = measure_firmware(fw)
     hashes = None
     if config.kernel is not None:

@@ -108,11 +108,9 @@ def expected_measurement(
     return Measurement(measure, mnonce)
 
 
-def matches(info: LaunchInfo, digest: bytes, tik: bytes) -> bool:
-    """Whether ``digest`` and ``tik`` explain the reported measurement (constant-time).
-
-    A predicate for :func:`diagnose`; to decide whether to trust a launch use :func:`validate`.
-    """
+def _explains(info: LaunchInfo, digest: bytes, tik: bytes) -> bool:
+    """Whether ``digest`` and ``tik`` explain the reported measurement (constant-time); the
+    search predicate of :func:`diagnose`, never a verdict."""
     expected = expected_measurement(
         digest,
         api_major=info.api_major,
@@ -125,13 +123,24 @@ def matches(info: LaunchInfo, digest: bytes, tik: bytes) -> bool:
     return hmac.compare_digest(expected.measure, info.measurement.measure)
 
 
+def matches(info: LaunchInfo, digest: bytes, tik: bytes) -> None:
+    """Raise :class:`MeasurementMismatchError` unless ``digest`` and ``tik`` explain the
+    reported measurement (constant-time)."""
+    if not _explains(info, digest, tik):
+        raise MeasurementMismatchError(
+            f"the measurement is not HMAC(TIK, API {info.api_major}.{info.api_minor} build "
+            f"{info.build_id}, policy {info.policy:#x}, launch digest {digest.hex()}, MNONCE "
+            f"{info.measurement.mnonce.hex()})"
+        )
+
+
 def validate(info: LaunchInfo, digest: bytes, tik: bytes) -> None:
     """Raise :class:`MeasurementMismatchError` unless the measurement is the expected one."""
     if len(digest) != 32:
         raise UsageError(f"a launch digest is 32 bytes (SHA-256), got {len(digest)}")
     if len(tik) != 16:
         raise UsageError(f"a TIK is 16 bytes, got {len(tik)}")
-    if not matches(info, digest, tik):
+    if not _explains(info, digest, tik):
         raise MeasurementMismatchError(
             "Measurement does not match, VM is not trustworthy: expected HMAC(TIK, API "
             f"{info.api_major}.{info.api_minor} build {info.build_id}, policy {info.policy:#x}, "
@@ -172,7 +181,7 @@ def diagnose(
     for variant in variants:
         for key in keys:
             tried += 1
-            if matches(info, variant.digest, key.tik):
+            if _explains(info, variant.digest, key.tik):
                 found.append((*variant.findings, *key.findings))
     found.sort(key=len)
     fewest = [f for f in found if len(f) == len(found[0])] if found else []

@@ -14,6 +14,7 @@ from sevlaunch.protocol.steps import Outcome, Step
 from sevlaunch.protocol.values import (
     DomainInfo,
     HostEvent,
+    LaunchConfiguration,
     LaunchSecurityInfo,
     NodeSevInfo,
     SecretInfo,
@@ -25,6 +26,7 @@ from sevlaunch.protocol.values import (
 __all__ = [
     "DomainInfo",
     "HostEvent",
+    "LaunchConfiguration",
     "LaunchSecurityInfo",
     "NodeSevInfo",
     "Outcome",

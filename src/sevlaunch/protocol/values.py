@@ -284,3 +284,42 @@ class SecretInfo:
 
     def to_wire(self) -> dict[str, object]:
         return {"uuid": self.uuid, "xml": self.xml, "has-value": self.has_value}
+
+
+@dataclass(frozen=True)
+class LaunchConfiguration:
+    """What the VM tool says of the domain it launched, for step 11's words only: a direct
+    kernel boot whose kernel, initrd and command line are not in the measurement
+    (``kernelHashes`` not ``yes``) cannot be measured as an owner registers a direct boot."""
+
+    direct_boot: bool
+    kernel_hashes: bool
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, object]) -> LaunchConfiguration:
+        values = [wire.get("direct-boot"), wire.get("kernel-hashes")]
+        if not all(isinstance(v, bool) for v in values):
+            raise FormatError(
+                "launch configuration", "kernel-hashes", "expected booleans", value=values
+            )
+        return cls(bool(values[0]), bool(values[1]))
+
+    def to_wire(self) -> dict[str, bool]:
+        return {"direct-boot": self.direct_boot, "kernel-hashes": self.kernel_hashes}
+
+    def unmeasurable(self) -> str | None:
+        """Why this configuration leaves the direct boot out of the measurement, or None."""
+        if self.direct_boot and not self.kernel_hashes:
+            return (
+                "the domain boots a kernel directly without kernelHashes='yes', so QEMU "
+                "measures the firmware alone and not the kernel, initrd and command line"
+            )
+        return None
+
+    def fix(self) -> str:
+        return (
+            "Add kernelHashes='yes' to <launchSecurity type='sev'> and boot it with an AmdSev "
+            "firmware (OVMF built from AmdSevX64.dsc, which has the hashes table), or register "
+            "the firmware-only digest if the kernel is meant to be unmeasured. The guest itself "
+            "is not shown to be compromised."
+        )
