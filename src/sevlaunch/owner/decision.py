@@ -104,7 +104,7 @@ def _mismatch(
         )
     return refuse(
         Reason.MEASUREMENT_MISMATCH,
-        f"the measurement matches none of {registration.workload}'s "
+        f"the measurement matches none of the workload's "
         f"{len(registration.digests)} expected launch digest(s) for API {info.api_major}."
         f"{info.api_minor} build {info.build_id}, policy {info.policy:#x}: the guest did not "
         "load the registered firmware, kernel, initrd and command line; do not trust it, "
