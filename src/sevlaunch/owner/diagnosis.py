@@ -37,6 +37,7 @@ class Mistake(enum.Enum):
     LEGACY_VM_TYPE = "legacy-vm-type"
     VCPU_COUNT = "vcpu-count"
     VCPU_TYPE = "vcpu-type"
+    GUEST_FEATURES = "guest-features"  # SNP: the VMSA's SEV_FEATURES
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ COMMANDS = {
     "secret": "sevlaunch.cli.owner.secret:secret",
     "fetch-ca": "sevlaunch.cli.owner.fetch:fetch_ca",
     "fetch-cek": "sevlaunch.cli.owner.fetch:fetch_cek",
+    "snp": "sevlaunch.cli.owner.snp:snp",
 }
 
 
