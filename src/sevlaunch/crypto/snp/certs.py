@@ -10,14 +10,15 @@ error surfaces as a FormatError saying so rather than an unexplained ValueError.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID
 
 from sevlaunch.errors import FormatError
 from sevlaunch.formats.snp.tcb import TcbLayout, TcbVersion
@@ -28,39 +29,115 @@ _SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SnpCert:
-    """One certificate with the facts the verifier asks for often, computed once."""
+    """One certificate with the facts the verifier asks for often, computed once (pyca
+    builds a new Name object on every ``subject`` access)."""
 
-    der: bytes = field(repr=False)
+    raw: bytes = field(repr=False)  # the DER as read, or b"" for a certificate read from PEM
     cert: x509.Certificate = field(repr=False, compare=False)
     serial: int = 0  # read once, under the warning filter (pyca warns on every read of 0)
+
+    @functools.cached_property
+    def der(self) -> bytes:
+        return self.raw or self.cert.public_bytes(serialization.Encoding.DER)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SnpCert) and self.der == other.der
+
+    def __hash__(self) -> int:
+        return hash(self.der)
 
     @property
     def serial_zero(self) -> bool:
         return self.serial == 0
 
+    @functools.cached_property
+    def tbs(self) -> bytes:
+        """The signed TBSCertificate (pyca re-encodes it on every access, so keep it)."""
+        return self.cert.tbs_certificate_bytes
+
+    @functools.cached_property
+    def _names(self) -> tuple[bytes, bytes]:
+        return tbs_names(self.tbs)
+
     @property
+    def issuer(self) -> bytes:
+        """The issuer Name as DER, exactly as signed."""
+        return self._names[0]
+
+    @property
+    def subject(self) -> bytes:
+        return self._names[1]
+
+    @functools.cached_property
     def common_name(self) -> str:
-        return _cn(self.cert.subject)
+        return name_cn(self.subject)
 
-    @property
+    @functools.cached_property
     def issuer_name(self) -> str:
-        return _cn(self.cert.issuer)
+        return name_cn(self.issuer)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """SHA-256 of the DER certificate, lowercase hex (how roots are pinned)."""
         return hashlib.sha256(self.der).hexdigest()
+
+    @functools.cached_property
+    def public_key(self) -> CertificatePublicKeyTypes:
+        return self.cert.public_key()
+
+    @functools.cached_property
+    def extensions(self) -> AmdExtensions:
+        return amd_extensions(self)
 
     def to_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _cn(name: x509.Name) -> str:
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = attrs[0].value if attrs else ""
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+# --- names straight from the DER --------------------------------------------------------------
+# pyca builds a Name object tree on every ``subject`` access, which costs more than a
+# signature check; the verifier only needs byte equality and the CN, so read them here.
+
+_CN_OID = bytes.fromhex("0603550403")  # OBJECT IDENTIFIER 2.5.4.3 (commonName)
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, contents start, end) of the DER element at ``pos``."""
+    if pos + 2 > len(data):
+        raise FormatError(STRUCTURE, "der", "truncated DER element", offset=pos)
+    tag, length, start = data[pos], data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4 or start + count > len(data):
+            raise FormatError(STRUCTURE, "der", "bad DER length", offset=pos)
+        length, start = int.from_bytes(data[start : start + count], "big"), start + count
+    if start + length > len(data):
+        raise FormatError(STRUCTURE, "der", "DER element overruns its container", offset=pos)
+    return tag, start, start + length
+
+
+def tbs_names(tbs: bytes) -> tuple[bytes, bytes]:
+    """The issuer and subject Names (DER) of a TBSCertificate."""
+    _, pos, _ = _tlv(tbs, 0)
+    if tbs[pos] == 0xA0:  # [0] version
+        pos = _tlv(tbs, pos)[2]
+    pos = _tlv(tbs, pos)[2]  # serialNumber
+    pos = _tlv(tbs, pos)[2]  # signature AlgorithmIdentifier
+    _, _, issuer_end = _tlv(tbs, pos)
+    issuer = tbs[pos:issuer_end]
+    pos = _tlv(tbs, issuer_end)[2]  # validity
+    _, _, subject_end = _tlv(tbs, pos)
+    return issuer, tbs[pos:subject_end]
+
+
+def name_cn(name: bytes) -> str:
+    """The first commonName of a DER Name, or "" without one."""
+    at = name.find(_CN_OID)
+    if at < 0:
+        return ""
+    _, start, end = _tlv(name, at + len(_CN_OID))
+    return name[start:end].decode("utf-8", "replace")
 
 
 def load_cert(data: bytes) -> SnpCert:
@@ -82,7 +159,7 @@ def load_certs(data: bytes) -> tuple[SnpCert, ...]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", _SERIAL_WARNING, CryptographyDeprecationWarning)
             parsed = x509.load_pem_x509_certificates(data)
-            return tuple(_wrap(c.public_bytes(serialization.Encoding.DER), c) for c in parsed)
+            return tuple(_wrap(b"", c) for c in parsed)  # the DER is encoded when asked for
     except ValueError as exc:
         raise FormatError(STRUCTURE, "pem", f"not a PEM certificate bundle: {exc}") from exc
 

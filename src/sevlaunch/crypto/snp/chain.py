@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert, amd_extensions
+from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert
 from sevlaunch.errors import ChainError, UntrustedRootError
 from sevlaunch.formats.snp.tcb import Generation
 
@@ -68,7 +68,7 @@ class VerifiedChain:
 
     @property
     def leaf_key(self) -> ec.EllipticCurvePublicKey:
-        key = self.leaf.cert.public_key()
+        key = self.leaf.public_key
         assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by verify_chain
         return key
 
@@ -80,13 +80,13 @@ def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
         cert.signature_hash_algorithm, hashes.SHA384
     ):
         raise ChainError(link, "not signed with RSASSA-PSS SHA-384 as AMD signs")
-    if cert.issuer != issuer.cert.subject:
+    if subject.issuer != issuer.subject:
         raise ChainError(link, f"issued by {subject.issuer_name!r}, not {issuer.common_name!r}")
-    key = issuer.cert.public_key()
+    key = issuer.public_key
     if not isinstance(key, rsa.RSAPublicKey):
         raise ChainError(link, "the issuer's key is not RSA")
     try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes, PSS, hashes.SHA384())
+        key.verify(cert.signature, subject.tbs, PSS, hashes.SHA384())
     except InvalidSignature:
         raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from None
 
@@ -137,10 +137,10 @@ def verify_chain(
     verify_intermediate(ark, ask, kind, product, at)
     verify_pss_link(ask, leaf, f"{mid} -> {kind.value}")
     check_validity(leaf, at, kind.value)
-    key = leaf.cert.public_key()
+    key = leaf.public_key
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise ChainError(kind.value, "the key is not ECDSA P-384")
-    return VerifiedChain(product, kind, ark, ask, leaf, amd_extensions(leaf))
+    return VerifiedChain(product, kind, ark, ask, leaf, leaf.extensions)
 
 
 def verify_intermediate(

@@ -41,9 +41,9 @@ def verify_crl(data: bytes, ark: SnpCert, *, at: datetime.datetime) -> VerifiedC
     """Raise ChainError unless the CRL is the ARK's, signed by it, and current at ``at``."""
     crl = load_crl(data)
     link = f"{ark.common_name} -> CRL"
-    if crl.issuer != ark.cert.subject:
+    if crl.issuer.public_bytes() != ark.subject:
         raise ChainError(link, f"the CRL is issued by {crl.issuer.rfc4514_string()!r}")
-    key = ark.cert.public_key()
+    key = ark.public_key
     if not isinstance(key, rsa.RSAPublicKey):
         raise ChainError(link, "the ARK's key is not RSA")
     if not isinstance(crl.signature_hash_algorithm, hashes.SHA384):

@@ -30,6 +30,11 @@ class SnpPolicyFlags(enum.IntFlag):
 
 
 POLICY_FLAG_MASK = sum(f.value for f in SnpPolicyFlags)
+_POLICY_NAMES = tuple(
+    (f.value, (f.name or "").lower())
+    for f in SnpPolicyFlags
+    if f is not SnpPolicyFlags.RESERVED_MBO
+)
 POLICY_RESERVED_MASK = ((1 << 64) - 1) & ~(POLICY_FLAG_MASK | 0xFFFF)
 DEFAULT_POLICY = 0x30000
 
@@ -76,7 +81,7 @@ class SnpPolicy:
         return le_bytes(self.to_int(), 8, structure=POLICY, field="policy")
 
     def has(self, flag: SnpPolicyFlags) -> bool:
-        return flag in self.flags
+        return bool(int(self.flags) & flag.value)
 
     def problems(self) -> list[str]:
         """Why this policy is not a valid one (empty when valid)."""
@@ -88,11 +93,8 @@ class SnpPolicy:
         return out
 
     def describe(self) -> str:
-        names = [
-            f.name.lower()
-            for f in SnpPolicyFlags
-            if f in self.flags and f.name and f is not SnpPolicyFlags.RESERVED_MBO
-        ]
+        value = int(self.flags)
+        names = [name for bit, name in _POLICY_NAMES if value & bit]
         text = ",".join([*names, f"abi>={self.abi_major}.{self.abi_minor}"])
         return f"{self.to_int():#x} ({text})"
 
@@ -125,8 +127,12 @@ class PlatformInfo:
         return int(self.flags) | self.unknown
 
     def describe(self) -> str:
-        names = [f.name.lower() for f in PlatformInfoFlags if f in self.flags and f.name]
+        value = int(self.flags)
+        names = [name for bit, name in _PLATFORM_NAMES if value & bit]
         return f"{self.to_int():#x} ({','.join(names) or 'none'})"
+
+
+_PLATFORM_NAMES = tuple((f.value, (f.name or "").lower()) for f in PlatformInfoFlags)
 
 
 class SigningKey(enum.IntEnum):

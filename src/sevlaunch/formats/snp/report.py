@@ -10,6 +10,8 @@ algorithm decides how it reads.
 
 from __future__ import annotations
 
+import functools
+import struct
 from dataclasses import dataclass, field, fields
 from typing import Self
 
@@ -60,6 +62,22 @@ _LAYOUT: tuple[tuple[str, int, int], ...] = (
     ("current_mit_vector", 0x200, 8),
 )
 _BYTE_FIELDS = frozenset(n for n, _, size in _LAYOUT if size > 8)
+_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _struct() -> struct.Struct:
+    """One little-endian struct for every field, reserved gaps skipped."""
+    fmt, pos = "<", 0
+    for name, off, size in _LAYOUT:
+        fmt += f"{off - pos}x" if off > pos else ""
+        fmt += f"{size}s" if name in _BYTE_FIELDS else _INT_CODES[size]
+        pos = off + size
+    return struct.Struct(fmt)
+
+
+_STRUCT = _struct()
+_NAMES = tuple(n for n, _, _ in _LAYOUT)
+_CHECKS = tuple((n, size, 0 if n in _BYTE_FIELDS else 1 << (8 * size)) for n, _, size in _LAYOUT)
 _V3_FIELDS = frozenset(("cpuid_fam_id", "cpuid_mod_id", "cpuid_step"))
 _V5_FIELDS = frozenset(("launch_mit_vector", "current_mit_vector"))
 EXTENSION_OFFSET = 0x208
@@ -105,12 +123,13 @@ class AttestationReport:
     extension: bytes = field(default=b"", repr=False)  # versions > 5: 0x208..0x29F as found
 
     def __post_init__(self) -> None:
-        for name, _, size in _LAYOUT:
+        for name, size, limit in _CHECKS:
             value = getattr(self, name)
-            if name in _BYTE_FIELDS:
+            if limit:
+                if not (type(value) is int and 0 <= value < limit):
+                    le_bytes(value, size, structure=STRUCTURE, field=name)  # raises
+            elif len(value) != size:
                 check_len(STRUCTURE, name, value, size)
-            else:
-                le_bytes(value, size, structure=STRUCTURE, field=name)
         check_len(STRUCTURE, "signature", self.signature, SIGNATURE_SIZE)
         if self.version < 2:
             raise Reader(STRUCTURE, b"").fail(
@@ -137,13 +156,6 @@ class AttestationReport:
         version = r.u32("version", 0)
         if version < 2:
             raise r.fail("version", 0, "SNP reports start at version 2", version)
-        values: dict[str, object] = {}
-        for name, off, size in _LAYOUT:
-            if (name in _V3_FIELDS and version < 3) or (name in _V5_FIELDS and version < 5):
-                continue
-            values[name] = (
-                r.raw(name, off, size) if name in _BYTE_FIELDS else r.uint(name, off, size)
-            )
         r.zeros("reserved_4c", 0x4C, 4)
         if version >= 3:
             r.zeros("reserved_18b", 0x18B, 0x1A0 - 0x18B)
@@ -151,12 +163,13 @@ class AttestationReport:
             r.zeros("reserved_188", 0x188, 0x1A0 - 0x188)
         r.zeros("reserved_1eb", 0x1EB, 1)
         r.zeros("reserved_1ef", 0x1EF, 1)
+        values: dict[str, object] = dict(zip(_NAMES, _STRUCT.unpack_from(data), strict=True))
         if version in KNOWN_VERSIONS:
             start = EXTENSION_OFFSET if version >= 5 else 0x1F8
-            r.zeros("reserved_tail", start, SIGNED_SIZE - start)
+            r.zeros("reserved_tail", start, SIGNED_SIZE - start)  # so v2–v4 fields read 0
         else:
-            values["extension"] = r.raw("extension", EXTENSION_OFFSET, EXTENSION_SIZE)
-        values["signature"] = r.raw("signature", SIGNED_SIZE, SIGNATURE_SIZE)
+            values["extension"] = data[EXTENSION_OFFSET:SIGNED_SIZE]
+        values["signature"] = data[SIGNED_SIZE:]
         return cls(**values)  # type: ignore[arg-type]
 
     def to_bytes(self) -> bytes:
@@ -177,15 +190,15 @@ class AttestationReport:
 
     # -- typed views ---------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def guest_policy(self) -> SnpPolicy:
         return SnpPolicy.from_int(self.policy)
 
-    @property
+    @functools.cached_property
     def platform(self) -> PlatformInfo:
         return PlatformInfo.from_int(self.platform_info)
 
-    @property
+    @functools.cached_property
     def key(self) -> KeyInfo:
         return KeyInfo.from_int(self.key_info)
 
@@ -194,7 +207,7 @@ class AttestationReport:
         """The signature as ECDSA P-384 (raises FormatError if its reserved part is not zero)."""
         return EcdsaSignature.from_bytes(self.signature)
 
-    @property
+    @functools.cached_property
     def generation(self) -> Generation | None:
         """From CPUID (v3+); for v2 a chip id of 8 significant bytes means Turin, else None."""
         if self.version >= 3:
@@ -211,7 +224,15 @@ class AttestationReport:
         if layout is None:
             gen = self.generation
             layout = gen.layout if gen else TcbLayout.MILAN
-        return TcbVersion.from_int(getattr(self, name), layout)
+        key = (name, layout)
+        found = self._tcbs.get(key)
+        if found is None:
+            found = self._tcbs[key] = TcbVersion.from_int(getattr(self, name), layout)
+        return found
+
+    @functools.cached_property
+    def _tcbs(self) -> dict[tuple[str, TcbLayout], TcbVersion]:
+        return {}
 
     @property
     def current_version(self) -> tuple[int, int, int]:

@@ -73,6 +73,7 @@ _OFFSETS: dict[TcbLayout, dict[str, int]] = {
     TcbLayout.TURIN: {"fmc": 0, "bootloader": 1, "tee": 2, "snp": 3, "microcode": 7},
 }
 COMPONENTS = ("fmc", "bootloader", "tee", "snp", "microcode")
+_MASKS = {lay: sum(0xFF << (8 * i) for i in offs.values()) for lay, offs in _OFFSETS.items()}
 
 
 @dataclass(frozen=True, order=False)
@@ -109,9 +110,16 @@ class TcbVersion:
     def from_int(cls, value: int, layout: TcbLayout) -> Self:
         if not 0 <= value < 1 << 64:
             raise FormatError(STRUCTURE, "value", "a TCB_VERSION is a u64", value=value)
-        parts = {n: (value >> (8 * i)) & 0xFF for n, i in _OFFSETS[layout].items()}
-        mask = sum(0xFF << (8 * i) for i in _OFFSETS[layout].values())
-        return cls(layout=layout, reserved=value & ~mask, **parts)
+        # every field is valid by construction, so skip __post_init__'s checks (this runs
+        # several times per report verification)
+        made = object.__new__(cls)
+        fields: dict[str, object] = {
+            n: (value >> (8 * i)) & 0xFF for n, i in _OFFSETS[layout].items()
+        }
+        fields.setdefault("fmc", None)
+        fields["layout"], fields["reserved"] = layout, value & ~_MASKS[layout]
+        made.__dict__.update(fields)
+        return made
 
     @classmethod
     def from_bytes(cls, data: bytes, layout: TcbLayout) -> Self:

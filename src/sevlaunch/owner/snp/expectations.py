@@ -32,8 +32,7 @@ class TcbMinimum:
 
     def shortfalls(self, tcb: TcbVersion) -> list[str]:
         have = tcb.components()
-        want = dataclasses.asdict(self)
-        return [f"{n} {have[n]} < {want[n]}" for n in have if have[n] < want.get(n, 0)]
+        return [f"{n} {v} < {getattr(self, n)}" for n, v in have.items() if v < getattr(self, n)]
 
     @classmethod
     def parse(cls, text: str) -> Self:

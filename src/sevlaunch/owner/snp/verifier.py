@@ -12,13 +12,15 @@ import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from sevlaunch.crypto.snp import ecdsa
-from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert, amd_extensions, load_cert, load_certs
+from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert, load_cert, load_certs
 from sevlaunch.crypto.snp.chain import AMD_ARKS, SignerKind, VerifiedChain, split_ca, verify_chain
 from sevlaunch.crypto.snp.crl import verify_crl
 from sevlaunch.errors import SevlaunchError
 from sevlaunch.formats.snp.certtable import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, CertTable
-from sevlaunch.formats.snp.report import AttestationReport
+from sevlaunch.formats.snp.report import SIGNED_SIZE, AttestationReport
 from sevlaunch.formats.snp.tcb import Generation, TcbLayout
 from sevlaunch.owner.snp import checks
 from sevlaunch.owner.snp.checks import FAIL, PASS, SKIP, Result
@@ -81,7 +83,7 @@ class _Run:
                 self.cert_problem = f"expected one SEV-VCEK or SEV-VLEK, found {len(leaves)}"
                 return
             self.leaf = leaves[0]
-            self.ext = amd_extensions(self.leaf)
+            self.ext = self.leaf.extensions
             bundle = tuple(c for c in given if c is not self.leaf)
             if self.evidence.ca is not None:
                 bundle = load_certs(self.evidence.ca)
@@ -180,12 +182,12 @@ class _Run:
         if self.leaf is None:
             return SKIP, "not run: no VCEK/VLEK"
         try:
-            key = self.leaf.cert.public_key()
-            from cryptography.hazmat.primitives.asymmetric import ec
-
+            key = self.leaf.public_key
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 return FAIL, "the VCEK/VLEK key is not ECDSA"
-            ecdsa.verify(key, report.ecdsa_signature, report.signed_bytes())
+            # the parsed report re-encodes to these bytes exactly (a tested property)
+            signed = self.evidence.report[:SIGNED_SIZE]
+            ecdsa.verify(key, report.ecdsa_signature, signed)
         except SevlaunchError as exc:
             return FAIL, str(exc)
         return PASS, f"ECDSA P-384 over bytes 0x000–0x29F by the {self.leaf.common_name}"
