@@ -81,7 +81,7 @@ def reports(draw: st.DrawFn) -> AttestationReport:
     extra: dict[str, object] = {}
     if version >= 3:
         extra |= {n: draw(uint(8)) for n in ("cpuid_fam_id", "cpuid_mod_id", "cpuid_step")}
-    if version >= 5:
+    if version >= 4:
         extra |= {n: draw(uint(64)) for n in ("launch_mit_vector", "current_mit_vector")}
     if version > 5:
         extra["extension"] = draw(fixed(EXTENSION_SIZE))
@@ -130,6 +130,7 @@ secrets_pages = st.builds(
     uint(32),
     uint(8),
     uint(32),
+    uint(64),
 )
 cert_tables = st.builds(
     CertTable,

@@ -37,3 +37,20 @@ def test_refusals() -> None:
         PageInfo.from_bytes(good[:0x60] + b"\x71" + good[0x61:])
     assert not PageType.ZERO.measures_contents
     assert PageType.VMSA.measures_contents
+
+
+def test_permission_bytes() -> None:
+    """Reserved byte, then VMPL1, VMPL2, VMPL3 (coconut-svsm igvmmeasure, mushroom)."""
+    info = PageInfo(
+        bytes(48),
+        bytes(48),
+        PageType.NORMAL,
+        0x1000,
+        imi_page=1,
+        vmpl1_perms=0x11,
+        vmpl2_perms=0x22,
+        vmpl3_perms=0x33,
+    )
+    raw = info.to_bytes()
+    assert raw[0x62:0x68] == bytes((1, 1, 0, 0x11, 0x22, 0x33))
+    assert raw[0x68:] == (0x1000).to_bytes(8, "little")

@@ -96,6 +96,7 @@ def test_unknown_version_is_flagged(vectors: Path) -> None:
         (3, 0x1EB, "reserved_1eb"),
         (3, 0x1EF, "reserved_1ef"),
         (3, 0x1F8, "reserved_tail"),
+        (4, 0x208, "reserved_tail"),
         (5, 0x208, "reserved_tail"),
         (5, 0x29F, "reserved_tail"),
     ],
@@ -116,9 +117,10 @@ def test_v5_fields_and_v4_as_v3(vectors: Path) -> None:
     base = AttestationReport.from_bytes(SIGNED[3].report_bytes(vectors))
     v5 = dataclasses.replace(base, version=5, launch_mit_vector=3, current_mit_vector=7)
     assert AttestationReport.from_bytes(v5.to_bytes()).current_mit_vector == 7
-    v4 = dataclasses.replace(base, version=4)
-    assert AttestationReport.from_bytes(v4.to_bytes()).known_version
-    with pytest.raises(FormatError, match="from version 5"):
+    v4 = dataclasses.replace(base, version=4, current_mit_vector=1)
+    assert AttestationReport.from_bytes(v4.to_bytes()) == v4
+    assert v4.known_version
+    with pytest.raises(FormatError, match="from version 4"):
         dataclasses.replace(base, launch_mit_vector=1)
     with pytest.raises(FormatError, match="from version 3"):
         dataclasses.replace(base, version=2)

@@ -30,23 +30,25 @@ class PageType(enum.IntEnum):
 
 @dataclass(frozen=True)
 class PageInfo:
-    """Permissions are stored VMPL3, VMPL2, VMPL1 as virtee and sev-snp-measure lay them
-    out (opposite to the LAUNCH_UPDATE buffer; QEMU passes zeros, so vectors cannot tell)."""
+    """Bytes 0x63–0x67: IMI_PAGE, a reserved zero byte, then VMPL1, VMPL2, VMPL3 permissions,
+    as coconut-svsm's igvmmeasure and the mushroom project lay them out (the latter measures
+    non-zero VMPL1 permissions on real hardware). virtee/sev and sev-snp-measure write
+    VMPL3, VMPL2, VMPL1, reserved instead; QEMU passes zeros, where both agree."""
 
     digest_cur: bytes
     contents: bytes
     page_type: PageType
     gpa: int
     imi_page: int = 0
-    vmpl3_perms: int = 0
-    vmpl2_perms: int = 0
     vmpl1_perms: int = 0
+    vmpl2_perms: int = 0
+    vmpl3_perms: int = 0
 
     def __post_init__(self) -> None:
         check_len(STRUCTURE, "digest_cur", self.digest_cur, 48)
         check_len(STRUCTURE, "contents", self.contents, 48)
         le_bytes(self.gpa, 8, structure=STRUCTURE, field="gpa")
-        for name in ("imi_page", "vmpl3_perms", "vmpl2_perms", "vmpl1_perms"):
+        for name in ("imi_page", "vmpl1_perms", "vmpl2_perms", "vmpl3_perms"):
             le_bytes(getattr(self, name), 1, structure=STRUCTURE, field=name)
 
     @classmethod
@@ -60,15 +62,15 @@ class PageInfo:
             page_type = PageType(raw_type)
         except ValueError:
             raise r.fail("page_type", 0x62, "expected 1..6", raw_type) from None
-        r.zeros("reserved", 0x67, 1)
+        r.zeros("reserved", 0x64, 1)
         return cls(
             digest_cur=r.raw("digest_cur", 0, 48),
             contents=r.raw("contents", 0x30, 48),
             page_type=page_type,
             imi_page=r.u8("imi_page", 0x63),
-            vmpl3_perms=r.u8("vmpl3_perms", 0x64),
-            vmpl2_perms=r.u8("vmpl2_perms", 0x65),
-            vmpl1_perms=r.u8("vmpl1_perms", 0x66),
+            vmpl1_perms=r.u8("vmpl1_perms", 0x65),
+            vmpl2_perms=r.u8("vmpl2_perms", 0x66),
+            vmpl3_perms=r.u8("vmpl3_perms", 0x67),
             gpa=r.u64("gpa", 0x68),
         )
 
@@ -81,10 +83,10 @@ class PageInfo:
                 (
                     self.page_type,
                     self.imi_page,
-                    self.vmpl3_perms,
-                    self.vmpl2_perms,
-                    self.vmpl1_perms,
                     0,
+                    self.vmpl1_perms,
+                    self.vmpl2_perms,
+                    self.vmpl3_perms,
                 )
             )
             + self.gpa.to_bytes(8, "little")

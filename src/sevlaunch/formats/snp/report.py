@@ -1,4 +1,8 @@
-"""The SNP attestation report, 1184 bytes (sev-snp.md §4.1), versions 2, 3 (and 4), 5.
+"""The SNP attestation report, 1184 bytes (sev-snp.md §4.1), versions 2, 3, 4 and 5.
+
+Version 4 is read with the mitigation vectors at 0x1F8/0x200 as version 5 has them: virtee
+parses 4 as 3 (reserved there), but a Turin v4 report has been seen carrying them, and
+reading them loses nothing (on a v3-shaped v4 report they are zero).
 
 A version above 5 is parsed by the prefix every version shares (through CURRENT_MIT_VECTOR)
 and flagged :attr:`AttestationReport.known_version` False, its bytes 0x208–0x29F kept raw in
@@ -79,7 +83,8 @@ _STRUCT = _struct()
 _NAMES = tuple(n for n, _, _ in _LAYOUT)
 _CHECKS = tuple((n, size, 0 if n in _BYTE_FIELDS else 1 << (8 * size)) for n, _, size in _LAYOUT)
 _V3_FIELDS = frozenset(("cpuid_fam_id", "cpuid_mod_id", "cpuid_step"))
-_V5_FIELDS = frozenset(("launch_mit_vector", "current_mit_vector"))
+_MIT_FIELDS = frozenset(("launch_mit_vector", "current_mit_vector"))
+MIT_VERSION = 4  # see the module docstring
 EXTENSION_OFFSET = 0x208
 EXTENSION_SIZE = SIGNED_SIZE - EXTENSION_OFFSET
 TCB_FIELDS = ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb")
@@ -118,7 +123,7 @@ class AttestationReport:
     cpuid_fam_id: int = 0  # v3 and later
     cpuid_mod_id: int = 0
     cpuid_step: int = 0
-    launch_mit_vector: int = 0  # v5 and later
+    launch_mit_vector: int = 0  # v4 and later
     current_mit_vector: int = 0
     extension: bytes = field(default=b"", repr=False)  # versions > 5: 0x208..0x29F as found
 
@@ -135,8 +140,8 @@ class AttestationReport:
             raise Reader(STRUCTURE, b"").fail(
                 "version", 0, "SNP reports start at version 2", self.version
             )
-        v3, v5 = self.version >= 3, self.version >= 5
-        for names, present, since in ((_V3_FIELDS, v3, 3), (_V5_FIELDS, v5, 5)):
+        v3, mit = self.version >= 3, self.version >= MIT_VERSION
+        for names, present, since in ((_V3_FIELDS, v3, 3), (_MIT_FIELDS, mit, MIT_VERSION)):
             for name in names:
                 if not present and getattr(self, name):
                     raise Reader(STRUCTURE, b"").fail(
@@ -165,7 +170,7 @@ class AttestationReport:
         r.zeros("reserved_1ef", 0x1EF, 1)
         values: dict[str, object] = dict(zip(_NAMES, _STRUCT.unpack_from(data), strict=True))
         if version in KNOWN_VERSIONS:
-            start = EXTENSION_OFFSET if version >= 5 else 0x1F8
+            start = EXTENSION_OFFSET if version >= MIT_VERSION else 0x1F8
             r.zeros("reserved_tail", start, SIGNED_SIZE - start)  # so v2–v4 fields read 0
         else:
             values["extension"] = data[EXTENSION_OFFSET:SIGNED_SIZE]

@@ -1,5 +1,7 @@
 """The SNP SECRETS page (4096 B) the firmware writes into the guest (sev-snp.md §5.4): the
-VMPCKs that key guest messages, plus the OS area where Linux keeps its message counters."""
+VMPCKs that key guest messages, plus the OS area where Linux keeps its message counters.
+0x140–0x15F is what an SVSM reads (Linux's and coconut-svsm's names); LAUNCH_MIT_VECTOR at
+0x168 follows Project Oak's reading of the ABI (the only source seen)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from sevlaunch.formats._codec import Reader, check_len, le_bytes
 
 STRUCTURE = "SNP secrets page"
 PAGE_SIZE = 4096
-_TAIL = 0x164
+_TAIL = 0x170
 
 # (name, offset, size); sizes above 8 are byte strings
 _LAYOUT = (
@@ -30,6 +32,7 @@ _LAYOUT = (
     ("svsm_max_version", 0x158, 4),
     ("svsm_guest_vmpl", 0x15C, 1),
     ("tsc_factor", 0x160, 4),
+    ("launch_mit_vector", 0x168, 8),  # Project Oak's reading of the ABI's table (one source)
 )
 _BYTES = frozenset(n for n, _, s in _LAYOUT if s > 8)
 
@@ -52,6 +55,7 @@ class SecretsPage:
     svsm_max_version: int = 0
     svsm_guest_vmpl: int = 0
     tsc_factor: int = 0
+    launch_mit_vector: int = 0
 
     def __post_init__(self) -> None:
         for name, _, size in _LAYOUT:
@@ -76,6 +80,7 @@ class SecretsPage:
         r.expect_size(PAGE_SIZE)
         r.zeros("reserved_0c", 0x0C, 4)
         r.zeros("reserved_15d", 0x15D, 3)
+        r.zeros("reserved_164", 0x164, 4)
         r.zeros("reserved", _TAIL, PAGE_SIZE - _TAIL)
         values = {
             n: r.raw(n, off, size) if n in _BYTES else r.uint(n, off, size)

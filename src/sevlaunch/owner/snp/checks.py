@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sevlaunch.crypto.snp.certs import AmdExtensions
 from sevlaunch.formats.snp.policy import SnpPolicyFlags
-from sevlaunch.formats.snp.report import AttestationReport
+from sevlaunch.formats.snp.report import MIT_VERSION, AttestationReport
 from sevlaunch.formats.snp.tcb import Generation, TcbLayout
 from sevlaunch.owner.snp.expectations import SnpExpectations
 from sevlaunch.owner.snp.verdicts import Outcome
@@ -276,7 +276,7 @@ def check_mitigations(report: AttestationReport, exp: SnpExpectations) -> Result
     need = exp.required_mitigations
     if not need:
         return SKIP, "no mitigation required"
-    if report.version < 5:
+    if report.version < MIT_VERSION:
         return FAIL, f"version {report.version} reports carry no mitigation vectors"
     problems = [
         f"{name} lacks {need & ~value:#x}"
