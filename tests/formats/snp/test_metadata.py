@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from sevlaunch.errors import FormatError
 from sevlaunch.formats.snp import SectionType, SevMetadata
 from tests.snp_strategies import metadata
+from tests.strategies import parse_or_error
 
 
 def fixture(vectors: Path, name: str) -> bytes:
@@ -59,3 +61,9 @@ def test_refusals() -> None:
         SevMetadata.from_bytes(
             b"ASEV" + (16).to_bytes(4, "little") + (2).to_bytes(4, "little") + bytes(4)
         )
+
+
+@given(st.binary(max_size=64))
+def test_fuzz_only_format_errors(raw: bytes) -> None:
+    parsed = parse_or_error(lambda: SevMetadata.from_bytes(b"ASEV" + raw))
+    assert isinstance(parsed, (FormatError, SevMetadata))

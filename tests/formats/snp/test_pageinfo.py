@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from sevlaunch.errors import FormatError
 from sevlaunch.formats.snp import PageInfo, PageType
 from tests.snp_strategies import page_infos
+from tests.strategies import parse_or_error
 
 
 @given(page_infos)
@@ -54,3 +56,9 @@ def test_permission_bytes() -> None:
     raw = info.to_bytes()
     assert raw[0x62:0x68] == bytes((1, 1, 0, 0x11, 0x22, 0x33))
     assert raw[0x68:] == (0x1000).to_bytes(8, "little")
+
+
+@given(st.binary(max_size=0x80))
+def test_fuzz_only_format_errors(raw: bytes) -> None:
+    parsed = parse_or_error(lambda: PageInfo.from_bytes(raw))
+    assert isinstance(parsed, FormatError) or parsed.to_bytes() == raw
