@@ -10,7 +10,6 @@ error surfaces as a FormatError saying so rather than an unexplained ValueError.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.utils import CryptographyDeprecationWarning
 
 from sevlaunch.errors import FormatError
+from sevlaunch.formats._cached import cached
 from sevlaunch.formats.snp.tcb import TcbLayout, TcbVersion
 
 STRUCTURE = "AMD SNP certificate"
@@ -38,7 +38,7 @@ class SnpCert:
     cert: x509.Certificate = field(repr=False, compare=False)
     serial: int = 0  # read once, under the warning filter (pyca warns on every read of 0)
 
-    @functools.cached_property
+    @cached
     def der(self) -> bytes:
         return self.raw or self.cert.public_bytes(serialization.Encoding.DER)
 
@@ -52,12 +52,12 @@ class SnpCert:
     def serial_zero(self) -> bool:
         return self.serial == 0
 
-    @functools.cached_property
+    @cached
     def tbs(self) -> bytes:
         """The signed TBSCertificate (pyca re-encodes it on every access, so keep it)."""
         return self.cert.tbs_certificate_bytes
 
-    @functools.cached_property
+    @cached
     def _names(self) -> tuple[bytes, bytes]:
         return tbs_names(self.tbs)
 
@@ -70,24 +70,24 @@ class SnpCert:
     def subject(self) -> bytes:
         return self._names[1]
 
-    @functools.cached_property
+    @cached
     def common_name(self) -> str:
         return name_cn(self.subject)
 
-    @functools.cached_property
+    @cached
     def issuer_name(self) -> str:
         return name_cn(self.issuer)
 
-    @functools.cached_property
+    @cached
     def fingerprint(self) -> str:
         """SHA-256 of the DER certificate, lowercase hex (how roots are pinned)."""
         return hashlib.sha256(self.der).hexdigest()
 
-    @functools.cached_property
+    @cached
     def public_key(self) -> CertificatePublicKeyTypes:
         return self.cert.public_key()
 
-    @functools.cached_property
+    @cached
     def extensions(self) -> AmdExtensions:
         return amd_extensions(self)
 

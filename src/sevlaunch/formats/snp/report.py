@@ -14,11 +14,11 @@ algorithm decides how it reads.
 
 from __future__ import annotations
 
-import functools
 import struct
 from dataclasses import dataclass, field, fields
 from typing import Self
 
+from sevlaunch.formats._cached import cached
 from sevlaunch.formats._codec import Reader, check_len, le_bytes
 from sevlaunch.formats.snp.ecdsa import SIGNATURE_SIZE, EcdsaSignature
 from sevlaunch.formats.snp.policy import KeyInfo, PlatformInfo, SnpPolicy
@@ -195,15 +195,15 @@ class AttestationReport:
 
     # -- typed views ---------------------------------------------------------------------
 
-    @functools.cached_property
+    @cached
     def guest_policy(self) -> SnpPolicy:
         return SnpPolicy.from_int(self.policy)
 
-    @functools.cached_property
+    @cached
     def platform(self) -> PlatformInfo:
         return PlatformInfo.from_int(self.platform_info)
 
-    @functools.cached_property
+    @cached
     def key(self) -> KeyInfo:
         return KeyInfo.from_int(self.key_info)
 
@@ -212,7 +212,7 @@ class AttestationReport:
         """The signature as ECDSA P-384 (raises FormatError if its reserved part is not zero)."""
         return EcdsaSignature.from_bytes(self.signature)
 
-    @functools.cached_property
+    @cached
     def generation(self) -> Generation | None:
         """From CPUID (v3+); for v2 a chip id of 8 significant bytes means Turin, else None."""
         if self.version >= 3:
@@ -235,7 +235,7 @@ class AttestationReport:
             found = self._tcbs[key] = TcbVersion.from_int(getattr(self, name), layout)
         return found
 
-    @functools.cached_property
+    @cached
     def _tcbs(self) -> dict[tuple[str, TcbLayout], TcbVersion]:
         return {}
 
