@@ -341,9 +341,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def start_daemon(short_root: Path) -> Iterator[Callable[..., Daemon]]:
-    """Start host daemons; at teardown guests are destroyed and every daemon stopped."""
+@contextlib.contextmanager
+def _daemons(short_root: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start host daemons; on leaving, guests are destroyed and every daemon stopped."""
     daemons: list[Daemon] = []
 
     def start(
@@ -368,7 +368,24 @@ def start_daemon(short_root: Path) -> Iterator[Callable[..., Daemon]]:
         _wait_ready(daemon)
         return daemon
 
-    yield start
-    for daemon in daemons:
-        daemon.stop()
-        reap(str(daemon.state))
+    try:
+        yield start
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+            reap(str(daemon.state))
+
+
+@pytest.fixture
+def start_daemon(short_root: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start host daemons for one test."""
+    with _daemons(short_root) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def module_daemon(short_root: Path, platform: Platform) -> Iterator[Daemon]:
+    """One host daemon on the shared platform for a module's tests that only define domains
+    (starting one costs seconds); each test leaves it without domains."""
+    with _daemons(short_root) as start:
+        yield start(platform=platform)

@@ -672,7 +672,7 @@ _safe_text = st.text(
     max_size=20,
 )
 _path = st.builds(lambda s: "/" + s, _safe_text.filter(lambda s: s.strip() == s))
-_names = _safe_text.filter(lambda s: "/" not in s)
+_names = _safe_text.filter(lambda s: "/" not in s and s.strip() and s not in (".", ".."))
 _b64 = st.binary(min_size=1, max_size=48).map(lambda b: base64.b64encode(b).decode())
 _uuids = st.uuids()
 
@@ -723,6 +723,12 @@ _disks = st.builds(
 _serials = st.one_of(
     st.builds(SerialConfig, type=st.just("file"), path=_path),
     st.builds(SerialConfig, type=st.just("pty")),
+    st.builds(
+        SerialConfig,
+        type=st.just("pty"),
+        log_file=_path,
+        log_append=st.none() | st.booleans(),
+    ),
 )
 
 _domains_any = st.builds(
@@ -773,3 +779,51 @@ def test_generated_edits_of_samples_stay_valid(base: str, domain: Domain, schema
     written = edited.to_xml()
     validate_against_schema(written, schemas)
     assert Domain.from_xml(written) == edited
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [
+        ("..", "XML error", "name '..' cannot be used"),
+        (".", "XML error", "name '.' cannot be used"),
+        ("\t ", "missing name information", "empty or only white space"),
+        ("a/b", "XML error", "name a/b cannot contain '/'"),
+        ("a\nb", "XML error", "invalid char in name: \\n"),
+        ("x" * (1 << 20), "XML error", "name of 1048576 bytes is too long"),
+    ],
+)
+def test_libvirts_name_rules(name: str, kind: str, message: str) -> None:
+    with pytest.raises(DomainXMLError) as caught:
+        Domain(name=name, memory_kib=1024)
+    assert caught.value.kind == kind
+    assert message in caught.value.detail
+    assert caught.value.field == "name"
+
+
+def test_names_libvirt_takes_are_taken() -> None:
+    for name in ("x" * 247, "é" * 123, "a b", "x..y", "-dash", "a,b", "a'b", "&"):
+        assert Domain(name=name, memory_kib=1024).name == name
+
+
+def test_a_serial_log_round_trips_with_libvirts_on_off() -> None:
+    xml = (
+        "<domain type='kvm'><name>l</name><memory>1024</memory><os><type>hvm</type></os>"
+        "<devices><serial type='pty'><log file='/var/log/l/console.log' append='on'/>"
+        "<target port='0'/></serial></devices></domain>"
+    )
+    domain = Domain.from_xml(xml)
+    assert domain.serials == (
+        SerialConfig(type="pty", log_file="/var/log/l/console.log", log_append=True),
+    )
+    assert '<log file="/var/log/l/console.log" append="on"/>' in domain.to_xml()
+    with pytest.raises(DomainXMLError, match="Expected one of: on, off"):
+        Domain.from_xml(xml.replace("append='on'", "append='yes'"))
+
+
+@pytest.mark.parametrize("model", ["qemu64,+x2apic,hv-passthrough=on", "a=b", "-x", "EPYC Rome"])
+def test_a_cpu_model_is_a_bare_model_name(model: str) -> None:
+    with pytest.raises(DomainXMLError) as caught:
+        CpuConfig(mode="custom", model=model)
+    assert str(caught.value) == (
+        f"unsupported configuration: CPU model {model} is not supported by hypervisor"
+    )

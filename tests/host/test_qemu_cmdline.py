@@ -167,7 +167,8 @@ def test_sev_es_rom_firmware_pty_console_and_kernel_hashes_off() -> None:
     argv = list(plan.argv)
     assert argv[0] == "/opt/qemu/bin/qemu-system-x86_64"
     assert argv[argv.index("-bios") + 1] == "/usr/share/edk2/ovmf/OVMF.amdsev.fd"
-    assert argv[argv.index("-serial") + 1] == "pty"
+    assert "pty,id=charserial0" in argv
+    assert argv[argv.index("-serial") + 1] == "chardev:charserial0"
     assert argv[argv.index("-append") + 1] == "console=ttyS0 root=/dev/vda1"
     sev = json.loads(argv[len(argv) - 1 - argv[::-1].index("-object") + 1])
     assert sev == {

@@ -65,7 +65,8 @@ def full_xml(short_dir: Path) -> str:
         "<cpu mode='custom'><model>qemu64</model></cpu><devices>"
         f"<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{disk}'/>"
         "<target dev='vda' bus='virtio'/></disk>"
-        f"<serial type='file'><source path='{short_dir / 'serial.log'}'/></serial>"
+        f"<serial type='file'><source path='{short_dir / 'state/log/plain/serial0.log'}'/>"
+        "</serial>"
         "</devices></domain>"
     )
 
@@ -104,6 +105,8 @@ def test_plain_domain_starts_paused_resumes_and_is_destroyed(
         assert steps == {8: "ok", 13: "ok"}
 
     run(short_dir / "state", body)
+    logs = sorted(p.name for p in (short_dir / "state/log/plain").iterdir())
+    assert logs == (["serial0.log"] if firmware == "ovmf-nvram-disk-serial" else ["console.log"])
 
 
 def test_sev_domain_fails_naming_the_missing_sev_support(

@@ -542,6 +542,14 @@ def _prop_yesno(el: etree._Element | None, name: str) -> bool | None:
     return None if value is None else value == "yes"
 
 
+def _prop_onoff(el: etree._Element | None, name: str) -> bool | None:
+    """libvirt's virTristateSwitch attributes (``append='on'``)."""
+    if el is None:
+        return None
+    value = _prop_choice(el, name, ("on", "off"))
+    return None if value is None else value == "on"
+
+
 def _parse_uint(text: str, *, base: int = 10, limit: int = _U32) -> int | None:
     text = text.strip()
     if base == 16:
@@ -750,7 +758,7 @@ def _parse_serial(el: etree._Element) -> SerialConfig:
         type=chardev,
         path=None if source is None else source.get("path"),
         log_file=None if log is None else log.get("file"),
-        log_append=_prop_yesno(log, "append"),
+        log_append=_prop_onoff(log, "append"),
     )
 
 
@@ -1040,7 +1048,10 @@ def _write_serial(el: etree._Element, serial: SerialConfig) -> None:
         log = etree.Element("log")
         _insert(el, log, _SERIAL_ORDER)
     log.set("file", serial.log_file)
-    _set_attr(log, "append", serial.log_append)
+    if serial.log_append is None:
+        log.attrib.pop("append", None)
+    else:
+        log.set("append", "on" if serial.log_append else "off")
 
 
 def _write_launch_security(root: etree._Element, lsec: LaunchSecurity | None) -> None:

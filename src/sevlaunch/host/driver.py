@@ -28,7 +28,7 @@ LOG_TAIL = 4000
 
 @dataclass(frozen=True)
 class RunPaths:
-    """A domain's per-run directory: QMP socket, pid file, logs and launch blobs."""
+    """A domain's per-run directory: QMP socket, pid file, the hypervisor's log, launch blobs."""
 
     root: Path
 
@@ -43,10 +43,6 @@ class RunPaths:
     @property
     def log(self) -> Path:
         return self.root / "qemu.log"
-
-    @property
-    def console(self) -> Path:
-        return self.root / "console.log"
 
 
 def internal_error(detail: str) -> HostError:

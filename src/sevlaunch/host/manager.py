@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import time
 import uuid as uuidlib
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sevlaunch.errors import DomainXMLError, HostError, SevlaunchError
-from sevlaunch.host import driver, launchsec, probe, recovery
+from sevlaunch.host import driver, launchsec, logs, probe, recovery
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.qemu_cmdline import HostSevDefaults
@@ -33,9 +34,11 @@ from sevlaunch.host.runtime import (
     invalid,
     no_domain,
     quiet_disconnect,
+    remove_domain_dirs,
     remove_run_files,
     resolve_binary,
     stopped_detail,
+    sweep_orphans,
 )
 from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
@@ -67,7 +70,9 @@ class HostManager:
     async def startup(self) -> None:
         """Find running guests again (pid file and QMP socket); mark dead ones crashed. All at
         once: a guest killed mid-start may need seconds before its monitor answers."""
-        rows = [r for r in self.store.domain_rows() if r.state in ("running", "paused")]
+        every = self.store.domain_rows()
+        sweep_orphans(self.run_root, self.state_dir / logs.LOG_ROOT, every)
+        rows = [r for r in every if r.state in ("running", "paused")]
         await asyncio.gather(*(self._recover(row) for row in rows))
 
     async def _recover(self, row: DomainRow) -> None:
@@ -150,7 +155,8 @@ class HostManager:
                 "operation failed", f"domain '{other.name}' is already defined with uuid {uuid}"
             )
         if domain.uuid is None:
-            domain = Domain.from_xml(xml.replace("</name>", f"</name>\n  <uuid>{uuid}</uuid>", 1))
+            domain = dataclasses.replace(domain, uuid=uuidlib.UUID(uuid))
+        logs.check_log_paths(domain, self._log_dir(domain.name))
         self.store.put_domain(uuid, domain.name, domain.to_xml())
         self.events.lifecycle(domain.name, "Defined", "Added" if existing is None else "Updated")
         return self._row(uuid)
@@ -160,7 +166,11 @@ class HostManager:
         if row.state in ("running", "paused"):
             raise invalid(f"domain '{row.name}' is {row.state}: destroy it before undefining it")
         self.store.delete_domain(row.uuid)
+        remove_domain_dirs(self.run_root / row.uuid, row.run_dir, self._log_dir(row.name))
         self.events.lifecycle(row.name, "Undefined", "Removed")
+
+    def _log_dir(self, name: str) -> Path:
+        return logs.log_dir(self.state_dir, name)
 
     def list_domains(self, *, all_domains: bool = False) -> list[DomainRow]:
         return [
@@ -227,6 +237,7 @@ class HostManager:
         binary, argv = prepare_start(
             domain,
             paths,
+            self._log_dir(domain.name),
             emulator=self.qemu,
             resolve_secret=self.secrets.value,
             host_sev=self._host_sev(),
@@ -479,13 +490,9 @@ class HostManager:
     # ---- console and timeline
 
     def console(self, key: str) -> str:
+        """The console log, read only from the domain's own log directory (never started: "")."""
         row = self._row(key)
-        serials = [s for s in Domain.from_xml(row.xml).serials if s.type == "file" and s.path]
-        path = (
-            Path(serials[0].path)
-            if serials and serials[0].path
-            else driver.RunPaths(Path(row.run_dir or self.run_root / row.uuid)).console
-        )
+        path = logs.console_path(Domain.from_xml(row.xml), self._log_dir(row.name))
         try:
             return path.read_text(errors="replace")
         except FileNotFoundError:

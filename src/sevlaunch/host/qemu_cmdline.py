@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from sevlaunch.errors import DomainXMLError
-from sevlaunch.host.domxml import DiskConfig, Domain, LaunchSecurity, SerialConfig
+from sevlaunch.host.domxml import DiskConfig, Domain, LaunchSecurity
+from sevlaunch.host.logs import CONSOLE_LOG, serial_outputs
 
 SEV_OBJECT_ID = "lsec0"
 MEMORY_BACKEND_ID = "pc.ram"
@@ -43,9 +44,10 @@ class LaunchPaths:
     lib_dir: str
     monitor_socket: str
     pidfile: str | None = None
+    log_dir: str | None = None  # where pty ports and the implicit console are logged
 
     def __post_init__(self) -> None:
-        for name in ("lib_dir", "monitor_socket", "pidfile"):
+        for name in ("lib_dir", "monitor_socket", "pidfile", "log_dir"):
             value = getattr(self, name)
             if value is not None and not PurePosixPath(value).is_absolute():
                 raise _unsupported(
@@ -111,8 +113,7 @@ def build_launch_plan(
     argv += _kernel_args(domain)
     for disk in domain.disks:
         argv += _disk_args(disk)
-    for index, serial in enumerate(domain.serials):
-        argv += _serial_args(index, serial)
+    argv += _serial_args(domain, paths.log_dir)
     if domain.launch_security is not None:
         sev, blobs = _sev_object(domain, paths, resolve_secret, host_sev)
         argv += ["-object", sev]
@@ -269,25 +270,35 @@ def _disk_index(target_dev: str) -> int:
     return max(index - 1, 0)
 
 
-def _serial_args(index: int, serial: SerialConfig) -> list[str]:
-    chardev_id = f"charserial{index}"
-    if serial.type == "file" and serial.path:
-        return [
-            "-chardev",
-            f"file,id={chardev_id},path={_esc(serial.path)}",
-            "-serial",
-            f"chardev:{chardev_id}",
-        ]
-    if serial.type == "pty":
-        return ["-serial", "pty"]
-    if serial.type == "null":
-        return ["-serial", "null"]
-    raise _unsupported(
-        f"serial type '{serial.type}' is not supported: use <serial type='file'> with "
-        "<source path=...> or <serial type='pty'>",
-        field="devices/serial/@type",
-        value=serial.type,
-    )
+def _serial_args(domain: Domain, log_dir: str | None) -> list[str]:
+    """Each port as a chardev (libvirt's ``charserialN``) logged to its file; a domain without
+    a port gets one logged to its console file when the caller gives a log directory."""
+    for serial in domain.serials:
+        if serial.type not in ("file", "pty", "null"):
+            raise _unsupported(
+                f"serial type '{serial.type}' is not supported: use <serial type='pty'>, "
+                "'file' with <source path=...> or 'null'",
+                field="devices/serial/@type",
+                value=serial.type,
+            )
+    logs = PurePosixPath(log_dir) if log_dir is not None else None
+    args: list[str] = []
+    if logs is not None and not domain.serials:
+        console = f"logfile={_esc(str(logs / CONSOLE_LOG))},logappend=on"
+        return ["-chardev", f"null,id=charserial0,{console}", "-serial", "chardev:charserial0"]
+    outputs = serial_outputs(domain, logs) if logs is not None else None
+    for index, serial in enumerate(domain.serials):
+        opts = [serial.type, f"id=charserial{index}"]
+        if serial.type == "file" and serial.path:
+            opts.append(f"path={_esc(serial.path)}")
+        log: str | None = serial.log_file
+        append = bool(serial.log_append)
+        if outputs is not None:
+            log, append = outputs[index].log, outputs[index].log_append
+        if log is not None:
+            opts += [f"logfile={_esc(log)}", f"logappend={'on' if append else 'off'}"]
+        args += ["-chardev", ",".join(opts), "-serial", f"chardev:charserial{index}"]
+    return args
 
 
 def _sev_object(

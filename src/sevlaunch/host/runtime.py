@@ -9,7 +9,7 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from qemu.qmp import QMPClient
 
 from sevlaunch.errors import HostError
 from sevlaunch.host import driver
+from sevlaunch.host.store import DomainRow
 
 MEASUREMENT_EVENT = "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
 GUEST_BOOTED_EVENT = "SEVLAUNCH_GUEST_BOOTED"
@@ -66,6 +67,27 @@ def remove_run_files(run_dir: str) -> None:
         paths.root / "session.base64",
     ):
         leftover.unlink(missing_ok=True)
+
+
+def remove_domain_dirs(*dirs: str | Path | None) -> None:
+    """Delete an undefined domain's run and log directories, whatever they hold."""
+    for found in dirs:
+        if found is not None:
+            shutil.rmtree(found, ignore_errors=True)
+
+
+def sweep_orphans(run_root: Path, log_root: Path, rows: Iterable[DomainRow]) -> None:
+    """Delete run and log directories no defined domain owns (an undefine cut short, a probe
+    that was killed): what a stopped manager left behind."""
+    rows = list(rows)
+    owners = {run_root / r.uuid for r in rows} | {Path(r.run_dir) for r in rows if r.run_dir}
+    for entry in run_root.iterdir() if run_root.exists() else ():
+        if entry.is_dir() and entry not in owners:
+            shutil.rmtree(entry, ignore_errors=True)
+    names = {r.name for r in rows}
+    for entry in log_root.iterdir() if log_root.exists() else ():
+        if entry.is_dir() and entry.name not in names:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def resolve_binary(name: str) -> str:

@@ -1,6 +1,5 @@
 """What a domain start writes before it spawns the hypervisor: the launch plan's files (0600
-from their first byte, as libvirt's launch blobs) and the argv, with a console file if the
-domain has no serial port of its own.
+from their first byte, as libvirt's launch blobs), the domain's log directory, and the argv.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ def blobs_detail(sev: LaunchSecurity) -> str:
 def prepare_start(
     domain: Domain,
     paths: driver.RunPaths,
+    log_dir: Path,
     *,
     emulator: str,
     resolve_secret: SecretResolver,
@@ -37,7 +37,10 @@ def prepare_start(
     plan = build_launch_plan(
         domain,
         LaunchPaths(
-            lib_dir=str(paths.root), monitor_socket=str(paths.qmp), pidfile=str(paths.pidfile)
+            lib_dir=str(paths.root),
+            monitor_socket=str(paths.qmp),
+            pidfile=str(paths.pidfile),
+            log_dir=str(log_dir),
         ),
         emulator=emulator,
         resolve_secret=resolve_secret,
@@ -45,15 +48,8 @@ def prepare_start(
     )
     for planned in plan.files:
         write_private(Path(planned.path), planned.content, planned.mode)
-    argv = list(plan.argv[1:])
-    if not domain.serials:
-        argv += [
-            "-chardev",
-            f"file,id=charconsole,path={paths.console}",
-            "-serial",
-            "chardev:charconsole",
-        ]
-    return plan.argv[0], argv
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return plan.argv[0], list(plan.argv[1:])
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
