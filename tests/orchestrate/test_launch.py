@@ -208,8 +208,12 @@ def test_step_2_host_manager_unreachable(env: RunningStack, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        # QEMU on a machine without /dev/sev: query-sev-capabilities fails
-        (f'unset SEVLAUNCH_SEV_DEVICE\nexec {BIN / "sevlaunch-vmm"} "$@"', "does not support SEV"),
+        # QEMU on a machine without /dev/sev: query-sev-capabilities fails (a device path that
+        # cannot exist, so that a /dev/sev on this machine, e.g. libvirt tests', is not found)
+        (
+            f'export SEVLAUNCH_SEV_DEVICE=/nonexistent/sev\nexec {BIN / "sevlaunch-vmm"} "$@"',
+            "does not support SEV",
+        ),
         # a binary that is not a hypervisor at all
         ("echo 'not a hypervisor' >&2\nexit 1", "not a hypervisor"),
     ],

@@ -61,3 +61,14 @@ def test_a_pty_is_announced_readable_and_logged(tmp_path: Path) -> None:
         os.close(reader)
         console.close()
     assert log.read_text() == "dropped: nobody reads yet\nseen\n"
+
+
+def test_a_file_port_on_an_fd_set_writes_to_the_passed_descriptor(tmp_path: Path) -> None:
+    """libvirt opens the serial file itself and passes it: -add-fd, path=/dev/fdset/N."""
+    target = tmp_path / "console.log"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    console = Console([SerialPort(0, ChardevConfig("c0", "file", path="/dev/fdset/0", fd=fd))])
+    os.close(fd)  # the console holds its own duplicate, as QEMU does
+    console("OVMF: booting")
+    console.close()
+    assert target.read_text() == "OVMF: booting\n"

@@ -4,8 +4,10 @@ stays up whatever a client sends (garbage, huge inputs, wrong types, vanishing c
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,12 @@ from typing import Any
 import pytest
 
 from sevlaunch.vmm import main as vmm_main
+from sevlaunch.vmm.cmdline import parse_cmdline
+from tests.vmm import libvirt_argv
 from tests.vmm.conftest import (
+    CBITPOS,
+    CMDLINE,
+    VMM,
     WAIT_LIMIT,
     Media,
     Owner,
@@ -22,6 +29,7 @@ from tests.vmm.conftest import (
     qmp_connect,
     run_async,
     vmm_argv,
+    wait_for_socket,
 )
 
 # ---- start-up, in process (only failures: a successful start serves forever) ------------
@@ -283,3 +291,140 @@ def test_clients_that_vanish_mid_command_do_not_hurt(running: VmmProcess) -> Non
         client.send(b'{"execute": "query-status"}' * 50)
         client.close()
     _still_serving(running)
+
+
+# ---- as libvirt runs it ---------------------------------------------------------------------
+
+
+def test_libvirts_capability_probe(vmm: VmmProcess) -> None:
+    """virQEMUCapsInitQMP's command line and the QMP it sends; every answer is a success."""
+    done = vmm.run(libvirt_argv.probe(Path(vmm.qmp), vmm.work / "vmm.pid"))
+    assert done.returncode == 0, done.stderr
+    pid = int((vmm.work / "vmm.pid").read_text())
+    qmp = RawQmp(vmm.qmp)
+    for request in LIBVIRT_PROBE:
+        reply = qmp.command({**request, "id": "libvirt-x"})
+        assert "return" in reply, (request, reply)
+    caps = qmp.command({"execute": "query-sev-capabilities"})["return"]
+    assert caps["cbitpos"] == CBITPOS
+    assert caps["reduced-phys-bits"] == 1
+    qmp.command({"execute": "quit"})
+    qmp.close()
+    _wait_gone(pid)
+
+
+LIBVIRT_PROBE: list[dict[str, Any]] = [
+    {"execute": "query-version"},
+    {"execute": "query-target"},
+    {"execute": "query-qmp-schema"},
+    {"execute": "query-commands"},
+    {"execute": "query-kvm"},
+    {"execute": "qom-list-types"},
+    {"execute": "qom-list-properties", "arguments": {"typename": "memory-backend-file"}},
+    {"execute": "qom-list-properties", "arguments": {"typename": "memory-backend-memfd"}},
+    {"execute": "query-machines"},
+    {"execute": "qom-list-properties", "arguments": {"typename": "none-machine"}},
+    {"execute": "query-cpu-definitions"},
+    {"execute": "query-tpm-models"},
+    {"execute": "query-tpm-types"},
+    {"execute": "query-command-line-options"},
+    {"execute": "query-migrate-capabilities"},
+]
+
+
+def test_libvirts_domain_start_and_reconnect(vmm: VmmProcess, media: Media, owner: Owner) -> None:
+    """The monitor as a listening fd, the serial file as an -add-fd descriptor, and the QMP
+    libvirt sends at start (qemuProcessLaunch) and on reconnect (qemuProcessReconnect)."""
+    launch = owner.session(vmm.work)
+    monitor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    monitor.bind(vmm.qmp)
+    monitor.listen()
+    console = vmm.work / "console.log"
+    serial_fd = os.open(console, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    argv = libvirt_argv.domain(
+        name="t1",
+        firmware=media.firmware,
+        kernel=media.kernel,
+        initrd=media.initrd,
+        cmdline=CMDLINE,
+        disk=media.disk,
+        monitor_fd=monitor.fileno(),
+        serial_fd=serial_fd,
+        sev=libvirt_argv.sev_guest(CBITPOS, launch.policy, launch.godh, launch.session),
+        master_key=vmm.work / "master-key.aes",
+    )
+    err = (vmm.work / "stderr.log").open("ab")
+    vmm.proc = subprocess.Popen(
+        [VMM, *argv], env=vmm.env(), stderr=err, pass_fds=(monitor.fileno(), serial_fd)
+    )
+    monitor.close()
+    os.close(serial_fd)
+    wait_for_socket(Path(vmm.qmp), vmm.proc, f"sevlaunch-vmm ({vmm.stderr})")
+    for sequence in (LIBVIRT_START, LIBVIRT_RECONNECT):
+        qmp = RawQmp(vmm.qmp)
+        for request in sequence:
+            reply = qmp.command({**request, "id": "libvirt-x"})
+            assert "return" in reply, (request, reply)
+        qmp.close()
+    qmp = RawQmp(vmm.qmp)
+    assert qmp.command({"execute": "query-status"})["return"]["status"] == "prelaunch"
+    assert qmp.command({"execute": "query-sev"})["return"]["state"] == "launch-secret"
+    assert qmp.command({"execute": "cont"}) == {"return": {}}
+    qmp.close()
+    deadline = time.monotonic() + WAIT_LIMIT
+    while "boot complete" not in console.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "BlobVerifierSevHashes: kernel hash ok" in console.read_text()
+
+
+LIBVIRT_START: list[dict[str, Any]] = [
+    {"execute": "query-migrate-capabilities"},
+    {
+        "execute": "migrate-set-capabilities",
+        "arguments": {"capabilities": [{"capability": "events", "state": True}]},
+    },
+    {"execute": "query-chardev"},
+    {"execute": "query-hotpluggable-cpus"},
+    {"execute": "query-cpus-fast"},
+    {"execute": "qom-list", "arguments": {"path": "/machine/unattached/device[0]"}},
+    {"execute": "query-named-block-nodes", "arguments": {"flat": True}},
+    {"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}},
+    {"execute": "query-block"},
+]
+LIBVIRT_RECONNECT: list[dict[str, Any]] = [
+    {"execute": "query-migrate-capabilities"},
+    {"execute": "query-status"},
+    {"execute": "query-hotpluggable-cpus"},
+    {"execute": "query-cpus-fast"},
+    {"execute": "query-block"},
+    {"execute": "query-chardev"},
+    {"execute": "query-jobs"},
+    {"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}},
+    {"execute": "query-sev-launch-measure"},
+    {"execute": "query-sev"},
+]
+
+
+def test_the_sev_device_is_found_without_an_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libvirt clears the environment: /dev/sev (a link to the socket), else the fixed path."""
+    monkeypatch.delenv(vmm_main.DEVICE_ENV, raising=False)
+    plain = parse_cmdline([])
+    fixed, dev = tmp_path / "platform.sock", tmp_path / "sev"
+    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/dev/sev"
+    fixed.write_bytes(b"")
+    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == str(fixed)
+    dev.symlink_to(tmp_path / "elsewhere.sock")  # a link, even dangling, is the device
+    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/dev/sev"
+    monkeypatch.setenv(vmm_main.DEVICE_ENV, "/tmp/env.sock")
+    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/tmp/env.sock"
+    explicit = parse_cmdline(
+        [
+            "-object",
+            "sev-guest,id=s,reduced-phys-bits=1,sev-device=/x.sock",
+            "-machine",
+            "q35,confidential-guest-support=s",
+        ]
+    )
+    assert vmm_main.sev_device_path(explicit, str(fixed), str(dev)) == "/x.sock"

@@ -124,6 +124,11 @@ class QMPServer:
         return ["qmp_capabilities", *self._commands]
 
     @property
+    def command_specs(self) -> tuple[CommandSpec, ...]:
+        """Every registered command (for introspection), in registration order."""
+        return tuple(self._commands.values())
+
+    @property
     def client_count(self) -> int:
         return len(self._clients)
 

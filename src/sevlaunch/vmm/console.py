@@ -47,7 +47,9 @@ class Console:
     def _open(self, chardev: ChardevConfig, announce: TextIO) -> list[int]:
         """The chardev's file outputs (its file or stdout, and its logfile)."""
         outputs = []
-        if chardev.backend == "file" and chardev.path is not None:
+        if chardev.backend == "file" and chardev.fd is not None:  # /dev/fdset/N: libvirt's
+            outputs.append(os.dup(chardev.fd))
+        elif chardev.backend == "file" and chardev.path is not None:
             outputs.append(_open_output(chardev.path, append=chardev.append))
         elif chardev.backend == "pty":
             self._open_pty(chardev, announce)

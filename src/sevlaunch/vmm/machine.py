@@ -31,6 +31,8 @@ from sevlaunch.vmm.sev import SevGuest, SevGuestConfig
 #: asked for it; polling ``query-sev-launch-measure`` works exactly as in QEMU regardless.
 MEASUREMENT_EVENT = "SEV_LAUNCH_MEASUREMENT_AVAILABLE"
 GUEST_BOOTED_EVENT = "SEVLAUNCH_GUEST_BOOTED"
+#: Every event the machine emits: QEMU's run-state events, then the two extensions.
+EVENTS = ("STOP", "RESUME", "SHUTDOWN", MEASUREMENT_EVENT, GUEST_BOOTED_EVENT)
 QEMU_VERSION = {"qemu": {"major": 9, "minor": 1, "micro": 0}, "package": "sevlaunch-vmm"}
 
 Emit = Callable[[str, dict[str, Any] | None], None]

@@ -3,8 +3,10 @@
 Start-up follows QEMU: parse the command line (QEMU's messages on error, exit 1), bring up the
 SEV guest (LAUNCH_START, LAUNCH_UPDATE_DATA of the firmware and kernel hashes, LAUNCH_MEASURE
 at machine-init-done) and only then serve QMP; ``-daemonize`` returns once that succeeded.
-The SEV device is the platform service's socket: ``sev-device=PATH``, or ``$SEVLAUNCH_SEV_DEVICE``
-when the object leaves the default ``/dev/sev``.
+The SEV device is the platform service's socket: ``sev-device=PATH``; when the object leaves
+the default ``/dev/sev``, ``$SEVLAUNCH_SEV_DEVICE``, else ``/dev/sev`` itself (a symlink to the
+socket, as ``sevlaunch platform install-libvirt`` makes it: libvirt clears the environment and
+gives the hypervisor a private /dev holding that link), else the fixed :data:`DEFAULT_SOCKET`.
 """
 
 from __future__ import annotations
@@ -24,25 +26,37 @@ from sevlaunch.errors import CommandLineError, FirmwareError, PlatformError, Sev
 from sevlaunch.qmp import QMPServer, VersionInfo
 from sevlaunch.vmm.cmdline import DiskImage, VmConfig, parse_cmdline
 from sevlaunch.vmm.console import Console
-from sevlaunch.vmm.machine import MEASUREMENT_EVENT, Machine, MachineSpec
+from sevlaunch.vmm.machine import EVENTS, MEASUREMENT_EVENT, Machine, MachineSpec
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.qmp_commands import VmmCommands
+from sevlaunch.vmm.qmp_probe import ProbeCommands, accel_of
+from sevlaunch.vmm.qmp_runtime import RuntimeCommands
 from sevlaunch.vmm.sev import SevGuestConfig
 
 PROG = "sevlaunch-vmm"
 DEVICE_ENV = "SEVLAUNCH_SEV_DEVICE"
 DEFAULT_DEVICE = "/dev/sev"
+#: Where the VMM looks when there is no /dev/sev and no $SEVLAUNCH_SEV_DEVICE (a platform
+#: served there is found by hypervisors whatever environment their manager gives them).
+DEFAULT_SOCKET = "/run/sevlaunch/platform.sock"
 
 
 class StartupError(Exception):
     """A failure before QMP is served: printed as QEMU prints it, exit status 1."""
 
 
-def sev_device_path(config: VmConfig) -> str:
+def sev_device_path(
+    config: VmConfig, default_socket: str = DEFAULT_SOCKET, dev_sev: str = DEFAULT_DEVICE
+) -> str:
+    """The SEV device to open; ``dev_sev`` is where /dev/sev is looked for (tests move it)."""
     configured = config.sev_guest.sev_device if config.sev_guest else DEFAULT_DEVICE
-    if configured == DEFAULT_DEVICE:
-        return os.environ.get(DEVICE_ENV, DEFAULT_DEVICE)
-    return configured
+    if configured != DEFAULT_DEVICE:
+        return configured
+    if DEVICE_ENV in os.environ:
+        return os.environ[DEVICE_ENV]
+    if not os.path.lexists(dev_sev) and os.path.exists(default_socket):
+        return default_socket
+    return DEFAULT_DEVICE
 
 
 def open_device(path: str) -> tuple[SevPlatform | None, str]:
@@ -170,6 +184,8 @@ async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> 
     done = asyncio.Event()
     machine = await _start_machine(config, device, device_error, server, console)
     VmmCommands(machine, config.name, device, device_error, done.set).register(server)
+    RuntimeCommands(config, console.ptys).register(server)
+    ProbeCommands(accel_of(config), EVENTS).register(server)
     await _listen(server, config)
     if config.pidfile:
         Path(config.pidfile).write_text(f"{os.getpid()}\n")

@@ -48,3 +48,10 @@ def test_every_option_says_whether_it_takes_an_argument() -> None:
     for name, (takes_arg, action) in OPTIONS.items():
         assert isinstance(takes_arg, bool), name
         assert callable(action), name
+
+
+def test_accelerator_and_nographic_are_kept() -> None:
+    assert parse_cmdline(["-accel", "kvm"]).accel == "kvm"
+    assert parse_cmdline(["-enable-kvm"]).accel == "kvm"
+    assert parse_cmdline([]).accel is None
+    assert parse_cmdline(["-nographic"]).display == "none"  # libvirt's probe passes it

@@ -8,7 +8,8 @@ AHCI, virtio-blk/ide-hd/ide-cd disks, isa-serial ports and the balloon, ``-chard
 socket/file/pty/null (``logfile=``), ``-mon``, ``-qmp``, ``-serial``, ``-bios``, ``-drive``,
 ``-kernel``/``-initrd``/``-append``, ``-m``, ``-smp``, ``-cpu``, ``-uuid``, ``-rtc``,
 ``-boot``, ``-no-acpi``, ``-no-shutdown``, ``-display none``, ``-nodefaults``,
-``-no-user-config``, ``-pidfile``, ``-daemonize`` and the options libvirt always adds
+``-no-user-config``, ``-nographic``, ``-pidfile``, ``-daemonize``, ``-add-fd``
+(:mod:`~sevlaunch.vmm.cmdline.fdsets`) and the options libvirt always adds
 (:mod:`~sevlaunch.vmm.cmdline.options`). Anything else fails as QEMU fails:
 ``-foo: invalid option``.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sevlaunch.errors import CommandLineError
-from sevlaunch.vmm.cmdline import block, chardev, devices
+from sevlaunch.vmm.cmdline import block, chardev, devices, fdsets
 from sevlaunch.vmm.cmdline.builder import Builder
 from sevlaunch.vmm.cmdline.config import (
     BlockdevConfig,
@@ -30,6 +31,7 @@ from sevlaunch.vmm.cmdline.config import (
     DeviceConfig,
     DiskImage,
     DriveConfig,
+    FdConfig,
     ObjectConfig,
     QmpEndpoint,
     SerialPort,
@@ -46,6 +48,7 @@ __all__ = [
     "DeviceConfig",
     "DiskImage",
     "DriveConfig",
+    "FdConfig",
     "ObjectConfig",
     "QmpEndpoint",
     "SerialPort",
@@ -87,6 +90,7 @@ def parse_cmdline(argv: Sequence[str]) -> VmConfig:
 def _finish(b: Builder) -> VmConfig:
     """Cross-option checks QEMU makes once every option is read, in its order."""
     block.machine_flash(b)
+    fdsets.resolve_chardevs(b)
     chardev.resolve_monitors(b)
     disks, ports = devices.resolve_devices(b)
     legacy = [disk for drive in b.cfg.drives if (disk := _legacy_disk(drive)) is not None]

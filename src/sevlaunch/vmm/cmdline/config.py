@@ -95,6 +95,15 @@ class ChardevConfig:
 
 
 @dataclass(frozen=True)
+class FdConfig:
+    """An ``-add-fd``: an inherited descriptor in fd set ``set`` (``/dev/fdset/SET``)."""
+
+    fd: int
+    set: int
+    opaque: str | None = None
+
+
+@dataclass(frozen=True)
 class SerialPort:
     """A guest serial port (``isa-serial`` or ``-serial``) and the chardev behind it."""
 
@@ -171,3 +180,5 @@ class VmConfig:
     pidfile: str | None = None
     daemonize: bool = False
     ignored: tuple[str, ...] = ()
+    accel: str | None = None  #: ``-accel TYPE`` (``-enable-kvm``: ``kvm``), for query-kvm
+    fds: tuple[FdConfig, ...] = ()

@@ -38,6 +38,10 @@ MODELS: dict[str, Model] = {
     "piix3-usb-uhci": Model((PCI, PCIE), ((".0", USB, 2),)),
     "ahci": Model((PCI, PCIE), tuple((f".{n}", IDE, 1) for n in range(6))),
     "virtio-blk-pci": Model((PCI, PCIE), disk=True),
+    # libvirt places virtio on PCIe root ports only when these types exist (model
+    # 'virtio-non-transitional'/'virtio-transitional' name them as drivers)
+    "virtio-blk-pci-non-transitional": Model((PCI, PCIE), disk=True),
+    "virtio-blk-pci-transitional": Model((PCI, PCIE), disk=True),
     "virtio-balloon-pci": Model((PCI, PCIE)),
     "ide-hd": Model((IDE,), disk=True),
     "ide-cd": Model((IDE,), disk=True),

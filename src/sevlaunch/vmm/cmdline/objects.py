@@ -19,6 +19,7 @@ _SEV_PROPS: dict[str, str] = {
     "legacy-vm-type": "OnOffAuto",
     "sev-device": "str",
 }
+SEV_GUEST_PROPS = _SEV_PROPS  # the sev-guest object's QOM properties and their kinds
 OTHER_OBJECTS = ("memory-backend-ram", "memory-backend-memfd", "memory-backend-file", "secret")
 
 

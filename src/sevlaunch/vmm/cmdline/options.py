@@ -5,7 +5,8 @@ modules; the simple options are here.
 Accepted and only recorded, because libvirt always adds them and they change nothing an
 emulated SEV launch can show: ``-overcommit``, ``-msg``, ``-sandbox``, ``-accel``,
 ``-enable-kvm``, ``-global``, ``-audiodev``, ``-no-hpet``; their text is kept in
-``VmConfig.ignored``. Modelled: ``-rtc base=``, ``-boot strict=``, ``-no-acpi``,
+``VmConfig.ignored`` (``-accel``'s type also in ``VmConfig.accel``, which ``query-kvm`` reads).
+Modelled: ``-rtc base=``, ``-boot strict=``, ``-no-acpi``,
 ``-no-shutdown`` (a guest power-off stops the VM instead of ending the process), ``-uuid``.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from sevlaunch.vmm.cmdline import block, chardev, devices
+from sevlaunch.vmm.cmdline import block, chardev, devices, fdsets
 from sevlaunch.vmm.cmdline.builder import Action, Builder
 from sevlaunch.vmm.cmdline.config import SmpConfig
 from sevlaunch.vmm.cmdline.objects import parse_object
@@ -110,6 +111,12 @@ def _boot(b: Builder, arg: str) -> None:
     b.add("ignored", f"-boot {arg}")
 
 
+def _accel(b: Builder, arg: str) -> None:
+    """``-accel TYPE``: nothing to accelerate, but ``query-kvm`` answers as QEMU would."""
+    b.set(accel=split_opts(arg, "accel")[0][1])
+    b.add("ignored", f"-accel {arg}")
+
+
 def _ignored(name: str) -> Action:
     return lambda b, arg: b.add("ignored", f"-{name} {arg}".rstrip())
 
@@ -149,6 +156,8 @@ OPTIONS: dict[str, tuple[bool, Action]] = {
     "mon": (True, chardev.mon),
     "serial": (True, chardev.serial),
     "display": (True, _display),
+    "nographic": (False, _setter(display="none")),  # with -nodefaults: no serial, no monitor
+    "add-fd": (True, fdsets.add_fd),
     "nodefaults": (False, _setter(nodefaults=True)),
     "no-user-config": (False, _setter(no_user_config=True)),
     "no-shutdown": (False, _setter(no_shutdown=True)),
@@ -157,8 +166,9 @@ OPTIONS: dict[str, tuple[bool, Action]] = {
     "boot": (True, _boot),
     "pidfile": (True, _path("pidfile")),
     "daemonize": (False, _setter(daemonize=True)),
-    **{name: (True, _ignored(name)) for name in ("overcommit", "msg", "sandbox", "accel")},
+    **{name: (True, _ignored(name)) for name in ("overcommit", "msg", "sandbox")},
+    "accel": (True, _accel),
     **{name: (True, _ignored(name)) for name in ("global", "audiodev")},
-    "enable-kvm": (False, _ignored("enable-kvm")),
+    "enable-kvm": (False, lambda b, arg: _accel(b, "kvm")),
     "no-hpet": (False, _ignored("no-hpet")),
 }

@@ -1,0 +1,78 @@
+"""The QAPI description of the ``-object`` types the VMM accepts (QEMU's ``ObjectOptions``).
+
+QEMU's ``-object`` and ``object-add`` take one QAPI union, ``ObjectOptions``, tagged by
+``qom-type``; ``query-qmp-schema`` shows it as ``object-add``'s ``arg-type``. Management
+layers read capabilities from it: libvirt sets QEMU_CAPS_SEV_GUEST_KERNEL_HASHES from
+``object-add/arg-type/+sev-guest/kernel-hashes``. Written by hand for the types the VMM
+parses; the sev-guest members are the parser's own table, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sevlaunch.qmp.introspect import EnumType, Member, ObjectType, member
+from sevlaunch.vmm.cmdline.objects import SEV_GUEST_PROPS
+
+OBJECT_OPTIONS = "ObjectOptions"
+OBJECT_TYPE = "ObjectType"
+
+#: qom-list-properties' names for the parser's kinds.
+_QOM_KIND = {"str": "string", "bool": "bool", "uint32": "uint32", "OnOffAuto": "OnOffAuto"}
+SEV_GUEST_PROPERTIES: tuple[tuple[str, str], ...] = tuple(
+    (name, _QOM_KIND[kind]) for name, kind in SEV_GUEST_PROPS.items()
+)
+
+_MEMORY_BACKEND = (
+    member("*size", "uint64"),
+    member("*share", "bool"),
+    member("*prealloc", "bool"),
+    member("*dump", "bool"),
+    member("*merge", "bool"),
+    member("*x-use-canonical-path-for-ramblock-id", "bool"),
+)
+
+
+def _sev_guest() -> ObjectType:
+    members = []
+    for name, kind in SEV_GUEST_PROPS.items():
+        required = name == "reduced-phys-bits"  # QEMU: the one mandatory sev-common member
+        wire = "OnOffAuto" if kind == "OnOffAuto" else kind
+        members.append(member(name if required else f"*{name}", wire))
+    return ObjectType("SevGuestProperties", tuple(members))
+
+
+def types() -> tuple[ObjectType | EnumType, ...]:
+    """Every type ``object-add``'s ``arg-type`` reaches."""
+    variants = {
+        "memory-backend-ram": ObjectType("MemoryBackendProperties", _MEMORY_BACKEND),
+        "memory-backend-memfd": ObjectType(
+            "MemoryBackendMemfdProperties",
+            (*_MEMORY_BACKEND, member("*hugetlb", "bool"), member("*seal", "bool")),
+        ),
+        "memory-backend-file": ObjectType(
+            "MemoryBackendFileProperties",
+            (*_MEMORY_BACKEND, member("mem-path", "str"), member("*discard-data", "bool")),
+        ),
+        "secret": ObjectType(
+            "SecretProperties",
+            (
+                member("*data", "str"),
+                member("*file", "str"),
+                member("*format", "str"),
+                member("*keyid", "str"),
+                member("*iv", "str"),
+            ),
+        ),
+        "sev-guest": _sev_guest(),
+    }
+    union = ObjectType(
+        OBJECT_OPTIONS,
+        (Member("qom-type", OBJECT_TYPE), Member("id", "str")),
+        tag="qom-type",
+        variants=tuple((case, t.name) for case, t in variants.items()),
+    )
+    return (
+        union,
+        EnumType(OBJECT_TYPE, tuple(variants)),
+        EnumType("OnOffAuto", ("auto", "on", "off")),
+        *{t.name: t for t in variants.values()}.values(),
+    )
