@@ -45,6 +45,9 @@ expected, what was found and, where there is one, what to do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 
 class SevlaunchError(Exception):
     """Root of every error sevlaunch raises on purpose."""
@@ -152,12 +155,14 @@ class DownloadError(TrustStoreError):
 class FirmwareError(SevlaunchError):
     """An SEV firmware command failed; ``status`` is the firmware status code."""
 
-    def __init__(self, command: str, status: int, detail: str = "") -> None:
-        from sevlaunch.formats.status import status_name
+    #: Names a status code. :mod:`sevlaunch.formats.status` installs its table when it loads
+    #: (every raiser of this error uses it), so this module imports nothing of sevlaunch.
+    status_name: ClassVar[Callable[[int], str]] = staticmethod(lambda status: f"status {status:#x}")
 
+    def __init__(self, command: str, status: int, detail: str = "") -> None:
         self.command = command
         self.status = status
-        msg = f"{command} failed: fw_error={status} '{status_name(status)}'"
+        msg = f"{command} failed: fw_error={status} '{type(self).status_name(status)}'"
         super().__init__(msg + (f": {detail}" if detail else ""))
 
 

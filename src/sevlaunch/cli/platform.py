@@ -120,7 +120,7 @@ def _client(socket_path: str) -> PlatformClient:
 
 
 def _status_fields(socket_path: str) -> dict[str, Any]:
-    from sevlaunch.firmware.states import PlatformState
+    from sevlaunch.formats.states import PlatformState
 
     with _client(socket_path) as client:
         s = client.platform_status()

@@ -15,26 +15,12 @@ guests), and ATTESTATION once the launch digest is final (LSECRET, RUNNING).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 from sevlaunch.formats.commands import Command as Cmd
+from sevlaunch.formats.states import GuestState, PlatformState
 
-
-class PlatformState(enum.IntEnum):
-    UNINIT = 0
-    INIT = 1
-    WORKING = 2
-
-
-class GuestState(enum.IntEnum):
-    UNINIT = 0
-    LUPDATE = 1
-    LSECRET = 2
-    RUNNING = 3
-    SUPDATE = 4
-    RUPDATE = 5
-    SENT = 6
+__all__ = ["GuestState", "PlatformState"]
 
 
 #: Commands whose buffer starts with the handle of an existing guest they act on.

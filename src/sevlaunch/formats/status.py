@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from sevlaunch.errors import FirmwareError
+
 
 class Status(enum.IntEnum):
     SUCCESS = 0x00
@@ -76,3 +78,6 @@ def status_name(code: int) -> str:
     except ValueError:
         return f"unknown status {code:#x}"
     return _DESCRIPTIONS.get(status, status.name)
+
+
+FirmwareError.status_name = staticmethod(status_name)  # errors.py names statuses with this

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 
-from sevlaunch.errors import FormatError, HostError, SevlaunchError
+from sevlaunch.errors import FormatError, HostError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Usage
+from sevlaunch.host import platform_port
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow, StepRow
 from sevlaunch.host.timeline import booted
@@ -53,20 +54,12 @@ def _router(manager: HostManager) -> APIRouter:
 # ---- node ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlatformFacts:
-    """What an emulated platform's socket adds: its profile (generation) and owner flag."""
-
-    profile: str | None = None
-    externally_owned: bool | None = None
-
-
 async def render_node(manager: HostManager) -> str:
     try:
         info = await manager.node_sev_info()
     except HostError as exc:
         return _alert("failed", "No SEV on this node", str(exc))
-    facts = await asyncio.to_thread(_platform_facts, manager.platform)
+    facts = await asyncio.to_thread(platform_port.platform_facts, manager.platform)
     try:
         pdh = SevCert.from_bytes(info.pdh)
         export = CertExport.from_bytes(info.cert_chain)
@@ -91,21 +84,6 @@ async def render_node(manager: HostManager) -> str:
         "<thead><tr><th>Certificate</th><th>Key</th><th>Key id</th><th>API</th>"
         f"<th>Signed by</th></tr></thead><tbody>{chain}</tbody></table>"
     )
-
-
-def _platform_facts(socket: str | None) -> PlatformFacts:
-    """Ask an emulated platform who it is; a real host has no such socket."""
-    if socket is None:
-        return PlatformFacts()
-    from sevlaunch.platform.client import PlatformClient
-
-    try:
-        with PlatformClient(socket, timeout=PLATFORM_TIMEOUT) as client:
-            profile = client.profile().name
-            owned = client.platform_status().externally_owned
-    except (SevlaunchError, OSError):
-        return PlatformFacts()
-    return PlatformFacts(profile, owned)
 
 
 def generation(export: CertExport, profile: str | None) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sevlaunch.errors import DomainXMLError, HostError, SevlaunchError
-from sevlaunch.host import driver, launchsec, logs, probe, recovery
+from sevlaunch.host import driver, launchsec, logs, platform_port, probe, recovery
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.qemu_cmdline import HostSevDefaults
@@ -363,7 +363,7 @@ class HostManager:
         handle = row.sev_handle
         self._cleanup(row, reason, emit=emit)
         if reason == "crashed" and handle and self.platform is not None:
-            await recovery.free_sev_context(self.platform, handle)
+            await platform_port.free_sev_context(self.platform, handle)
 
     def _measured(self, name: str, runtime: Runtime, launch: int) -> None:
         """Announce the measurement once per run: from the hypervisor's extension event when a

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sevlaunch.errors import FormatError, HostError
-from sevlaunch.host import driver
+from sevlaunch.host import driver, platform_port
 from sevlaunch.host.qemu_cmdline import HostSevDefaults
 from sevlaunch.host.runtime import as_dict, quiet_disconnect
 from sevlaunch.protocol import NodeSevInfo
@@ -52,22 +52,8 @@ async def probe_sev(
         raise HostError(
             "internal error", f"{qemu}: query-sev-capabilities: {exc}", field=exc.field
         ) from exc
-    counts = asid_counts(platform)
+    counts = platform_port.asid_counts(platform)
     return info if counts is None else info.with_asids(*counts)
-
-
-def asid_counts(platform: str | None) -> tuple[int, int] | None:
-    """max-guests / max-es-guests: the platform's ASID split (libvirt reads CPUID)."""
-    if platform is None:
-        return None
-    try:
-        from sevlaunch.platform.client import PlatformClient
-
-        with PlatformClient(platform) as client:
-            profile = client.profile()
-        return profile.max_guests, profile.max_es_guests
-    except Exception:
-        return None
 
 
 class SevInfoCache:

@@ -4,13 +4,11 @@ the SEV context of those that died without tearing it down, as KVM does when QEM
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 
 from qemu.qmp import QMPClient
 
-from sevlaunch.errors import HostError, SevlaunchError
+from sevlaunch.errors import HostError
 from sevlaunch.host import driver
 from sevlaunch.host.runtime import Runtime, as_dict
 from sevlaunch.host.store import DomainRow, StepRow
@@ -54,17 +52,3 @@ def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
 def recovered_reason(row: DomainRow, running: bool) -> str:
     """Keep a paused guest's recorded reason; anything else now runs "unpaused"."""
     return row.reason if row.state == "paused" and not running else "unpaused"
-
-
-async def free_sev_context(platform: str, handle: int) -> None:
-    """DEACTIVATE and DECOMMISSION a dead guest's SEV handle; best effort, 10 s each."""
-    from sevlaunch.platform.client import AsyncPlatformClient
-
-    client = AsyncPlatformClient(platform)
-    try:
-        for command in (client.deactivate, client.decommission):
-            with contextlib.suppress(SevlaunchError, OSError):
-                await asyncio.wait_for(command(handle), 10.0)
-    finally:
-        with contextlib.suppress(SevlaunchError, OSError):
-            await client.close()

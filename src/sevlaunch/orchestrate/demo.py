@@ -22,7 +22,7 @@ from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult, Observer
 from sevlaunch.orchestrate.owner_port import BrokerOwner
-from sevlaunch.orchestrate.services import Stack
+from sevlaunch.orchestrate.services import Stack, firmware_image
 
 DISK_LABEL = "sevlaunch-demo-root"
 CMDLINE = "console=ttyS0 root=/dev/vda ro"
@@ -42,10 +42,8 @@ class Artifacts:
 
 def make_artifacts(directory: Path) -> Artifacts:
     """A 4 MiB AmdSev-like firmware, a kernel and initrd, and a disk sealed under a passphrase."""
-    from sevlaunch.vmm.ovmf_image import make_image
-
     directory.mkdir(parents=True, exist_ok=True)
-    image = make_image(4 << 20, seed=b"sevlaunch demo")
+    image = firmware_image(4 << 20, seed=b"sevlaunch demo")
     firmware = directory / "OVMF.amdsev.fd"
     firmware.write_bytes(image)
     tampered = directory / "OVMF.tampered.fd"
@@ -137,11 +135,9 @@ def domain_xml(name: str, art: Artifacts, firmware: Path, shape: GuestShape | No
 def register_workload(stack: Stack, art: Artifacts, shape: GuestShape | None = None) -> str:
     """The guest owner's setup: trust the emulated root, register the workload and its secret."""
     from sevlaunch.broker.client import BrokerClient
-    from sevlaunch.platform.client import PlatformClient
 
     shape = shape or GuestShape()
-    with PlatformClient(stack.platform_socket) as platform:
-        ca = platform.ca_chain()
+    ca = stack.ca_chain()
     digest = expected_digest(art, shape)
     with BrokerClient(stack.broker_url, stack.owner_token.read_bytes().strip()) as broker:
         broker.add_root(ca, name="emulated")

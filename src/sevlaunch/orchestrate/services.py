@@ -32,6 +32,13 @@ def _write_private(path: Path, data: bytes) -> Path:
     return write_atomic(path, data)
 
 
+def firmware_image(size: int, *, seed: bytes) -> bytes:
+    """An AmdSev-like OVMF image the emulated hypervisor boots (``sevlaunch image firmware``)."""
+    from sevlaunch.vmm.ovmf_image import make_image
+
+    return make_image(size, seed=seed)
+
+
 @dataclass
 class Service:
     name: str
@@ -86,6 +93,13 @@ class Stack:
     @property
     def launcher_token(self) -> Path:
         return self.root / "launcher.token"
+
+    def ca_chain(self) -> bytes:
+        """The emulated platform's AMD CA file (ASK ‖ ARK), as ``platform export-root`` writes."""
+        from sevlaunch.platform.client import PlatformClient
+
+        with PlatformClient(self.platform_socket) as platform:
+            return platform.ca_chain()
 
     def start(self, *, detach: bool = False) -> None:
         self._check_socket_paths()

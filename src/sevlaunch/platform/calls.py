@@ -4,7 +4,7 @@ A procedure is a generator: it yields protocol requests, is sent the responses, 
 typed result, so the sequencing (length queries, the Linux driver's automatic INIT) is written
 once and driven by either client. Command buffers come from :mod:`sevlaunch.formats.commands`;
 their physical addresses point into a scratch window (bounce buffers, as the kernel's are)
-or at guest memory the caller passes as a :class:`~sevlaunch.firmware.memory.Memory`, whose
+or at guest memory the caller passes as a :class:`~sevlaunch.formats.memory.Memory`, whose
 written ranges are stored back into it.
 
 Like Linux's ``/dev/sev`` (``drivers/crypto/ccp/sev-dev.c``), the admin procedures
@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sevlaunch.errors import FirmwareError, PlatformError, ProtocolError, UsageError
-from sevlaunch.firmware.memory import Memory, SparseMemory
-from sevlaunch.firmware.states import PlatformState
 from sevlaunch.formats import sevcert
 from sevlaunch.formats.chain import CertExport, PlatformChain
 from sevlaunch.formats.commands import (
@@ -46,8 +44,10 @@ from sevlaunch.formats.commands import (
     PekCsrBuffer,
     PlatformStatusBuffer,
 )
+from sevlaunch.formats.memory import Memory, SparseMemory
 from sevlaunch.formats.session import MEASUREMENT_SIZE, Measurement
 from sevlaunch.formats.sevcert import SevCert
+from sevlaunch.formats.states import PlatformState
 from sevlaunch.formats.status import Status
 from sevlaunch.platform import protocol as p
 

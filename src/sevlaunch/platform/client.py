@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import TypeVar
 
 from sevlaunch.errors import PlatformError, PlatformUnavailableError, ProtocolError, UsageError
-from sevlaunch.firmware.memory import Memory
 from sevlaunch.formats.chain import PlatformChain
 from sevlaunch.formats.commands import GuestStatusBuffer, PlatformStatusBuffer
+from sevlaunch.formats.memory import Memory
 from sevlaunch.formats.session import Measurement
 from sevlaunch.platform import calls
 from sevlaunch.platform import protocol as p
