@@ -21,7 +21,7 @@ from sevlaunch.host.qemu_cmdline import (
 )
 from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore
-from tests.host.test_domxml import PLAIN, SEV_DIRECT, SEV_ES, SEV_LOADER, SEV_SNP
+from tests.host.domxml.samples import PLAIN, SEV_DIRECT, SEV_ES, SEV_LOADER, SEV_SNP
 
 LIBVIRT_DIR = "/var/lib/libvirt/qemu/domain--1-QEMUGuest1"
 LIBVIRT_PATHS = LaunchPaths(lib_dir=LIBVIRT_DIR, monitor_socket=f"{LIBVIRT_DIR}/monitor.sock")

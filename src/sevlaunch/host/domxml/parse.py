@@ -1,0 +1,257 @@
+"""A domain document read into the model, element by element, as libvirt's parser reads it."""
+
+from __future__ import annotations
+
+import uuid
+
+from lxml import etree  # type: ignore[import-untyped]
+
+from sevlaunch.errors import DomainXMLError
+from sevlaunch.host.domxml.checks import (
+    CHARDEV_TYPES,
+    CPU_MODES,
+    DISK_BUSES,
+    DISK_DEVICES,
+    DISK_TYPES,
+    LAUNCH_SECURITY_TYPES,
+    NS,
+    NS_PREFIX,
+    OS_TYPES,
+    U32,
+    U64,
+    VIRT_TYPES,
+    unsupported,
+    xml_error,
+)
+from sevlaunch.host.domxml.devices import DiskConfig, SerialConfig
+from sevlaunch.host.domxml.model import CpuConfig, Domain, Loader, Nvram, OsConfig
+from sevlaunch.host.domxml.security import LaunchSecurity
+from sevlaunch.host.domxml.xmlutil import (
+    child,
+    parse_uint,
+    parse_uuid,
+    prop_choice,
+    prop_onoff,
+    prop_yesno,
+    scale_to_bytes,
+    text_of,
+)
+
+
+def _parse_memory(root: etree._Element, tag: str) -> int | None:
+    el = root.find(tag)
+    if el is None:
+        return None
+    total = scale_to_bytes(text_of(el) or "", el.get("unit"), where=f"./{tag}[1]")
+    return -(-total // 1024)
+
+
+def parse_domain(root: etree._Element) -> Domain:
+    virt_type = prop_choice(root, "type", sorted(VIRT_TYPES), required=True)
+    name = text_of(root.find("name"))
+    if not name:
+        raise xml_error("missing name information: the domain needs a <name> element", field="name")
+    uuid_text = text_of(root.find("uuid"))
+    memory = _parse_memory(root, "memory")
+    if not memory:
+        raise xml_error(
+            "Memory size must be specified via <memory> or in the <numa> configuration",
+            field="memory",
+        )
+    current = _parse_memory(root, "currentMemory")
+    return Domain(
+        type=virt_type or "kvm",
+        name=name,
+        uuid=None if uuid_text is None else parse_uuid(uuid_text, "uuid"),
+        memory_kib=memory,
+        current_memory_kib=None if not current or current > memory else current,
+        vcpus=_parse_vcpus(root),
+        os=_parse_os(root.find("os")),
+        cpu=_parse_cpu(root.find("cpu")),
+        launch_security=_parse_launch_security(root),
+        emulator=text_of(root.find("devices/emulator")),
+        disks=tuple(_parse_disk(el) for el in root.iterfind("devices/disk")),
+        serials=tuple(_parse_serial(el) for el in root.iterfind("devices/serial")),
+        template=etree.tostring(root),
+    )
+
+
+def _parse_vcpus(root: etree._Element) -> int:
+    text = text_of(root.find("vcpu"))
+    if text is None:
+        return 1
+    count = parse_uint(text)
+    if not count:
+        raise xml_error(
+            f"maximum vcpus count must be an integer greater than 0, got '{text}'",
+            field="vcpu",
+            value=text,
+        )
+    return count
+
+
+def _parse_os(el: etree._Element | None) -> OsConfig:
+    type_el = child(el, "type")
+    os_type = text_of(type_el)
+    if el is None or type_el is None or not os_type:
+        raise xml_error(
+            "an os <type> must be specified, e.g. <os><type arch='x86_64' "
+            "machine='q35'>hvm</type></os>",
+            field="os/type",
+        )
+    os_type = os_type.strip()
+    if os_type not in OS_TYPES:
+        raise DomainXMLError(
+            "unknown OS type",
+            f"'{os_type}': expected one of {', '.join(sorted(OS_TYPES))}",
+            field="os/type",
+            value=os_type,
+        )
+    loader_el = el.find("loader")
+    nvram_el = el.find("nvram")
+    return OsConfig(
+        type=os_type,
+        arch=type_el.get("arch"),
+        machine=type_el.get("machine"),
+        firmware=prop_choice(el, "firmware", ("bios", "efi")),
+        loader=None if loader_el is None else _parse_loader(loader_el),
+        nvram=None
+        if nvram_el is None
+        else Nvram(path=text_of(nvram_el) or None, template=nvram_el.get("template")),
+        kernel=text_of(el.find("kernel")),
+        initrd=text_of(el.find("initrd")),
+        cmdline=text_of(el.find("cmdline")),
+    )
+
+
+def _parse_loader(el: etree._Element) -> Loader:
+    return Loader(
+        path=(text_of(el) or "").strip() or None,
+        readonly=prop_yesno(el, "readonly"),
+        type=prop_choice(el, "type", ("rom", "pflash")),
+        stateless=prop_yesno(el, "stateless"),
+    )
+
+
+def _parse_cpu(el: etree._Element | None) -> CpuConfig | None:
+    if el is None:
+        return None
+    model = text_of(el.find("model"))
+    return CpuConfig(
+        mode=prop_choice(el, "mode", sorted(CPU_MODES)),
+        model=model.strip() if model else None,
+    )
+
+
+def _parse_disk(el: etree._Element) -> DiskConfig:
+    disk_type = prop_choice(el, "type", sorted(DISK_TYPES)) or "file"
+    source_el = el.find("source")
+    source = None
+    if source_el is not None and disk_type in ("file", "block"):
+        source = source_el.get("file" if disk_type == "file" else "dev")
+    target = el.find("target")
+    target_dev = None if target is None else target.get("dev")
+    if not target_dev:
+        raise xml_error(
+            f"missing target information for device {source or '<disk>'}: add "
+            "<target dev='vda' bus='virtio'/>",
+            field="disk/target/@dev",
+        )
+    driver = el.find("driver")
+    return DiskConfig(
+        type=disk_type,
+        device=prop_choice(el, "device", sorted(DISK_DEVICES)) or "disk",
+        source=source,
+        target_dev=target_dev,
+        target_bus=prop_choice(target, "bus", sorted(DISK_BUSES)) if target is not None else None,
+        driver_type=None if driver is None else driver.get("type"),
+        readonly=el.find("readonly") is not None,
+    )
+
+
+def _parse_serial(el: etree._Element) -> SerialConfig:
+    chardev = prop_choice(el, "type", sorted(CHARDEV_TYPES)) or "null"
+    source = el.find("source")
+    log = el.find("log")
+    return SerialConfig(
+        type=chardev,
+        path=None if source is None else source.get("path"),
+        log_file=None if log is None else log.get("file"),
+        log_append=prop_onoff(log, "append"),
+    )
+
+
+def _parse_launch_security(root: etree._Element) -> LaunchSecurity | None:
+    el = root.find("launchSecurity")
+    refs = _parse_secret_refs(root)
+    if el is None:
+        if any(refs):
+            raise unsupported(
+                "the sevlaunch dhCertSecret/sessionSecret metadata needs "
+                "<launchSecurity type='sev'>",
+                field="metadata",
+            )
+        return None
+    sec_type = prop_choice(el, "type", LAUNCH_SECURITY_TYPES, required=True) or "sev"
+    policy = None
+    if sec_type != "s390-pv":
+        policy = _parse_policy(el, limit=U64 if sec_type == "sev-snp" else U32)
+    return LaunchSecurity(
+        type=sec_type,
+        policy=policy,
+        kernel_hashes=prop_yesno(el, "kernelHashes"),
+        cbitpos=_parse_lsec_uint(el, "cbitpos"),
+        reduced_phys_bits=_parse_lsec_uint(el, "reducedPhysBits"),
+        dh_cert=text_of(el.find("dhCert")),
+        session=text_of(el.find("session")),
+        dh_cert_secret=refs[0],
+        session_secret=refs[1],
+    )
+
+
+def _parse_policy(el: etree._Element, *, limit: int) -> int:
+    text = text_of(el.find("policy"))
+    value = None if text is None else parse_uint(text, base=16, limit=limit)
+    if value is None:
+        found = "no <policy> element" if text is None else f"'{text}'"
+        raise xml_error(
+            "failed to get launch security policy: expected a hexadecimal number such as "
+            f"<policy>0x0033</policy>, found {found}",
+            field="launchSecurity/policy",
+            value=text,
+        )
+    return value
+
+
+def _parse_lsec_uint(el: etree._Element, tag: str) -> int | None:
+    text = text_of(el.find(tag))
+    if text is None:
+        return None
+    value = parse_uint(text)
+    if value is None:
+        raise xml_error(
+            f"Invalid value for launch security {tag}: expected an unsigned integer, got '{text}'",
+            field=f"launchSecurity/{tag}",
+            value=text,
+        )
+    return value
+
+
+def _parse_secret_refs(root: etree._Element) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    ext = root.find(f"metadata/{{{NS}}}launchSecurity")
+    if ext is None:
+        return None, None
+    found: list[uuid.UUID | None] = []
+    for tag in ("dhCertSecret", "sessionSecret"):
+        ref = ext.find(f"{{{NS}}}{tag}")
+        if ref is None:
+            found.append(None)
+            continue
+        text = ref.get("uuid")
+        if text is None:
+            raise xml_error(
+                f"Missing required attribute 'uuid' in element '{NS_PREFIX}:{tag}'",
+                field=f"metadata/{tag}",
+            )
+        found.append(parse_uuid(text, f"metadata/{tag}/@uuid"))
+    return found[0], found[1]
