@@ -31,7 +31,8 @@ callers can catch what they understand and let the rest travel::
     ├── UsageError                  the caller asked for something inconsistent
     │   ├── CommandLineError        a hypervisor command line QEMU would refuse
     │   ├── UnsuitableFirmwareError a firmware image cannot do what was asked of it
-    │   └── UnprotectedFileError    a key or token file open to group or others
+    │   ├── UnprotectedFileError    a key or token file open to group or others
+    │   └── HostSetupError          a host change refused (a real /dev/sev, an unreachable file)
     ├── StorageError                the state's file system is full or read-only
     ├── LaunchFailedError           the VM tool's launch failed at a named step (1-13)
     └── BrokerError                 the attestation broker refused a request
@@ -203,6 +204,15 @@ class UnprotectedFileError(UsageError):
             f"the {what} {path} is open to group or others (mode {mode:04o}); it must be "
             f"private to its owner: chmod 600 {path}"
         )
+
+
+class HostSetupError(UsageError):
+    """Setting a host up for libvirt (``platform install-libvirt``) was refused: ``path`` is
+    the file at fault and the message says what was found and what to do."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
 
 
 class StorageError(SevlaunchError):

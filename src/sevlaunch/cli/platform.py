@@ -78,8 +78,20 @@ def platform() -> None:
     show_default=True,
     help="Permissions of the socket file; 0660 lets the socket's group in.",
 )
+@click.option(
+    "--socket-group",
+    default=None,
+    metavar="GROUP",
+    help="Group of the socket file (with --socket-mode 0660: libvirt's qemu group, e.g. "
+    "libvirt-qemu, as install-libvirt sets it).",
+)
 def serve(
-    state_dir: str, socket_path: str, profile: str | None, latency: str, socket_mode: str
+    state_dir: str,
+    socket_path: str,
+    profile: str | None,
+    latency: str,
+    socket_mode: str,
+    socket_group: str | None,
 ) -> None:
     """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT."""
     import os
@@ -99,7 +111,11 @@ def serve(
         service = open_service(state_dir, profile, latency=MODELS[latency])
     assert service.store is not None
 
+    gid = _group_id(socket_group) if socket_group is not None else None
+
     def ready() -> None:
+        if gid is not None:
+            os.chown(socket_path, -1, gid)
         click.echo(
             f"sevlaunch platform: {service.profile.name} platform (state {state_dir}) "
             f"listening on {socket_path}",
@@ -111,6 +127,15 @@ def serve(
             run(service, socket_path, mode=int(socket_mode, 8), ready=ready)
     finally:
         service.store.unlock()
+
+
+def _group_id(name: str) -> int:
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise click.BadParameter(f"no group {name!r}", param_hint="--socket-group") from None
 
 
 def _client(socket_path: str) -> PlatformClient:
@@ -298,3 +323,13 @@ def kds(socket_path: str, listen: str) -> None:
         pass
     finally:
         server.server_close()
+
+
+def _libvirt_commands() -> None:
+    from sevlaunch.cli.platform_libvirt import install_libvirt, uninstall_libvirt
+
+    platform.add_command(install_libvirt)
+    platform.add_command(uninstall_libvirt)
+
+
+_libvirt_commands()
