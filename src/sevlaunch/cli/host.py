@@ -88,7 +88,7 @@ def serve(
     """Run the host manager daemon (until SIGTERM); prints one line when it is ready."""
     from sevlaunch import _http
     from sevlaunch._files import read_private
-    from sevlaunch._listen import Tls
+    from sevlaunch._listen import Tls, check
     from sevlaunch.host.serve import serve_forever
 
     with errors_to_exit(code=EXIT_USAGE):
@@ -100,6 +100,7 @@ def serve(
             else None
         )
         tls = Tls.of(tls_cert, tls_key)
+        check(address, tls, insecure_plain_http=insecure_plain_http)
     if address.scheme != "unix" and not token:
         fail(
             "a TCP listener needs --host-token-file (the Unix socket is protected by its "
