@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,7 +231,8 @@ def over_tls(kind: str, tmp_path: Path, tls: TlsFiles) -> Iterator[Service]:
 
 def _client_call(running: Service, ca: Path | None) -> object:
     if running.kind == "host":
-        with HostClient(running.address, token=running.token.decode(), ca_file=ca) as host:
+        ca_file = str(ca) if ca else None
+        with HostClient(running.address, token=running.token.decode(), ca_file=ca_file) as host:
             return host.list_domains(all_domains=True)
     with BrokerClient(running.address, running.token, ca_file=str(ca) if ca else None) as b:
         return b.workloads()
@@ -279,7 +281,6 @@ def test_the_token_never_crosses_in_clear(kind: str) -> None:
                 if kind == "host"
                 else BrokerClient(address, token, timeout=2)
             )
-            import threading
 
             call = threading.Thread(target=_swallow, args=(client,), daemon=True)
             call.start()
@@ -327,4 +328,5 @@ def test_plain_http_on_a_non_loopback_address_is_refused(tmp_path: Path, argv: l
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1
     assert "refusing plain HTTP on 0.0.0.0:1, which is not a loopback address" in done.stderr
-    assert "--tls-cert" in done.stderr and "--insecure-plain-http" in done.stderr
+    assert "--tls-cert" in done.stderr
+    assert "--insecure-plain-http" in done.stderr
