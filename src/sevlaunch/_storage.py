@@ -86,7 +86,8 @@ def require_writable(directory: str | Path, what: str) -> Path:
         os.unlink(probe)
     except OSError as exc:
         reason = _ERRNO.get(exc.errno or 0, READ_ONLY)
-        where = exc.filename if isinstance(exc.filename, str) else str(path)
+        named = exc.filename if isinstance(exc.filename, str) else ""
+        where = str(path) if not named or Path(named).parent == path else named
         raise StorageError(
             reason, f"the {what} {where} is not writable: {exc.strerror or exc}", path=where
         ) from None
