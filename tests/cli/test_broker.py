@@ -135,3 +135,16 @@ def test_old_spellings_still_work_with_a_deprecation_line(server: tuple[str, Fil
     )
     assert result.exit_code == 0, result.output
     assert "SEVLAUNCH_BROKER_TOKEN_FILE is deprecated" in result.stderr
+
+
+def test_an_unreachable_broker_is_named_with_how_to_start_one(tmp_path: Path) -> None:
+    token = tmp_path / "owner.token"
+    token.write_text("x" * 32)
+    where = f"unix:{tmp_path / 'absent.sock'}"
+    result = CliRunner().invoke(
+        cli, ["broker", "workload", "list", "--broker", where, "--owner-token-file", str(token)]
+    )
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert f"cannot reach {where}" in result.output
+    assert "sevlaunch broker serve" in result.output

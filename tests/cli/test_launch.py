@@ -24,8 +24,9 @@ def env() -> Iterator[RunningStack]:
         yield running
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SEVLAUNCH_")}
+    environ.update(extra or {})
     return subprocess.run(
         [SEVLAUNCH, *args], capture_output=True, text=True, env=environ, timeout=120, check=False
     )
@@ -118,6 +119,41 @@ def test_refused_launch_tells_the_user_which_step_failed(env: RunningStack, tmp_
     assert "attested launch of" in done.stdout  # the progress table, printed once
     assert "✗" in done.stdout
     assert host_list(env)[name] == "shut off"
+
+
+def test_launch_takes_every_address_and_token_from_what_demo_keep_prints(
+    env: RunningStack, tmp_path: Path
+) -> None:
+    """The variables ``demo --keep`` prints are the ones ``launch`` reads."""
+    stack = env.stack
+    printed = {
+        "SEVLAUNCH_HOST": stack.host_uri,
+        "SEVLAUNCH_BROKER_URL": stack.broker_url,
+        "SEVLAUNCH_LAUNCHER_TOKEN_FILE": str(stack.launcher_token),
+        "SEVLAUNCH_KDS_URL": stack.kds_url,
+        "SEVLAUNCH_WORKLOAD": "demo",
+    }
+    name = unique("cli-env")
+    done = run("launch", write_xml(env, tmp_path, name), "--json", extra=printed)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing deprecated, nothing missing
+    assert_booted(json.loads(done.stdout), name)
+    env.destroy(name)
+
+
+def test_old_launch_spellings_still_work_with_a_deprecation_line(
+    env: RunningStack, tmp_path: Path
+) -> None:
+    stack = env.stack
+    name = unique("cli-old")
+    old = ["--host", stack.host_uri, "--broker", stack.broker_url, "--workload", "demo"]
+    old += ["--token-file", str(stack.launcher_token), "--kds-url", stack.kds_url, "--json"]
+    done = run("launch", write_xml(env, tmp_path, name), *old)
+    assert done.returncode == 0, done.stderr
+    assert "--host is deprecated" in done.stderr
+    assert "--token-file is deprecated" in done.stderr
+    assert_booted(json.loads(done.stdout), name)
+    env.destroy(name)
 
 
 def test_unreachable_host_fails_at_step_2(env: RunningStack, tmp_path: Path) -> None:

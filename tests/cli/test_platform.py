@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import socketserver
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -193,3 +196,77 @@ def test_bad_certificate_import_is_a_firmware_error(sock: Path, tmp_path: Path) 
     )
     assert result.exit_code == 1
     assert "PEK_CERT_IMPORT failed: fw_error=" in result.output
+
+
+def _peer(path: Path, answer: bytes | None) -> socketserver.UnixStreamServer:
+    """A Unix-socket server that is not a platform: silent, or answering ``answer``."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(4096)
+            if answer is None:
+                self.request.recv(4096)  # say nothing until the client hangs up
+            else:
+                self.request.sendall(answer)
+
+    server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (None, "did not answer as a platform service within 3 s"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "the peer is not a platform service"),
+        (b"", "it is not a platform service"),
+    ],
+    ids=["silent", "http", "hangs-up"],
+)
+def test_a_socket_that_is_not_a_platform_is_named_quickly(
+    tmp_path: Path, answer: bytes | None, expected: str
+) -> None:
+    path = tmp_path / "other.sock"
+    server = _peer(path, answer)
+    try:
+        result = run("status", "--platform", f"unix:{path}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert f"no platform service at {path}" in result.output
+    assert expected in result.output
+
+
+def test_kds_listens_on_the_one_address_syntax(sock: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sevlaunch.cli", "platform", "kds", "--platform", str(sock),
+         "--listen", "tcp:127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10):
+            pass
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        taken = run("kds", "--platform", sock, "--listen", f"tcp:127.0.0.1:{port}")
+    finally:
+        busy.close()
+    assert taken.exit_code == 2
+    assert f"cannot listen on http://127.0.0.1:{port}" in taken.output
+    old = run("kds", "--platform", sock, "--listen", "127.0.0.1:99999")
+    assert "--listen 127.0.0.1:99999 is deprecated" in old.stderr
+    assert "must be a number 0-65535" in old.output
