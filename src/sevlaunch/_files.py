@@ -56,3 +56,12 @@ def read_private(path: str | Path, what: str) -> bytes:
             return handle.read()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def socket_directory(path: Path) -> None:
+    """Make a socket's missing directory (such as the default RUNDIR), private to us."""
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise UsageError(f"cannot make {path.parent} for unix:{path}: {exc.strerror}") from None

@@ -24,7 +24,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sevlaunch import _http
-from sevlaunch._files import read_private
+from sevlaunch._files import read_private, socket_directory
 from sevlaunch._guard import Limits, Render
 from sevlaunch.errors import UsageError
 
@@ -95,6 +95,7 @@ def bind(address: _http.Address, *, what: str) -> socket.socket:
 
 
 def _bind_unix(path: Path, what: str) -> socket.socket:
+    socket_directory(path)
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX)
         try:

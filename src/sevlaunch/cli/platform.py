@@ -96,6 +96,7 @@ def serve(
     """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT."""
     import os
 
+    from sevlaunch._files import socket_directory
     from sevlaunch._http import platform_socket
     from sevlaunch._storage import require_writable
     from sevlaunch.platform.latency import MODELS
@@ -105,6 +106,7 @@ def serve(
     os.umask(0o077)  # state and socket are the service's alone, whatever the caller's umask
     with errors_to_exit(code=EXIT_USAGE):
         socket_path = platform_socket(socket_path)
+        socket_directory(Path(socket_path))
     with errors_to_exit():
         require_writable(state_dir, "state directory")
     with errors_to_exit(code=EXIT_USAGE):
