@@ -245,8 +245,16 @@ def _es_digest(
     type=click.Path(exists=True, dir_okay=False),
     help="OVMF image to compute the digest from.",
 )
-@click.option("--kernel", type=click.Path(exists=True, dir_okay=False))
-@click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--kernel",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Kernel for measured direct boot (with --firmware).",
+)
+@click.option(
+    "--initrd",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Initrd for measured direct boot (with --kernel).",
+)
 @click.option("--append", default=None, help="Kernel command line, exactly as passed to -append.")
 @click.option("--secret", "secrets", multiple=True, help="GUID_OR_ALIAS:FILE; repeatable.")
 @click.option(
@@ -427,9 +435,9 @@ def trust_remove(name: str, broker: Conn) -> None:
 
 @broker.command()
 @click.option("--after", default=0, help="Only entries after this id.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--workload", "workload_name", default=None)
-@click.option("--launch", default=None)
+@click.option("--limit", default=100, show_default=True, help="At most this many entries.")
+@click.option("--workload", "workload_name", default=None, help="Only this workload's entries.")
+@click.option("--launch", default=None, help="Only this launch's entries (its id).")
 @client_options
 @json_option
 def audit(

@@ -181,7 +181,7 @@ def undefine(host: Conn, domain: str) -> None:
 @host.command(name="list")
 @host_connection
 @click.option("--all", "all_domains", is_flag=True, help="Include inactive domains.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def list_domains(host: Conn, all_domains: bool, as_json: bool) -> None:
     """List domains (running and paused; --all for every one)."""
     with _client(host) as c:
@@ -237,7 +237,7 @@ def start(host: Conn, domain: str, paused: bool) -> None:
 @host.command()
 @host_connection
 @click.argument("domain")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def domlaunchsecinfo(host: Conn, domain: str, as_json: bool) -> None:
     """Launch security info: sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
     with _client(host) as c:
@@ -304,7 +304,7 @@ def _address(text: str | None) -> int | None:
 @host_connection
 @click.option("--loop", is_flag=True, help="Keep printing events until interrupted.")
 @click.option("--domain", default=None, help="Only this domain's events.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def event(host: Conn, loop: bool, domain: str | None, as_json: bool) -> None:
     """Print lifecycle events and launch steps as they happen (one unless --loop)."""
     with _client(host) as c:
@@ -344,7 +344,7 @@ def console(host: Conn, domain: str) -> None:
 @host.command()
 @host_connection
 @click.argument("domain")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def timeline(host: Conn, domain: str, as_json: bool) -> None:
     """Every launch step of the domain's last launch, with party, duration and outcome."""
     with _client(host) as c:

@@ -240,8 +240,20 @@ def pek_csr(socket_path: str, out: str) -> None:
 
 @platform.command("pek-cert-import")
 @_socket_option
-@click.option("--pek", "pek_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--oca", "oca_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--pek",
+    "pek_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The PEK certificate signed by the owner (from pek-csr).",
+)
+@click.option(
+    "--oca",
+    "oca_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The owner's OCA certificate.",
+)
 def pek_cert_import(socket_path: str, pek_path: str, oca_path: str) -> None:
     """Take ownership: import the owner-signed PEK and the owner's OCA certificate."""
     pek = read_file(pek_path, "PEK certificate")
