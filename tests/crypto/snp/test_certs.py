@@ -83,3 +83,34 @@ def test_pem_bundles(vectors: Path) -> None:
     with pytest.raises(FormatError, match=r"not an X\.509 certificate"):
         load_cert(b"\x30\x03\x02\x01\x00")
     assert load_cert(certs[0].to_pem()) == certs[0]
+
+
+def test_tbs_fields_match_pyca(vectors: Path) -> None:
+    """Names, validity (UTCTime and, past 2049, GeneralizedTime) read from the DER agree
+    with pyca's parse; a malformed time is a FormatError."""
+    import datetime
+
+    from sevlaunch.crypto.snp.certs import _der_time
+    from tests.snp_pki import ec_key, issue, rsa_key
+
+    late = datetime.datetime(2051, 6, 1, 12, 30, 5, tzinfo=datetime.UTC)
+    synthetic = issue(
+        "SEV-VCEK", "SEV-Milan", ec_key("t").public_key(), rsa_key("t"), not_after=late
+    )
+    real = load_cert(read(vectors, "virtee-sev/tests/vcek_turin.der"))
+    for cert in (synthetic, real):
+        assert cert.fields.not_before == cert.cert.not_valid_before_utc
+        assert cert.fields.not_after == cert.cert.not_valid_after_utc
+        assert cert.subject == cert.cert.subject.public_bytes()
+        assert cert.issuer == cert.cert.issuer.public_bytes()
+    assert synthetic.fields.not_after == late
+    with pytest.raises(FormatError, match="bad DER time"):
+        _der_time(0x17, b"99134500000Z")
+    with pytest.raises(FormatError, match="bad DER time"):
+        _der_time(0x04, b"20510601123005Z")
+
+
+def test_tbs_is_the_signed_bytes(vectors: Path) -> None:
+    for rel in ("virtee-sev/tests/vcek_milan.der", "go-sev-guest/trust/ask_ark_genoa.pem"):
+        for cert in load_certs(read(vectors, rel)):
+            assert cert.tbs == cert.cert.tbs_certificate_bytes

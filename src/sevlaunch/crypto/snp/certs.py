@@ -10,6 +10,8 @@ error surfaces as a FormatError saying so rather than an unexplained ValueError.
 
 from __future__ import annotations
 
+import binascii
+import datetime
 import hashlib
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ class SnpCert:
     """One certificate with the facts the verifier asks for often, computed once (pyca
     builds a new Name object on every ``subject`` access)."""
 
-    raw: bytes = field(repr=False)  # the DER as read, or b"" for a certificate read from PEM
+    raw: bytes = field(repr=False)  # the DER as read (b"": re-encode it from ``cert``)
     cert: x509.Certificate = field(repr=False, compare=False)
     serial: int = 0  # read once, under the warning filter (pyca warns on every read of 0)
 
@@ -54,21 +56,25 @@ class SnpCert:
 
     @cached
     def tbs(self) -> bytes:
-        """The signed TBSCertificate (pyca re-encodes it on every access, so keep it)."""
-        return self.cert.tbs_certificate_bytes
+        """The signed TBSCertificate: the first element of the certificate's DER, as signed
+        (pyca's ``tbs_certificate_bytes`` re-encodes it on every access)."""
+        der = self.der
+        _, start, _ = _tlv(der, 0)
+        _, _, end = _tlv(der, start)
+        return der[start:end]
 
     @cached
-    def _names(self) -> tuple[bytes, bytes]:
-        return tbs_names(self.tbs)
+    def fields(self) -> TbsFields:
+        return tbs_fields(self.tbs)
 
     @property
     def issuer(self) -> bytes:
         """The issuer Name as DER, exactly as signed."""
-        return self._names[0]
+        return self.fields.issuer
 
     @property
     def subject(self) -> bytes:
-        return self._names[1]
+        return self.fields.subject
 
     @cached
     def common_name(self) -> str:
@@ -117,18 +123,55 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, start, start + length
 
 
-def tbs_names(tbs: bytes) -> tuple[bytes, bytes]:
-    """The issuer and subject Names (DER) of a TBSCertificate."""
+@dataclass(frozen=True)
+class TbsFields:
+    """What the chain checks read from a TBSCertificate, as DER (or parsed times)."""
+
+    signature_algorithm: bytes  # the AlgorithmIdentifier, as signed
+    issuer: bytes
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    subject: bytes
+
+
+def tbs_fields(tbs: bytes) -> TbsFields:
+    """Walk a TBSCertificate: version, serial, signature, issuer, validity, subject."""
     _, pos, _ = _tlv(tbs, 0)
     if tbs[pos] == 0xA0:  # [0] version
         pos = _tlv(tbs, pos)[2]
     pos = _tlv(tbs, pos)[2]  # serialNumber
-    pos = _tlv(tbs, pos)[2]  # signature AlgorithmIdentifier
-    _, _, issuer_end = _tlv(tbs, pos)
-    issuer = tbs[pos:issuer_end]
-    pos = _tlv(tbs, issuer_end)[2]  # validity
-    _, _, subject_end = _tlv(tbs, pos)
-    return issuer, tbs[pos:subject_end]
+    _, _, alg_end = _tlv(tbs, pos)
+    algorithm = tbs[pos:alg_end]
+    _, _, issuer_end = _tlv(tbs, alg_end)
+    issuer = tbs[alg_end:issuer_end]
+    _, start, validity_end = _tlv(tbs, issuer_end)
+    tag1, s1, e1 = _tlv(tbs, start)
+    tag2, s2, e2 = _tlv(tbs, e1)
+    _, _, subject_end = _tlv(tbs, validity_end)
+    return TbsFields(
+        algorithm,
+        issuer,
+        _der_time(tag1, tbs[s1:e1]),
+        _der_time(tag2, tbs[s2:e2]),
+        tbs[validity_end:subject_end],
+    )
+
+
+def _der_time(tag: int, text: bytes) -> datetime.datetime:
+    """UTCTime (YYMMDDHHMMSSZ, 1950–2049) or GeneralizedTime (YYYYMMDDHHMMSSZ)."""
+    try:
+        if tag == 0x17 and len(text) == 13 and text.endswith(b"Z"):
+            year = int(text[0:2])
+            year += 1900 if year >= 50 else 2000
+            rest = text[2:12]
+        elif tag == 0x18 and len(text) == 15 and text.endswith(b"Z"):
+            year, rest = int(text[0:4]), text[4:14]
+        else:
+            raise ValueError("not a UTC time")
+        month, day, hour, minute, second = (int(rest[i : i + 2]) for i in range(0, 10, 2))
+        return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
+    except ValueError as exc:
+        raise FormatError(STRUCTURE, "validity", f"bad DER time {text!r}: {exc}") from None
 
 
 def name_cn(name: bytes) -> str:
@@ -150,18 +193,35 @@ def load_cert(data: bytes) -> SnpCert:
     return _from_der(data)
 
 
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
 def load_certs(data: bytes) -> tuple[SnpCert, ...]:
     """Every certificate of a PEM bundle (KDS ``cert_chain``: ASK or ASVK, then ARK), or the
-    one certificate of a DER file."""
+    one certificate of a DER file.
+
+    PEM blocks are decoded here so that each certificate keeps its original DER (pyca would
+    re-encode it for every ``public_bytes`` call); text between blocks is ignored, as
+    comments in published bundles are.
+    """
     if _PEM_BEGIN not in data:
         return (_from_der(data),)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", _SERIAL_WARNING, CryptographyDeprecationWarning)
-            parsed = x509.load_pem_x509_certificates(data)
-            return tuple(_wrap(b"", c) for c in parsed)  # the DER is encoded when asked for
-    except ValueError as exc:
-        raise FormatError(STRUCTURE, "pem", f"not a PEM certificate bundle: {exc}") from exc
+    blocks = []
+    for chunk in data.split(_PEM_BEGIN)[1:]:
+        body, end, _ = chunk.partition(_PEM_END)
+        if not end:
+            raise FormatError(STRUCTURE, "pem", "a BEGIN CERTIFICATE line without its END line")
+        blocks.append(body)
+    certs = []
+    for index, body in enumerate(blocks):
+        try:
+            der = binascii.a2b_base64(body)
+        except binascii.Error as exc:
+            raise FormatError(
+                STRUCTURE, "pem", f"certificate {index + 1}: bad base64: {exc}"
+            ) from exc
+        certs.append(_from_der(der))
+    return tuple(certs)
 
 
 def _from_der(data: bytes) -> SnpCert:

@@ -73,12 +73,33 @@ class VerifiedChain:
         return key
 
 
+#: The AlgorithmIdentifiers AMD's certificates carry: RSASSA-PSS with SHA-384, MGF1-SHA-384,
+#: salt 48, with the trailer field 1 written out (ARK, ASK, ASVK, most VCEKs) or left to its
+#: default (Turin VCEKs). Any other encoding is checked through pyca's parsed fields instead.
+_PSS_PARAMS = (
+    "a00f300d06096086480165030402020500a11c301a06092a864886f70d010108300d0609608648016503040202"
+    "0500a203020130"
+)
+AMD_PSS_ALGORITHMS = frozenset(
+    (
+        bytes.fromhex("304606092a864886f70d01010a3039" + _PSS_PARAMS + "a303020101"),
+        bytes.fromhex("304106092a864886f70d01010a3034" + _PSS_PARAMS),
+    )
+)
+
+
+def _is_pss_sha384(subject: SnpCert) -> bool:
+    if subject.fields.signature_algorithm in AMD_PSS_ALGORITHMS:
+        return True  # byte-equal to AMD's: no need to build pyca's objects
+    cert = subject.cert
+    return cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS and isinstance(
+        cert.signature_hash_algorithm, hashes.SHA384
+    )
+
+
 def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
     """``subject`` is signed by ``issuer`` with AMD's PSS parameters; raises ChainError."""
-    cert = subject.cert
-    if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS or not isinstance(
-        cert.signature_hash_algorithm, hashes.SHA384
-    ):
+    if not _is_pss_sha384(subject):
         raise ChainError(link, "not signed with RSASSA-PSS SHA-384 as AMD signs")
     if subject.issuer != issuer.subject:
         raise ChainError(link, f"issued by {subject.issuer_name!r}, not {issuer.common_name!r}")
@@ -86,13 +107,13 @@ def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
     if not isinstance(key, rsa.RSAPublicKey):
         raise ChainError(link, "the issuer's key is not RSA")
     try:
-        key.verify(cert.signature, subject.tbs, PSS, hashes.SHA384())
+        key.verify(subject.cert.signature, subject.tbs, PSS, hashes.SHA384())
     except InvalidSignature:
         raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from None
 
 
 def check_validity(cert: SnpCert, at: datetime.datetime, name: str) -> None:
-    start, end = cert.cert.not_valid_before_utc, cert.cert.not_valid_after_utc
+    start, end = cert.fields.not_before, cert.fields.not_after
     if not start <= at <= end:
         raise ChainError(
             name,

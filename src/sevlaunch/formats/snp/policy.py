@@ -7,6 +7,7 @@ report unacceptable is the verifier's decision (and it says which bit), not the 
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Self
 
@@ -62,7 +63,7 @@ class SnpPolicy:
         return cls(
             abi_major=(value >> 8) & 0xFF,
             abi_minor=value & 0xFF,
-            flags=SnpPolicyFlags(value & POLICY_FLAG_MASK),
+            flags=_policy_flags(value & POLICY_FLAG_MASK),
             reserved=value & POLICY_RESERVED_MASK,
         )
 
@@ -121,7 +122,7 @@ class PlatformInfo:
     def from_int(cls, value: int) -> Self:
         if not 0 <= value < 1 << 64:
             raise FormatError("PLATFORM_INFO", "value", "a u64", value=value)
-        return cls(PlatformInfoFlags(value & 0xFF), value & ~0xFF)
+        return cls(_platform_flags(value & 0xFF), value & ~0xFF)
 
     def to_int(self) -> int:
         return int(self.flags) | self.unknown
@@ -133,6 +134,16 @@ class PlatformInfo:
 
 
 _PLATFORM_NAMES = tuple((f.value, (f.name or "").lower()) for f in PlatformInfoFlags)
+
+
+@functools.lru_cache(maxsize=256)
+def _platform_flags(value: int) -> PlatformInfoFlags:
+    return PlatformInfoFlags(value)  # composite IntFlag values are slow to build; few exist
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_flags(value: int) -> SnpPolicyFlags:
+    return SnpPolicyFlags(value)
 
 
 class SigningKey(enum.IntEnum):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from sevlaunch.errors import FormatError
+from sevlaunch.formats._cached import cached
 from sevlaunch.formats._codec import le_bytes
 
 STRUCTURE = "TCB_VERSION"
@@ -102,8 +103,7 @@ class TcbVersion:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 0xFF:
                 raise FormatError(STRUCTURE, name, "an SVN is one byte", value=value)
-        mask = sum(0xFF << (8 * i) for i in _OFFSETS[self.layout].values())
-        if self.reserved & mask or not 0 <= self.reserved < 1 << 64:
+        if self.reserved & _MASKS[self.layout] or not 0 <= self.reserved < 1 << 64:
             raise FormatError(STRUCTURE, "reserved", "overlaps a component", value=self.reserved)
 
     @classmethod
@@ -137,22 +137,28 @@ class TcbVersion:
         return le_bytes(self.to_int(), 8, structure=STRUCTURE, field="value")
 
     def components(self) -> dict[str, int]:
-        """The SVNs by name (``fmc`` only in the Turin layout)."""
+        """The SVNs by name (``fmc`` only in the Turin layout); a fresh dict."""
+        return dict(self._components)
+
+    @cached
+    def _components(self) -> dict[str, int]:
         return {n: getattr(self, n) for n in COMPONENTS if getattr(self, n) is not None}
 
     def at_most(self, other: TcbVersion) -> bool:
         """Component-wise ``self <= other`` (TCBs are not totally ordered)."""
-        theirs = other.components()
-        return all(v <= theirs.get(n, 0) for n, v in self.components().items())
+        theirs = other._components
+        return all(v <= theirs.get(n, 0) for n, v in self._components.items())
 
     def lower_components(self, other: TcbVersion) -> list[str]:
         """The components in which ``self`` is below ``other``."""
-        theirs = other.components()
-        return [n for n, v in self.components().items() if v < theirs.get(n, 0)]
+        theirs = other._components
+        return [n for n, v in self._components.items() if v < theirs.get(n, 0)]
+
+    def same_components(self, other: TcbVersion) -> bool:
+        return self._components == other._components
 
     def describe(self) -> str:
         parts = [
-            f"{n}={v}" if n != "microcode" else f"ucode={v:#x}"
-            for n, v in self.components().items()
+            f"{n}={v}" if n != "microcode" else f"ucode={v:#x}" for n, v in self._components.items()
         ]
         return " ".join(parts)
