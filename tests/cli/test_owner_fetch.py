@@ -1,6 +1,6 @@
 """``sevlaunch owner fetch-ca`` / ``fetch-cek``, and ``owner verify`` using the certificate cache.
 
-A local stand-in for AMD's key server (tests/kds/test_sev.py) serves the shared vectors; the
+A local stand-in for AMD's key server (tests/kds/fake.py) serves the shared vectors; the
 cache lives in a temporary directory named by ``SEVLAUNCH_CACHE_DIR``.
 """
 
@@ -18,14 +18,13 @@ from sevlaunch import kds
 from sevlaunch.cli import cli
 from sevlaunch.formats.sevcert import SevCert, Signature
 from tests.conftest import read_vector
+from tests.kds.fake import FakeKds, running_kds
 from tests.kds.test_sev import (
     CHIP_HEX,
     CHIP_ID,
-    FakeKds,
     ca_file,
     closed_port,
     forged_ark,
-    running_kds,
     serve_amd,
 )
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sevlaunch.cli import cli
 from sevlaunch.formats.snp import AttestationReport, Generation, TcbLayout
 from sevlaunch.kds.snp import vcek_path
-from tests.kds.test_sev import FakeKds, running_kds
+from tests.kds.fake import FakeKds, running_kds
 from tests.snp_vectors import SIGNED
 
 CMDLINE = "console=ttyS0 loglevel=7"

@@ -16,7 +16,7 @@ from sevlaunch.errors import DownloadError, TrustStoreError, UsageError
 from sevlaunch.formats.snp import AttestationReport, Generation, TcbLayout, TcbVersion
 from sevlaunch.kds import _io
 from sevlaunch.kds.snp import SnpKdsClient, cert_chain_path, crl_path, kds_base, vcek_path
-from tests.kds.test_sev import FakeKds, Reply, running_kds
+from tests.kds.fake import FakeKds, Reply, running_kds
 from tests.snp_pki import AT, crl, pki
 from tests.snp_vectors import SIGNED
 
