@@ -5,8 +5,9 @@ platform's CEK is signed by its emulated ASK, so this serves it, with the same U
 :mod:`sevlaunch.kds` uses for a mirror (``/cek/id/<ID>``, ``/ask_ark_<name>.cert``). The
 guest-owner and VM-tool code that fetches from AMD then works unchanged against it.
 
-It serves GET only (a body is never read), gives a connection :data:`HEADER_TIMEOUT` seconds
-to send its request and serves at most :data:`MAX_CONNECTIONS` at once (more get a 503).
+It serves GET only (a body is never read), drops a connection that sends nothing for
+:data:`HEADER_TIMEOUT` seconds and serves at most :data:`MAX_CONNECTIONS` at once (more get a
+503), so idle or slow clients cannot pile up threads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ _BUSY = (
 
 class _Handler(BaseHTTPRequestHandler):
     server: KdsServer
-    timeout = HEADER_TIMEOUT  # a socket read timeout: a slow request head is dropped
+
+    def setup(self) -> None:
+        self.request.settimeout(self.server.header_timeout)  # per read: a stalled one is dropped
+        super().setup()
 
     def do_GET(self) -> None:
         try:
@@ -58,15 +62,23 @@ class KdsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], platform_socket: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        platform_socket: str,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         super().__init__(address, _Handler)
+        self.header_timeout = header_timeout
         self.platform_socket = platform_socket
         self._lock = threading.Lock()
         # a chip's identity and its CEK never change (the CEK is derived from the chip's
         # secrets, unlike the PEK and PDH): ask the PSP once, not on every request
         self._chip_id: bytes | None = None
         self._cek: bytes | None = None
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(max_connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
