@@ -137,11 +137,12 @@ def test_https_clients_share_one_context_per_ca_file(tls: TlsFiles) -> None:
         c.close()
 
 
-def test_a_ca_file_is_for_https_only_and_must_hold_a_certificate(
+def test_a_ca_file_is_used_for_https_only_and_must_hold_a_certificate(
     tls: TlsFiles, tmp_path: Path
 ) -> None:
-    with pytest.raises(UsageError, match="needs an https:// address"):
-        _http.client(_http.parse("tcp:127.0.0.1:1"), what="broker", ca_file=tls.ca)
+    plain = _http.client(_http.parse("unix:/x.sock"), what="host manager", ca_file=tls.ca)
+    assert _context(plain).cert_store_stats()["x509_ca"] == 0  # not loaded for a socket
+    plain.close()
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(UsageError, match="holds no PEM certificate"):

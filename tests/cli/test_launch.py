@@ -14,6 +14,8 @@ import pytest
 
 from sevlaunch.protocol import Step
 from tests.orchestrate.stack import BIN, RunningStack, running_stack, unique
+from tests.services import broker_argv, free_port
+from tests.tlsca import TlsFiles
 
 SEVLAUNCH = str(BIN / "sevlaunch")
 
@@ -154,6 +156,48 @@ def test_old_launch_spellings_still_work_with_a_deprecation_line(
     assert "--token-file is deprecated" in done.stderr
     assert_booted(json.loads(done.stdout), name)
     env.destroy(name)
+
+
+@pytest.fixture
+def tls_broker(env: RunningStack, tls: TlsFiles) -> Iterator[str]:
+    """A second broker instance on the stack's database, serving HTTPS with a test CA."""
+    stack = env.stack
+    files = {"kek": stack.root / "kek", "owner": stack.owner_token}
+    files["launcher"] = stack.launcher_token
+    port = free_port()
+    argv = broker_argv(stack.root, f"tcp:127.0.0.1:{port}", files)
+    argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--instance", "tls"]
+    proc = subprocess.Popen(
+        [SEVLAUNCH, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on" in line, line + proc.stderr.read()
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_the_vm_tool_reaches_an_https_broker_with_its_ca_file(
+    env: RunningStack, tls_broker: str, tls: TlsFiles, tmp_path: Path
+) -> None:
+    args = broker_args(env)
+    args[args.index("--broker") + 1] = tls_broker
+    name = unique("cli-tls")
+    done = run("launch", write_xml(env, tmp_path, name), *args, "--ca-file", str(tls.ca), "--json")
+    assert done.returncode == 0, done.stderr
+    assert_booted(json.loads(done.stdout), name)
+    env.destroy(name)
+    name = unique("cli-badca")
+    done = run(
+        "launch", write_xml(env, tmp_path, name), *args, "--ca-file", str(tls.other_ca), "--json"
+    )
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert f"the TLS certificate of {tls_broker} is not trusted by the CA file" in result["message"]
+    assert name not in host_list(env)
 
 
 def test_unreachable_host_fails_at_step_2(env: RunningStack, tmp_path: Path) -> None:
