@@ -65,9 +65,16 @@ def _closed(path: str) -> PlatformError:
 class PlatformClient:
     """Blocking client over one connection, opened on first use."""
 
-    def __init__(self, socket_path: str | Path | None = None, *, timeout: float | None = 60.0):
+    def __init__(
+        self,
+        socket_path: str | Path | None = None,
+        *,
+        timeout: float | None = 60.0,
+        peer_timeout: float = PEER_TIMEOUT,
+    ):
         self.path = resolve_socket(socket_path)
         self.timeout = timeout
+        self.peer_timeout = peer_timeout
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -76,7 +83,7 @@ class PlatformClient:
     def _connect(self) -> socket.socket:
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(min(PEER_TIMEOUT, self.timeout or PEER_TIMEOUT))
+            sock.settimeout(min(self.peer_timeout, self.timeout or self.peer_timeout))
             try:
                 sock.connect(self.path)
                 self._check_peer(sock)
@@ -99,7 +106,7 @@ class PlatformClient:
             raise PlatformUnavailableError(
                 self.path,
                 f"it accepted the connection but did not answer as a platform service within "
-                f"{PEER_TIMEOUT:g} s (is it another service's socket?)",
+                f"{self.peer_timeout:g} s (is it another service's socket?)",
             ) from None
         except ProtocolError as exc:
             raise PlatformUnavailableError(

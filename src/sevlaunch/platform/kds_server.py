@@ -104,7 +104,8 @@ class KdsServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def lookup(self, path: str) -> bytes | None:
-        with self._lock, PlatformClient(self.platform_socket) as client:
+        # a busy PSP host may be slow to answer: the quick wrong-socket check is for users
+        with self._lock, PlatformClient(self.platform_socket, peer_timeout=30.0) as client:
             if path == f"/ask_ark_{CA_NAME}.cert":
                 return client.ca_chain()
             if path.startswith("/cek/id/"):
