@@ -55,7 +55,7 @@ def read_private(path: str | Path, what: str) -> bytes:
                 raise UnprotectedFileError(str(path), what, mode & 0o7777)
             return handle.read()
     except OSError as exc:
-        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from exc
 
 
 def socket_directory(path: Path) -> None:
@@ -64,4 +64,4 @@ def socket_directory(path: Path) -> None:
         try:
             path.parent.mkdir(mode=0o700, parents=True)
         except OSError as exc:
-            raise UsageError(f"cannot make {path.parent} for unix:{path}: {exc.strerror}") from None
+            raise UsageError(f"cannot make {path.parent} for unix:{path}: {exc.strerror}") from exc

@@ -96,8 +96,8 @@ def _parse_url(text: str, what: str) -> Address:
     parts = urlsplit(text)
     try:
         port = parts.port
-    except ValueError:
-        raise UsageError(f"the port in {text!r} must be a number 0-65535") from None
+    except ValueError as exc:
+        raise UsageError(f"the port in {text!r} must be a number 0-65535") from exc
     if not parts.hostname or parts.query or parts.fragment or parts.username:
         raise UsageError(f"expected http(s)://HOST:PORT for the {what}, got {text!r}")
     scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
@@ -136,9 +136,9 @@ def tls_context(ca_file: str | Path | None) -> ssl.SSLContext:
     try:
         return _tls_context(str(path))
     except ssl.SSLError as exc:  # an OSError too: first
-        raise UsageError(f"the CA file {ca_file} holds no PEM certificate: {exc}") from None
+        raise UsageError(f"the CA file {ca_file} holds no PEM certificate: {exc}") from exc
     except OSError as exc:
-        raise UsageError(f"cannot read the CA file {ca_file}: {exc.strerror}") from None
+        raise UsageError(f"cannot read the CA file {ca_file}: {exc.strerror}") from exc
 
 
 def require_private(address: Address, *, what: str, insecure_plain_http: bool) -> None:

@@ -49,12 +49,12 @@ class Tls:
         try:
             context.load_cert_chain(cert, key)
         except OSError as exc:
-            raise UsageError(f"cannot read --tls-cert {cert}: {exc.strerror}") from None
+            raise UsageError(f"cannot read --tls-cert {cert}: {exc.strerror}") from exc
         except ssl.SSLError as exc:
             raise UsageError(
                 f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its "
                 f"key: {exc.reason or exc}"
-            ) from None
+            ) from exc
         return cls(cert, key)
 
 
@@ -89,7 +89,7 @@ def bind(address: _http.Address, *, what: str) -> socket.socket:
         sock.bind((address.host, address.port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     sock.listen(128)
     return sock
 
@@ -112,7 +112,7 @@ def _bind_unix(path: Path, what: str) -> socket.socket:
         sock.bind(str(path))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from exc
     finally:
         os.umask(old)
     os.chmod(path, 0o600)

@@ -90,5 +90,5 @@ def require_writable(directory: str | Path, what: str) -> Path:
         where = str(path) if not named or Path(named).parent == path else named
         raise StorageError(
             reason, f"the {what} {where} is not writable: {exc.strerror or exc}", path=where
-        ) from None
+        ) from exc
     return path

@@ -16,8 +16,10 @@ callers can catch what they understand and let the rest travel::
     ├── TrustStoreError             a trust root could not be loaded or fetched
     │   └── DownloadError           AMD's key server did not deliver a usable certificate
     ├── FirmwareError               an SEV firmware command returned a non-zero status
+    ├── CommandRefusedError         (inside the firmware emulator) a handler's non-zero status
     ├── AddressError                a physical address range that a memory cannot serve
     ├── VmmError                    the hypervisor refused a request (QMP GenericError and kin)
+    │   └── VmmStartupError         the hypervisor failed before serving QMP (exit status 1)
     ├── PlatformError               the emulated platform service failed or refused a request
     │   ├── ProtocolError           a platform-protocol frame is malformed
     │   └── PlatformUnavailableError no platform service answers at the socket
@@ -38,10 +40,21 @@ callers can catch what they understand and let the rest travel::
     └── BrokerError                 the attestation broker refused a request
         ├── NotFoundError           no such workload, launch, root or secret
         ├── ConflictError           a name already taken
+        ├── AccessDeniedError       no or the wrong bearer token for the request
         └── LaunchRefusedError      no session or no secret for this launch
 
 Errors carry the offending field and value as attributes, and their message says what was
-expected, what was found and, where there is one, what to do.
+expected, what was found and, where there is one, what to do. One argument order everywhere:
+what failed first when there is such a name (the structure, libvirt's error kind, the QEMU
+option), then the field, then the message; the value found is always keyword-only and last::
+
+    FormatError("session blob", "nonce", "expected 16 bytes", value=len(data))
+    ProtocolError("length", "frame too long", value=n)
+    UnsuitableFirmwareError("sev_hash_table", "no SEV hashes-table entry", value=None)
+    HostError("XML error", "unknown element", field="devices/foo", value="foo")
+
+(``HostError``'s field is optional, so it is a keyword too.) A cause is kept (``raise ... from
+exc``); ``from None`` only where hiding it is the point, with a comment that says why.
 """
 
 from __future__ import annotations
@@ -175,6 +188,23 @@ class VmmError(SevlaunchError):
         super().__init__(message)
 
 
+class VmmStartupError(VmmError):
+    """A failure before QMP is served: printed as QEMU prints it, exit status 1."""
+
+
+class CommandRefusedError(SevlaunchError):
+    """Inside the firmware emulator: a command handler's non-zero answer. ``status`` is the
+    firmware status, ``buffer`` what the handler writes back (None: unchanged); the dispatcher
+    turns it into the command's status word (callers outside see :class:`FirmwareError`)."""
+
+    def __init__(self, status: int, detail: str = "", buffer: bytes | None = None) -> None:
+        self.status = status
+        self.detail = detail
+        self.buffer = buffer
+        name = getattr(status, "name", f"status {status:#x}")
+        super().__init__(f"{name}: {detail}" if detail else name)
+
+
 class AddressError(SevlaunchError, ValueError):
     """A physical address range lies outside what a memory can serve (the PSP's DMA failed).
 
@@ -267,7 +297,7 @@ class UnsuitableFirmwareError(UsageError):
     ``field`` names the OVMF footer-table entry at fault and ``value`` what was found there.
     """
 
-    def __init__(self, field: str, value: object, message: str) -> None:
+    def __init__(self, field: str, message: str, *, value: object = None) -> None:
         self.field = field
         self.value = value
         super().__init__(message)
@@ -388,6 +418,16 @@ class NotFoundError(BrokerError):
 
 class ConflictError(BrokerError):
     """The request clashes with stored state (a name already taken)."""
+
+
+class AccessDeniedError(BrokerError):
+    """The request lacks a valid bearer token (HTTP ``status`` 401) or the token's role may not
+    do this (403)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(reason, detail)
 
 
 class LaunchRefusedError(BrokerError):

@@ -25,6 +25,7 @@ from sevlaunch.broker import models as m
 from sevlaunch.broker import store
 from sevlaunch.broker.service import LAUNCHER, OWNER, Broker, NewWorkload
 from sevlaunch.errors import (
+    AccessDeniedError,
     BrokerError,
     ConflictError,
     FormatError,
@@ -45,17 +46,12 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-class AuthError(Exception):
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        self.status, self.reason, self.detail = status, reason, detail
-
-
 def b64(text: str, field: str) -> bytes:
     """Strict base64, or a FormatError naming the field."""
     try:
         return base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise FormatError("request", field, "not valid base64", value=text[:40]) from None
+    except (binascii.Error, ValueError) as exc:
+        raise FormatError("request", field, "not valid base64", value=text[:40]) from exc
 
 
 def _role(tokens: dict[str, bytes], given: bytes | None) -> str | None:
@@ -72,9 +68,9 @@ def _require(tokens: dict[str, bytes], role: str) -> Callable[[Credentials], str
     def dependency(creds: Credentials) -> str:
         found = _role(tokens, creds.credentials.encode() if creds else None)
         if found is None:
-            raise AuthError(401, "unauthenticated", "a valid bearer token is required")
+            raise AccessDeniedError(401, "unauthenticated", "a valid bearer token is required")
         if found != role:
-            raise AuthError(
+            raise AccessDeniedError(
                 403, "forbidden", f"this call needs the {role} token, not the {found}'s"
             )
         return found
@@ -161,8 +157,8 @@ def create_app(
             log.error("internal error: %s", exc)
         return JSONResponse(_error_body(exc), status_code=status)
 
-    @app.exception_handler(AuthError)
-    async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
+    @app.exception_handler(AccessDeniedError)
+    async def _auth_error(_request: Request, exc: AccessDeniedError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(
             {"error": exc.reason, "detail": exc.detail}, status_code=exc.status, headers=headers
@@ -366,8 +362,8 @@ def create_app(
 def _digest(text: str) -> bytes:
     try:
         digest = bytes.fromhex(text)
-    except ValueError:
-        raise FormatError("workload", "digests", "not hex", value=text[:80]) from None
+    except ValueError as exc:
+        raise FormatError("workload", "digests", "not hex", value=text[:80]) from exc
     if len(digest) != 32:
         raise FormatError(
             "workload",

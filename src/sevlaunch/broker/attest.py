@@ -156,7 +156,7 @@ def verify_platform(
         chain = PlatformChain.from_bytes(data)
         signed_cek = SevCert.from_bytes(cek) if cek is not None else None
     except FormatError as exc:
-        raise VerificationError(f"the platform's certificates do not parse: {exc}") from None
+        raise VerificationError(f"the platform's certificates do not parse: {exc}") from exc
     if chain.ca is not None:
         return chains.verify_platform(chain, trust.store, cek=signed_cek)
     if not trust.cas:

@@ -39,7 +39,7 @@ def read_token(path: str | Path) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from exc
     return check_token(data, path)
 
 
@@ -110,7 +110,7 @@ class BrokerClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
-            raise BrokerError("unreachable", f"broker: {message}") from None
+            raise BrokerError("unreachable", f"broker: {message}") from exc
         _raise_for(response)
         return None if response.status_code == 204 else response.json()
 

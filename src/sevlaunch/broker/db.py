@@ -21,6 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from sevlaunch.errors import BrokerError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x5E71A0C4  # any constant shared by all broker instances
 SQLITE_BUSY_MS = 10_000
@@ -153,7 +155,8 @@ class Prepared:
         found = self._by_dialect.get(key)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
-            assert isinstance(compiled, SQLCompiler)
+            if not isinstance(compiled, SQLCompiler):
+                raise BrokerError("internal", f"{self.statement} does not compile to SQL")
             for name, bind in compiled.binds.items():
                 if not bind.required:
                     raise TypeError(f"{self.statement}: bind {name} with an explicit bindparam")

@@ -24,7 +24,7 @@ from sevlaunch.broker.catalog import Catalog, Remembered, View
 from sevlaunch.broker.seal import Sealer, launch_context, secret_context
 from sevlaunch.crypto.chain import VerifiedPlatform
 from sevlaunch.crypto.launch import TransportKeys
-from sevlaunch.errors import FormatError, LaunchRefusedError, VerificationError
+from sevlaunch.errors import BrokerError, FormatError, LaunchRefusedError, VerificationError
 from sevlaunch.owner.decision import Registration
 from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
@@ -121,11 +121,11 @@ class Launches:
         if attempt is None or not self._commit_start(request, attempt):
             with self.engine.begin() as conn:
                 attempt = self._attempt(self.catalog.refresh(conn), conn, request)
-                assert attempt is not None  # with a connection nothing is missing
+                if attempt is None:
+                    raise _missing("the launch start")
                 self._record_start(conn, request, attempt)
-        if attempt.refusal is not None:
-            raise attempt.refusal
-        assert attempt.started is not None
+        if attempt.started is None:
+            raise attempt.refusal or _missing("the launch start")
         return attempt.started
 
     def _attempt(
@@ -195,7 +195,8 @@ class Launches:
             )
             return
         row = attempt.row
-        assert row is not None
+        if row is None:
+            raise _missing("the launch row")
         store.add_launch(tx, row)
         self._audit(
             tx,
@@ -256,7 +257,8 @@ class Launches:
         if outcome is None:  # this process has no current copy of the workload
             with self.engine.begin() as conn:
                 outcome = self._finish(conn, conn, launch_id, (report, configuration), now)
-                assert outcome is not None  # with a connection nothing is missing
+                if outcome is None:
+                    raise _missing("the launch finish")
         if isinstance(outcome, LaunchRefusedError):
             raise outcome
         return outcome
@@ -373,6 +375,11 @@ class Launches:
     def expire(self) -> int:
         with self.engine.begin() as conn:
             return store.expire_launches(conn, self.clock())
+
+
+def _missing(what: str) -> BrokerError:
+    """A decision that read the database still lacked something: a bug, said plainly."""
+    return BrokerError("internal", f"{what} was decided without the rows it needs")
 
 
 def _report(report: LaunchSecurityInfo) -> dict[str, Any]:

@@ -46,11 +46,11 @@ class Sealer:
         nonce, body = blob[1 : 1 + NONCE_SIZE], blob[1 + NONCE_SIZE :]
         try:
             return self._aead.decrypt(nonce, body, context)
-        except InvalidTag:
+        except InvalidTag as exc:
             raise IntegrityError(
                 "sealed blob",
                 "the KEK differs from the one it was sealed with, or the row was altered",
-            ) from None
+            ) from exc
 
 
 def launch_context(launch_id: str) -> bytes:

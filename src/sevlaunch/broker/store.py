@@ -144,7 +144,7 @@ def add_root(conn: sa.Connection, row: TrustRootRow) -> None:
             "root-exists",
             f"a trust root named {row.name!r} or with key fingerprint {row.fingerprint} is "
             "already registered; remove it first to replace it",
-        ) from None
+        ) from exc
     conn.execute(sa.delete(chain_cache))
     bump_generation(conn)
 
@@ -176,7 +176,7 @@ def add_workload(conn: sa.Connection, row: WorkloadRow) -> None:
         raise ConflictError(
             "workload-exists",
             f"a workload named {row.name!r} exists; remove it first or pick another name",
-        ) from None
+        ) from exc
     bump_generation(conn)
 
 

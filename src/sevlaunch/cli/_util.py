@@ -22,7 +22,7 @@ def read_file(path: str | Path, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 def emit_json(payload: Any) -> None:

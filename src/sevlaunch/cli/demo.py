@@ -7,10 +7,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.panel import Panel
+
+if TYPE_CHECKING:
+    from sevlaunch.orchestrate.demo import DemoOutcome
+    from sevlaunch.orchestrate.launch import LaunchResult
+    from sevlaunch.orchestrate.services import Stack
 
 
 @click.command()
@@ -95,16 +101,13 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool)
     except SevlaunchError as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")
         _finish(stack, root, keep=False, cleanup=directory is None)
-        raise SystemExit(1) from None
+        raise SystemExit(1) from exc
     _summary(console, outcome, time.monotonic() - began)
     _finish(stack, root, keep=keep, cleanup=directory is None, console=console)
     raise SystemExit(0 if outcome.ok else 1)
 
 
-def _show_guest(console: Console, result: object) -> None:
-    from sevlaunch.orchestrate.launch import LaunchResult
-
-    assert isinstance(result, LaunchResult)
+def _show_guest(console: Console, result: LaunchResult) -> None:
     if not result.ok:
         console.print(f"[bold red]✗ {result.domain}: {result.error}[/]")
         return
@@ -121,10 +124,7 @@ def _show_guest(console: Console, result: object) -> None:
     )
 
 
-def _show_refusal(console: Console, result: object) -> None:
-    from sevlaunch.orchestrate.launch import LaunchResult
-
-    assert isinstance(result, LaunchResult)
+def _show_refusal(console: Console, result: LaunchResult) -> None:
     if result.ok:
         console.print("[bold red]✗ the tampered launch was NOT refused[/]")
         return
@@ -134,10 +134,7 @@ def _show_refusal(console: Console, result: object) -> None:
     console.print("[green]✓[/] no secret was released and the domain was destroyed")
 
 
-def _summary(console: Console, outcome: object, seconds: float) -> None:
-    from sevlaunch.orchestrate.demo import DemoOutcome
-
-    assert isinstance(outcome, DemoOutcome)
+def _summary(console: Console, outcome: DemoOutcome, seconds: float) -> None:
     booted = sum(r.ok for r in outcome.launches)
     style = "green" if outcome.ok else "red"
     console.rule(
@@ -151,12 +148,10 @@ def _summary(console: Console, outcome: object, seconds: float) -> None:
 
 
 def _finish(
-    stack: object, root: Path, *, keep: bool, cleanup: bool, console: Console | None = None
+    stack: Stack, root: Path, *, keep: bool, cleanup: bool, console: Console | None = None
 ) -> None:
     from sevlaunch.orchestrate.demo import destroy_all
-    from sevlaunch.orchestrate.services import Stack
 
-    assert isinstance(stack, Stack)
     if keep and console is not None:
         console.print(
             Panel(

@@ -293,8 +293,8 @@ def _address(text: str | None) -> int | None:
         return None
     try:
         value = int(text, 0)
-    except ValueError:
-        raise click.BadParameter(f"expected a number such as 0x80c000, got {text!r}") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a number such as 0x80c000, got {text!r}") from exc
     if not 0 <= value < 1 << 64:
         raise click.BadParameter(f"a guest physical address is 0 .. 2^64-1, got {text}")
     return value

@@ -40,7 +40,7 @@ def _write(path: str, data: bytes, what: str) -> None:
     try:
         Path(path).write_bytes(data)
     except OSError as exc:
-        raise click.UsageError(f"cannot write the {what} {path}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot write the {what} {path}: {exc.strerror}") from exc
 
 
 @click.group()

@@ -158,7 +158,7 @@ def _owner(broker: Conn, workload: str | None, owner_dir: str | None) -> GuestOw
     try:
         path = token_file(broker.token_file, "--launcher-token-file", LAUNCHER_TOKEN_ENV)
     except click.UsageError as exc:
-        raise _usage(f"--broker needs the launcher token: {exc.message}") from None
+        raise _usage(f"--broker needs the launcher token: {exc.message}") from exc
     return BrokerOwner(
         broker.address,
         read_file(path, "token file").strip(),

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sevlaunch.cli._conn import alias, apply_aliases, default_platform, platform_option
-from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, json_option, read_file
+from sevlaunch.cli._util import (
+    EXIT_USAGE,
+    emit_json,
+    errors_to_exit,
+    fail,
+    json_option,
+    read_file,
+)
 from sevlaunch.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,7 +38,7 @@ def _write(path: str, data: bytes, what: str) -> None:
     try:
         Path(path).write_bytes(data)
     except OSError as exc:
-        raise click.UsageError(f"cannot write {what} {path}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot write {what} {path}: {exc.strerror}") from exc
 
 
 @click.group()
@@ -111,7 +118,10 @@ def serve(
         require_writable(state_dir, "state directory")
     with errors_to_exit(code=EXIT_USAGE):
         service = open_service(state_dir, profile, latency=MODELS[latency])
-    assert service.store is not None
+    store = service.store
+    if store is None:
+        fail(f"the platform service at {state_dir} has no state store", code=EXIT_USAGE)
+    held = store
 
     gid = _group_id(socket_group) if socket_group is not None else None
 
@@ -128,7 +138,7 @@ def serve(
         with errors_to_exit():
             run(service, socket_path, mode=int(socket_mode, 8), ready=ready)
     finally:
-        service.store.unlock()
+        held.unlock()
 
 
 def _group_id(name: str) -> int:
@@ -136,8 +146,8 @@ def _group_id(name: str) -> int:
 
     try:
         return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise click.BadParameter(f"no group {name!r}", param_hint="--socket-group") from None
+    except KeyError as exc:
+        raise click.BadParameter(f"no group {name!r}", param_hint="--socket-group") from exc
 
 
 def _client(socket_path: str) -> PlatformClient:
@@ -328,7 +338,7 @@ def kds(socket_path: str, listen: str) -> None:
         try:
             server = KdsServer((address.host, address.port), path)
         except OSError as exc:
-            raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     click.echo(f"key server for {path} at {server.url}", err=True)
     click.echo(server.url)
     try:

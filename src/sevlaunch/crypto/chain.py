@@ -134,7 +134,7 @@ def _verify_amd(link: str, signer: AmdCert, subject: AmdCert, key_usage: Usage) 
         key = rsa.public_key(signer.modulus, signer.pub_exp)
         rsa.verify_pss(key, subject.signature, subject.signed_bytes(), signer.hash_name)
     except CryptoError as exc:
-        raise ChainError(link, str(exc)) from None
+        raise ChainError(link, str(exc)) from exc
     signer_name, subject_name = link.split(" -> ")
     return Link(signer_name, subject_name, _pss_method(signer))
 
@@ -187,7 +187,7 @@ def _verify_sev(signer: SevCert, subject: SevCert, signer_name: str, subject_nam
             signer.algorithm.hash_name,
         )
     except CryptoError as exc:
-        raise ChainError(link, f"slot {slot}: {exc}") from None
+        raise ChainError(link, f"slot {slot}: {exc}") from exc
     method = (
         f"ECDSA {signer.public_key.curve.name} {signer.algorithm.hash_name.upper()}, slot {slot}"
     )
@@ -216,7 +216,7 @@ def verify_cek(cek: SevCert, ask: AmdCert) -> Link:
     except CryptoError as exc:
         raise ChainError(
             link, f"slot {slot}: {exc}: the CEK was not signed by this ASK (wrong generation?)"
-        ) from None
+        ) from exc
     return Link("ASK", "CEK", f"{_pss_method(ask)}, slot {slot}")
 
 

@@ -58,8 +58,8 @@ def open_disk(passphrase: bytes, image: bytes) -> DiskContents:
         )
     try:
         plain = AESGCM(_key(passphrase, header)).decrypt(header.nonce, body, image[:HEADER_SIZE])
-    except InvalidTag:
-        raise IntegrityError("disk image", "wrong passphrase or corrupted image") from None
+    except InvalidTag as exc:
+        raise IntegrityError("disk image", "wrong passphrase or corrupted image") from exc
     label_len = int.from_bytes(plain[:2], "little")
     if label_len > len(plain) - 2:
         raise FormatError(STRUCTURE, "label", "label length exceeds the contents", value=label_len)

@@ -45,7 +45,7 @@ def to_public_key(key: EccPublicKey) -> ec.EllipticCurvePublicKey:
     except ValueError as exc:
         raise CryptoError(
             f"the {key.curve.name} public key is not a valid curve point: {exc}"
-        ) from None
+        ) from exc
 
 
 def from_public_key(key: ec.EllipticCurvePublicKey) -> EccPublicKey:
@@ -69,7 +69,7 @@ def private_from_bytes(secret: bytes) -> ec.EllipticCurvePrivateKey:
     try:
         return ec.derive_private_key(int.from_bytes(secret, "big"), ec.SECP384R1())
     except ValueError as exc:
-        raise CryptoError(f"not a P-384 private scalar: {exc}") from None
+        raise CryptoError(f"not a P-384 private scalar: {exc}") from exc
 
 
 def private_to_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -97,5 +97,5 @@ def verify(public: EccPublicKey, signature: Signature, data: bytes, hash_name: s
         to_public_key(public).verify(
             encode_dss_signature(r, s), data, ec.ECDSA(hash_algorithm(hash_name))
         )
-    except InvalidSignature:
-        raise CryptoError("ECDSA signature does not verify") from None
+    except InvalidSignature as exc:
+        raise CryptoError("ECDSA signature does not verify") from exc

@@ -17,7 +17,7 @@ def public_key(modulus: int, exponent: int) -> rsa.RSAPublicKey:
     try:
         return rsa.RSAPublicNumbers(exponent, modulus).public_key()
     except ValueError as exc:
-        raise CryptoError(f"not a valid RSA public key: {exc}") from None
+        raise CryptoError(f"not a valid RSA public key: {exc}") from exc
 
 
 def _pss(hash_name: str) -> padding.PSS:
@@ -35,8 +35,8 @@ def verify_pss(key: rsa.RSAPublicKey, signature: int, data: bytes, hash_name: st
         key.verify(
             signature.to_bytes(size, "big"), data, _pss(hash_name), hash_algorithm(hash_name)
         )
-    except InvalidSignature:
-        raise CryptoError("RSA-PSS signature does not verify") from None
+    except InvalidSignature as exc:
+        raise CryptoError("RSA-PSS signature does not verify") from exc
 
 
 def sign_pss(key: rsa.RSAPrivateKey, data: bytes, hash_name: str) -> int:

@@ -113,7 +113,7 @@ def _root_fingerprint(ark: AmdCert) -> str:
         raise UntrustedRootError(
             f"the ARK (key id {ark.key_id.hex()}) does not hold a usable RSA public key ({exc}): "
             "the certificate is forged or corrupt; use AMD's ask_ark file"
-        ) from None
+        ) from exc
 
 
 def _impersonation(amd: TrustRoot, fp: str) -> UntrustedRootError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sevlaunch.errors import CommandRefusedError
 from sevlaunch.firmware.guest import AsidTable, GuestContext
 from sevlaunch.firmware.identity import Identity, Rng
 from sevlaunch.firmware.memory import Memory
@@ -23,14 +24,8 @@ from sevlaunch.formats.status import Status
 MAX_PHYS_BITS = 52
 
 
-class CommandError(Exception):
-    """A handler's non-zero answer; ``buffer`` is what it writes back (None: unchanged)."""
-
-    def __init__(self, status: Status, detail: str = "", buffer: bytes | None = None) -> None:
-        self.status = status
-        self.detail = detail
-        self.buffer = buffer
-        super().__init__(f"{status.name}: {detail}" if detail else status.name)
+#: A handler's non-zero answer (kept under its old name inside the firmware).
+CommandError = CommandRefusedError
 
 
 @dataclass
@@ -68,8 +63,8 @@ class Core:
     def guest(self, handle: int) -> GuestContext:
         try:
             return self.guests[handle]
-        except KeyError:
-            raise CommandError(Status.INVALID_GUEST, f"no guest with handle {handle}") from None
+        except KeyError as exc:
+            raise CommandError(Status.INVALID_GUEST, f"no guest with handle {handle}") from exc
 
     def new_handle(self) -> int:
         handle = self.next_handle

@@ -85,7 +85,11 @@ def execute(core: Core, command: int, buffer: bytes, memory: Memory) -> tuple[St
         _admit(core, cmd, buffer)
         written = HANDLERS[cmd](core, buffer, memory)
     except CommandError as failure:
-        return failure.status, buffer if failure.buffer is None else failure.buffer, failure.detail
+        return (
+            Status(failure.status),
+            buffer if failure.buffer is None else failure.buffer,
+            failure.detail,
+        )
     except AddressError as exc:
         return Status.INVALID_ADDRESS, buffer, str(exc)
     _transition(core, cmd, written)

@@ -58,7 +58,7 @@ def _policy(core: Core, value: int) -> Policy:
     try:
         policy = Policy.from_int(value)
     except FormatError as exc:
-        raise CommandError(Status.POLICY_FAILURE, str(exc)) from None
+        raise CommandError(Status.POLICY_FAILURE, str(exc)) from exc
     require(
         (policy.api_major, policy.api_minor) <= core.api,
         Status.POLICY_FAILURE,
@@ -83,7 +83,7 @@ def _godh(core: Core, memory: Memory, buf: LaunchStartBuffer) -> EccPublicKey:
         version, usage, algo = r.u32("version", 0), r.u32("pub_key_usage", 8), r.u32("algo", 0xC)
         key = EccPublicKey.from_bytes(r.raw("pub_key", sevcert.PUBKEY_OFFSET, sevcert.PUBKEY_SIZE))
     except FormatError as exc:
-        raise CommandError(Status.INVALID_CERTIFICATE, f"GODH: {exc}") from None
+        raise CommandError(Status.INVALID_CERTIFICATE, f"GODH: {exc}") from exc
     require(
         version == 1
         and usage == Usage.PDH
@@ -105,13 +105,13 @@ def _transport_keys(core: Core, memory: Memory, buf: LaunchStartBuffer) -> Trans
     try:
         shared = ecc.ecdh(core.identity.pdh_private, godh)
     except CryptoError as exc:
-        raise CommandError(Status.INVALID_CERTIFICATE, f"GODH: {exc}") from None
+        raise CommandError(Status.INVALID_CERTIFICATE, f"GODH: {exc}") from exc
     master = kdf.master_secret(shared, session.nonce)
     try:
         keys = launch.unwrap_keys(master, session)
         launch.check_policy_mac(keys.tik, buf.policy, session.policy_mac)
     except IntegrityError as exc:
-        raise CommandError(Status.BAD_MEASUREMENT, str(exc)) from None
+        raise CommandError(Status.BAD_MEASUREMENT, str(exc)) from exc
     return keys
 
 
@@ -225,7 +225,7 @@ def launch_secret(core: Core, buffer: bytes, memory: Memory) -> bytes:
     try:
         check_mac("packet MAC", expected, header.mac)
     except IntegrityError as exc:
-        raise CommandError(Status.BAD_MEASUREMENT, str(exc)) from None
+        raise CommandError(Status.BAD_MEASUREMENT, str(exc)) from exc
     plaintext = aes128_ctr(guest.tek, header.iv, ciphertext)
     guest.cipher.store(memory, core.phys(buf.guest_paddr), plaintext)
     return buffer

@@ -66,8 +66,8 @@ def _hex(doc: dict[str, Any], field: str, size: int | None = None) -> bytes:
         raise _fail(field, "expected a hex string", type(text).__name__)
     try:
         raw = bytes.fromhex(text)
-    except ValueError:
-        raise _fail(field, "not valid hex") from None
+    except ValueError as exc:
+        raise _fail(field, "not valid hex") from exc
     if size is not None and len(raw) != size:
         raise _fail(field, f"expected {size} bytes, got {len(raw)}", len(raw))
     return raw
@@ -77,7 +77,7 @@ def _load_doc(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _fail("document", f"not JSON: {exc}") from None
+        raise _fail("document", f"not JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != MAGIC:
         raise _fail("format", f"expected a JSON object with format {MAGIC!r}")
     if doc.get("version") != VERSION:
@@ -92,7 +92,7 @@ def _sev_cert(doc: dict[str, Any], field: str, usage: Usage) -> SevCert:
     try:
         cert = SevCert.from_bytes(_hex(doc, field))
     except FormatError as exc:
-        raise _fail(f"{field}.{exc.field}", exc.reason, exc.value) from None
+        raise _fail(f"{field}.{exc.field}", exc.reason, exc.value) from exc
     if cert.usage is not usage:
         raise _fail(field, f"expected a {usage.name} certificate", cert.usage)
     return cert
@@ -103,7 +103,7 @@ def _scalar(doc: dict[str, Any], field: str, cert: SevCert) -> bytes:
     try:
         public = ecc.from_public_key(ecc.private_from_bytes(raw).public_key())
     except CryptoError as exc:
-        raise _fail(field, str(exc)) from None
+        raise _fail(field, str(exc)) from exc
     if public != cert.public_key:
         raise _fail(field, "the private key does not match its certificate")
     return raw
@@ -113,14 +113,14 @@ def _amd(doc: dict[str, Any], name: str, usage: Usage) -> tuple[AmdCert, bytes]:
     try:
         cert = AmdCert.from_bytes(_hex(doc, f"{name}_cert"))
     except FormatError as exc:
-        raise _fail(f"{name}_cert.{exc.field}", exc.reason, exc.value) from None
+        raise _fail(f"{name}_cert.{exc.field}", exc.reason, exc.value) from exc
     if cert.key_usage is not usage:
         raise _fail(f"{name}_cert", f"expected the {usage.name}", cert.key_usage)
     raw = _hex(doc, f"{name}_key")
     try:
         key = serialization.load_der_private_key(raw, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError) as exc:
-        raise _fail(f"{name}_key", f"not a DER private key: {exc}") from None
+        raise _fail(f"{name}_key", f"not a DER private key: {exc}") from exc
     if (
         not isinstance(key, rsa.RSAPrivateKey)
         or key.public_key().public_numbers().n != cert.modulus

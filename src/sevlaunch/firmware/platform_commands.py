@@ -108,7 +108,7 @@ def _parse_cert(core: Core, memory: Memory, paddr: int, length: int, what: str) 
     try:
         return SevCert.from_bytes(core.read(memory, paddr, length))
     except FormatError as exc:
-        raise CommandError(Status.INVALID_CERTIFICATE, f"{what}: {exc}") from None
+        raise CommandError(Status.INVALID_CERTIFICATE, f"{what}: {exc}") from exc
 
 
 def _signed_by(cert: SevCert, signer: SevCert, link: str) -> None:
@@ -136,7 +136,7 @@ def _check_oca(oca: SevCert) -> None:
     try:
         ecc.to_public_key(oca.ecc_key)
     except CryptoError as exc:
-        raise CommandError(Status.INVALID_CERTIFICATE, f"OCA: {exc}") from None
+        raise CommandError(Status.INVALID_CERTIFICATE, f"OCA: {exc}") from exc
     _signed_by(oca, oca, "OCA -> OCA")
 
 

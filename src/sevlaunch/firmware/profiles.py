@@ -80,7 +80,7 @@ def profile(name: str) -> Profile:
     """The profile called ``name``, or a UsageError listing the known ones."""
     try:
         return PROFILES[name.lower()]
-    except KeyError:
+    except KeyError as exc:
         raise UsageError(
             f"unknown platform profile {name!r}; choose one of {', '.join(PROFILES)}"
-        ) from None
+        ) from exc

@@ -40,7 +40,7 @@ def _sev_certs(structure: str, data: bytes, names: tuple[str, ...]) -> list[SevC
             off = None if exc.offset is None else exc.offset + i * _N
             raise FormatError(
                 structure, f"{name}.{exc.field}", exc.reason, offset=off, value=exc.value
-            ) from None
+            ) from exc
         _expect_usage(structure, name, i, cert, Usage[name.upper()])
         certs.append(cert)
     return certs
@@ -60,11 +60,11 @@ class CaChain:
         try:
             ask, rest = AmdCert.parse_prefix(data)
         except FormatError as exc:
-            raise cls._error("ask", exc, 0) from None
+            raise cls._error("ask", exc, 0) from exc
         try:
             ark = AmdCert.from_bytes(rest, allow_unsigned=True)
         except FormatError as exc:
-            raise cls._error("ark", exc, len(data) - len(rest)) from None
+            raise cls._error("ark", exc, len(data) - len(rest)) from exc
         if ask.key_usage is not Usage.ASK or ark.key_usage is not Usage.ARK:
             raise FormatError(
                 cls.STRUCTURE,
@@ -144,7 +144,7 @@ class PlatformChain:
                 off = None if exc.offset is None else exc.offset + 4 * _N
                 raise FormatError(
                     cls.STRUCTURE, f"ca.{exc.field}", exc.reason, offset=off, value=exc.value
-                ) from None
+                ) from exc
         return cls(pdh, pek, oca, cek, ca)
 
     @classmethod

@@ -94,14 +94,14 @@ class Policy:
                 continue
             try:
                 flags |= PolicyFlags[item.upper()]
-            except KeyError:
+            except KeyError as exc:
                 names = ", ".join(f.name.lower() for f in PolicyFlags if f.name)
                 raise FormatError(
                     STRUCTURE,
                     "flags",
                     f"unknown flag {item!r}; known flags: {names}, api=MAJOR.MINOR",
                     value=item,
-                ) from None
+                ) from exc
         return cls(flags, major, minor)
 
     def describe(self) -> str:
@@ -127,8 +127,8 @@ class Policy:
 def _parse_api(text: str) -> tuple[int, int]:
     try:
         major, minor = (int(p) for p in text.split("."))
-    except ValueError:
+    except ValueError as exc:
         raise FormatError(
             STRUCTURE, "api", f"expected MAJOR.MINOR, got {text!r}", value=text
-        ) from None
+        ) from exc
     return major, minor

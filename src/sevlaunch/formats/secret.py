@@ -33,14 +33,14 @@ def resolve_guid(text: str) -> uuid.UUID:
         return alias
     try:
         return uuid.UUID(text.strip())
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(WELL_KNOWN_GUIDS)
         raise FormatError(
             TABLE_STRUCTURE,
             "guid",
             f"{text!r} is neither a GUID nor a known alias ({known})",
             value=text,
-        ) from None
+        ) from exc
 
 
 def guid_alias(guid: uuid.UUID) -> str:

@@ -85,8 +85,8 @@ def _enum(cls: type[E], reader: Reader, field: str, offset: int, size: int = 4) 
     raw = reader.uint(field, offset, size)
     try:
         return cls(raw)
-    except ValueError:
-        raise reader.fail(field, offset, f"unknown {cls.__name__} code {raw:#x}", raw) from None
+    except ValueError as exc:
+        raise reader.fail(field, offset, f"unknown {cls.__name__} code {raw:#x}", raw) from exc
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _parse_key(algorithm: Algorithm, data: bytes) -> PublicKey:
         return RsaPublicKey.from_bytes(data)
     except FormatError as exc:
         off = None if exc.offset is None else exc.offset + PUBKEY_OFFSET
-        raise FormatError(STRUCTURE, exc.field, exc.reason, offset=off, value=exc.value) from None
+        raise FormatError(STRUCTURE, exc.field, exc.reason, offset=off, value=exc.value) from exc
 
 
 @dataclass(frozen=True)

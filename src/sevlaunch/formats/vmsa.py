@@ -390,12 +390,12 @@ def qemu_cpu_signature(name: str) -> CpuSignature:
     base = _ALIASES.get(base, base)
     try:
         return QEMU_CPU_MODELS[base]
-    except KeyError:
+    except KeyError as exc:
         known = ", ".join(QEMU_CPU_MODELS)
         raise UsageError(
             f"unknown QEMU CPU model {name!r}: expected one of {known} (or a version such as "
             "EPYC-v4); for another CPU give its CPUID signature or family, model and stepping"
-        ) from None
+        ) from exc
 
 
 _CPU_PROPS = ("family", "model", "stepping")
@@ -423,8 +423,8 @@ def qemu_cpu_option(option: str, host_model: str | None = None) -> CpuSignature:
         if sep and key in _CPU_PROPS:
             try:
                 overrides[key] = int(value, 0)
-            except ValueError:
-                raise UsageError(f"-cpu {option}: {key}={value!r} is not a number") from None
+            except ValueError as exc:
+                raise UsageError(f"-cpu {option}: {key}={value!r} is not a number") from exc
     return dataclasses.replace(signature, **overrides) if overrides else signature
 
 

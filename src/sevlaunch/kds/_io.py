@@ -43,7 +43,7 @@ def write_atomic(path: Path, data: bytes, mode: int = CERT_MODE) -> Path:
         raise TrustStoreError(
             f"cannot write {path}: {exc.strerror or exc}; choose a writable place "
             f"(for the cache, set {CACHE_DIR_ENV})"
-        ) from None
+        ) from exc
 
 
 def read_cached(path: Path) -> bytes | None:
@@ -52,7 +52,7 @@ def read_cached(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise TrustStoreError(f"cannot read the cached file {path}: {exc.strerror}") from None
+        raise TrustStoreError(f"cannot read the cached file {path}: {exc.strerror}") from exc
 
 
 # --- HTTP ----------------------------------------------------------------------------------
@@ -149,13 +149,13 @@ def _get(url: str, timeout: float, max_size: int) -> bytes:
     except urllib.error.HTTPError as exc:
         retry_after = exc.headers.get("Retry-After") if exc.headers else None
         exc.close()
-        raise _GetFailedError(_status_reason(exc.code, exc.reason), exc.code, retry_after) from None
+        raise _GetFailedError(_status_reason(exc.code, exc.reason), exc.code, retry_after) from exc
     except urllib.error.URLError as exc:
-        raise _GetFailedError(f"cannot connect: {_os_reason(exc.reason)} (offline?)") from None
-    except TimeoutError:
-        raise _GetFailedError(f"no answer within {timeout:g} s") from None
+        raise _GetFailedError(f"cannot connect: {_os_reason(exc.reason)} (offline?)") from exc
+    except TimeoutError as exc:
+        raise _GetFailedError(f"no answer within {timeout:g} s") from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise _GetFailedError(f"transfer failed: {_os_reason(exc)}") from None
+        raise _GetFailedError(f"transfer failed: {_os_reason(exc)}") from exc
 
 
 def _read_limited(response: http.client.HTTPResponse, max_size: int) -> bytes:

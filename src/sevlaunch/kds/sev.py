@@ -228,7 +228,7 @@ class CertCache:
             raise TrustStoreError(
                 f"the cached file {path} is not AMD's {gen} CA ({exc}); delete it and run "
                 f"'sevlaunch owner fetch-ca --gen {gen}'"
-            ) from None
+            ) from exc
 
     def load_cek(self, chip_id: bytes) -> CachedCek | None:
         path = self.cek_path(chip_id)
@@ -241,7 +241,7 @@ class CertCache:
             raise TrustStoreError(
                 f"the cached file {path} is not an AMD-signed CEK ({exc}); delete it and fetch "
                 "it again"
-            ) from None
+            ) from exc
 
 
 class KdsClient:
@@ -294,7 +294,7 @@ class KdsClient:
         try:
             cek = check_signed_cek(data)
         except SevlaunchError as exc:
-            raise DownloadError(what, ((url, f"refused, not cached: {exc}", None),), hint) from None
+            raise DownloadError(what, ((url, f"refused, not cached: {exc}", None),), hint) from exc
         path = write_atomic(self.cache.cek_path(chip_id), data)
         return CachedCek(chip_id_hex(chip_id), path, data, cek)
 

@@ -106,7 +106,7 @@ class OwnerConfig:
         except (OSError, ValueError) as exc:
             raise UsageError(
                 f"cannot read {path}: {exc}; an owner directory holds owner.json"
-            ) from None
+            ) from exc
 
         def rel(value: str | None) -> Path | None:
             return directory / value if value else None

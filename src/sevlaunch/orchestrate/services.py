@@ -220,8 +220,10 @@ class Stack:
 
     @staticmethod
     def _first_line(service: Service) -> str:
-        assert service.process.stdout is not None
-        line = service.process.stdout.readline().decode().strip()
+        stdout = service.process.stdout
+        if stdout is None:
+            raise SevlaunchError(f"the {service.name} service's output is not captured")
+        line = stdout.readline().decode().strip()
         if not line:
             raise SevlaunchError(
                 f"the {service.name} service failed to start: {service.log.read_text()[-2000:]}"

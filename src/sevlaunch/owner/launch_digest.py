@@ -95,26 +95,26 @@ class MeasuredFirmware:
         except FormatError as exc:
             raise UnsuitableFirmwareError(
                 "footer_table",
-                exc.value,
                 f"firmware {self.name} cannot do measured direct kernel boot, which needs an "
                 f"OVMF footer table naming an SEV hashes-table area ({exc}); {AMDSEV_ADVICE}",
-            ) from None
+                value=exc.value,
+            ) from exc
         if area is None:
             raise UnsuitableFirmwareError(
                 "sev_hash_table",
-                None,
                 f"firmware {self.name}: its OVMF footer table has no SEV hashes-table entry "
                 f"(GUID {SEV_HASH_TABLE_GUID}), so QEMU cannot add the kernel hashes and OVMF "
                 f"would not check the kernel; {AMDSEV_ADVICE}",
+                value=None,
             )
         if area.base == 0 or area.size < PADDED_SIZE:
             raise UnsuitableFirmwareError(
                 "sev_hash_table",
-                area,
                 f"firmware {self.name}: its SEV hashes-table area has base {area.base:#x} and "
                 f"size {area.size:#x}; expected a non-zero base and at least {PADDED_SIZE} bytes. "
                 "This firmware cannot do measured direct kernel boot (Debian's OvmfPkgX64 build "
                 f"is such a firmware: QEMU refuses to launch it with a kernel); {AMDSEV_ADVICE}",
+                value=area,
             )
         return area
 

@@ -66,14 +66,14 @@ def decode_measurement(text: str) -> Measurement:
     """The 48-byte LAUNCH_MEASURE blob from base64, with a message that says what to pass."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError) as exc:
         raise FormatError(
             "launch measurement",
             "base64",
             f"not base64: {text[:60]!r}; pass sev-measurement as virsh domlaunchsecinfo or "
             "QMP query-sev-launch-measure prints it",
             value=text,
-        ) from None
+        ) from exc
     if len(raw) != MEASUREMENT_SIZE:
         raise FormatError(
             "launch measurement",

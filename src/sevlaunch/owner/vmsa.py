@@ -134,7 +134,8 @@ class EsVmsas:
         """The pages in vCPU order (the reset address is used only when building them)."""
         if self.bsp is not None:
             return (self.bsp, *([self.ap or b""] * (self.vcpus - 1)))
-        assert self.cpu is not None
+        if self.cpu is None:
+            raise UsageError("SEV-ES VMSAs need a vCPU type or the VMSA pages themselves")
         return reset_vmsas(self.vcpus, self.cpu.signature, ap_reset_address, legacy=self.legacy)
 
     def with_legacy(self, legacy: bool) -> EsVmsas:
@@ -171,16 +172,16 @@ def es_pages(firmware: MeasuredFirmware, es: EsVmsas) -> tuple[bytes, ...]:
     except FormatError as exc:
         raise UnsuitableFirmwareError(
             "footer_table",
-            exc.value,
             f"firmware {firmware.name} cannot run an SEV-ES guest: QEMU reads the AP reset "
             f"address from its OVMF footer table ({exc}); {ES_ADVICE}",
-        ) from None
+            value=exc.value,
+        ) from exc
     if not address:
         raise UnsuitableFirmwareError(
             "sev_es_reset_block",
-            address,
             f"firmware {firmware.name} has no SEV-ES reset address (footer-table entry "
             "00f771de-1a7e-4fcb-890e-68c77e2fb44e missing or 0): QEMU refuses to start an "
             f"SEV-ES guest with it; {ES_ADVICE}",
+            value=address,
         )
     return es.pages(address)

@@ -89,7 +89,7 @@ class PlatformClient:
                 self._check_peer(sock)
             except OSError as exc:
                 sock.close()
-                raise PlatformUnavailableError(self.path, exc.strerror or str(exc)) from None
+                raise PlatformUnavailableError(self.path, exc.strerror or str(exc)) from exc
             except PlatformError:
                 sock.close()
                 raise
@@ -102,20 +102,20 @@ class PlatformClient:
         sock.sendall(p.encode_request(p.ServiceRequest(p.ServiceOp.PROFILE)))
         try:
             response = self._receive(sock)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise PlatformUnavailableError(
                 self.path,
                 f"it accepted the connection but did not answer as a platform service within "
                 f"{self.peer_timeout:g} s (is it another service's socket?)",
-            ) from None
+            ) from exc
         except ProtocolError as exc:
             raise PlatformUnavailableError(
                 self.path, f"the peer is not a platform service ({exc.reason})"
-            ) from None
-        except PlatformError:
+            ) from exc
+        except PlatformError as exc:
             raise PlatformUnavailableError(
                 self.path, "the peer hung up on a PROFILE request: it is not a platform service"
-            ) from None
+            ) from exc
         if not isinstance(response, p.ProfileReply):
             raise PlatformUnavailableError(self.path, "the peer did not answer PROFILE")
 
@@ -290,7 +290,7 @@ class AsyncPlatformClient:
             try:
                 self._streams = await asyncio.open_unix_connection(self.path)
             except OSError as exc:
-                raise PlatformUnavailableError(self.path, exc.strerror or str(exc)) from None
+                raise PlatformUnavailableError(self.path, exc.strerror or str(exc)) from exc
         return self._streams
 
     async def request(self, request: p.Request) -> p.Response:
@@ -302,9 +302,9 @@ class AsyncPlatformClient:
                 await writer.drain()
                 header = p.parse_header(await reader.readexactly(p.HEADER_SIZE))
                 payload = await reader.readexactly(header.length)
-            except asyncio.IncompleteReadError:
+            except asyncio.IncompleteReadError as exc:
                 await self._drop()
-                raise _closed(self.path) from None
+                raise _closed(self.path) from exc
             except (OSError, PlatformError):
                 await self._drop()
                 raise

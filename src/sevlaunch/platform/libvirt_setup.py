@@ -263,8 +263,8 @@ def uninstall(layout: Layout = Layout(), log: Log = print) -> Manifest:
     """Revert what the manifest records, then remove it."""
     try:
         manifest = Manifest(**json.loads(layout.manifest.read_text()))
-    except FileNotFoundError:
-        raise HostSetupError(str(layout.manifest), "nothing installed here") from None
+    except FileNotFoundError as exc:
+        raise HostSetupError(str(layout.manifest), "nothing installed here") from exc
     _revert(manifest, layout, log)
     layout.manifest.unlink()
     return manifest
@@ -276,7 +276,7 @@ def _check_socket(socket: Path) -> None:
     except OSError as exc:
         raise HostSetupError(
             str(socket), f"{exc.strerror}: start 'sevlaunch platform serve' first"
-        ) from None
+        ) from exc
     if not stat.S_ISSOCK(mode):
         raise HostSetupError(str(socket), "not a socket: give the platform service's socket")
 

@@ -339,8 +339,8 @@ class _Cursor:
         raw = self.take(name, self.uint(f"{name}.length", size_bytes))
         try:
             return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError(f"{self.what}.{name}", "not UTF-8") from None
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{self.what}.{name}", "not UTF-8") from exc
 
     def regions(self) -> tuple[Region, ...]:
         count = self.uint("regions.count", 4)

@@ -197,7 +197,7 @@ class PlatformService:
         finally:
             self._writers.discard(writer)
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError):  # the peer may be gone already
                 await writer.wait_closed()
 
     async def _serve_frames(

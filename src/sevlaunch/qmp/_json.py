@@ -157,19 +157,20 @@ class StreamParser:
     def _scan(self) -> NeedData | None:
         """Advance to the end of the current message; None once it is complete."""
         while True:
-            step = self._scan_string() if self._quote is not None else self._scan_structure()
+            quote = self._quote
+            step = self._scan_string(quote) if quote is not None else self._scan_structure()
             if step is not _OPENED:
                 return step
 
-    def _scan_string(self) -> NeedData | _Opened | None:
-        """Inside a string: find its end, stepping over escapes (even across chunks)."""
-        assert self._quote is not None
+    def _scan_string(self, quote: int) -> NeedData | _Opened | None:
+        """Inside a string opened by ``quote``: find its end, stepping over escapes (even
+        across chunks)."""
         buf = self._buf
         if self._escape:
             if self._pos >= len(buf):
                 return self._need()
             self._escape, self._pos = False, self._pos + 1
-        m = _IN_STRING[self._quote].search(buf, self._pos)
+        m = _IN_STRING[quote].search(buf, self._pos)
         if m is None:
             return self._need(len(buf))
         self._pos = m.end()
@@ -234,17 +235,17 @@ def _loads(raw: bytes, single_quoted: bool) -> JSONValue:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _fail(f"invalid UTF-8 sequence at offset {e.start}") from None
+        raise _fail(f"invalid UTF-8 sequence at offset {e.start}") from e
     if single_quoted:
         text = _STRINGS.sub(_requote, text)
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise _fail(_PY_TO_QEMU.get(e.msg, e.msg[:1].lower() + e.msg[1:])) from None
-    except RecursionError:
-        raise QmpParseError("JSON nesting depth limit exceeded") from None
+        raise _fail(_PY_TO_QEMU.get(e.msg, e.msg[:1].lower() + e.msg[1:])) from e
+    except RecursionError as exc:
+        raise QmpParseError("JSON nesting depth limit exceeded") from exc
     except ValueError as e:  # e.g. an integer literal past Python's digit limit
-        raise _fail(f"invalid number: {str(e)[:80]}") from None
+        raise _fail(f"invalid number: {str(e)[:80]}") from e
 
 
 def _requote(m: re.Match[str]) -> str:

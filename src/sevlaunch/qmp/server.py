@@ -224,7 +224,7 @@ class QMPServer:
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError):  # the peer may be gone already
                 await writer.wait_closed()
 
     async def _execute(self, command: Command) -> Return | ErrorResponse:

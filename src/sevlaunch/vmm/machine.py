@@ -112,7 +112,7 @@ class Machine:
             cpu = qemu_cpu_option(self.spec.cpu_model, host)
             return reset_vmsas(self.spec.vcpus, cpu, ap_reset_address, legacy=sev.legacy)
         except UsageError as exc:
-            raise VmmError(f"unable to build the SEV-ES VMSAs: {exc}") from None
+            raise VmmError(f"unable to build the SEV-ES VMSAs: {exc}") from exc
 
     def _hashes_table(self) -> bytes:
         spec = self.spec
@@ -208,8 +208,8 @@ class Machine:
             raise VmmError("SEV is not enabled")
         try:
             mnonce = base64.b64decode(mnonce_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise VmmError("SEV: failed to decode mnonce input") from None
+        except (binascii.Error, ValueError) as exc:
+            raise VmmError("SEV: failed to decode mnonce input") from exc
         if len(mnonce) != 16:
             raise VmmError(f"SEV: mnonce must be 16 bytes (got {len(mnonce)})")
         try:
@@ -220,7 +220,7 @@ class Machine:
             raise VmmError(
                 "SEV: Failed to get attestation report ret=-1 "
                 f"fw_err={exc.status} ({status_name(exc.status)})"
-            ) from None
+            ) from exc
         return {"data": base64.b64encode(report).decode()}
 
     # ---- the guest ------------------------------------------------------------------
@@ -261,12 +261,11 @@ class Machine:
                 await self.platform.teardown(self.sev.handle)
 
 
-def _read(path: Path | None, option: str) -> bytes:
-    assert path is not None
+def _read(path: Path, option: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise VmmError(f"{option}: could not open '{path}': {exc.strerror}") from None
+        raise VmmError(f"{option}: could not open '{path}': {exc.strerror}") from exc
 
 
 def _es_reset_address(firmware: bytes) -> int:

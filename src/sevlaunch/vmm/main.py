@@ -22,9 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sevlaunch.errors import CommandLineError, FirmwareError, PlatformError, SevlaunchError
+from sevlaunch.errors import (
+    CommandLineError,
+    FirmwareError,
+    PlatformError,
+    SevlaunchError,
+    VmmStartupError,
+)
 from sevlaunch.qmp import QMPServer, VersionInfo
 from sevlaunch.vmm.cmdline import DiskImage, VmConfig, parse_cmdline
+from sevlaunch.vmm.cmdline import SevGuestConfig as ParsedSevGuest
 from sevlaunch.vmm.console import Console
 from sevlaunch.vmm.machine import EVENTS, MEASUREMENT_EVENT, Machine, MachineSpec
 from sevlaunch.vmm.port import SevPlatform
@@ -39,10 +46,6 @@ DEFAULT_DEVICE = "/dev/sev"
 #: Where the VMM looks when there is no /dev/sev and no $SEVLAUNCH_SEV_DEVICE (a platform
 #: served there is found by hypervisors whatever environment their manager gives them).
 DEFAULT_SOCKET = "/run/sevlaunch/platform.sock"
-
-
-class StartupError(Exception):
-    """A failure before QMP is served: printed as QEMU prints it, exit status 1."""
 
 
 def sev_device_path(
@@ -79,7 +82,9 @@ def open_device(path: str) -> tuple[SevPlatform | None, str]:
 
 def machine_spec(config: VmConfig) -> MachineSpec:
     if config.firmware is None:
-        raise StartupError("no firmware given: use -bios FILE or -drive if=pflash,unit=0,file=FILE")
+        raise VmmStartupError(
+            "no firmware given: use -bios FILE or -drive if=pflash,unit=0,file=FILE"
+        )
     sev = config.sev_guest
     return MachineSpec(
         name=config.name or "",
@@ -112,10 +117,7 @@ def guest_disk_names(disks: Sequence[DiskImage]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _sev_config(sev: object) -> SevGuestConfig:
-    from sevlaunch.vmm.cmdline import SevGuestConfig as Parsed
-
-    assert isinstance(sev, Parsed)
+def _sev_config(sev: ParsedSevGuest) -> SevGuestConfig:
 
     def blob(path: str | None, prop: str) -> bytes | None:
         if path is None:
@@ -123,10 +125,10 @@ def _sev_config(sev: object) -> SevGuestConfig:
         try:
             return Path(path).read_bytes()
         except OSError as exc:  # QEMU's sev_read_file_base64 text, with glib's reason
-            raise StartupError(
+            raise VmmStartupError(
                 f"SEV: Failed to read '{path}' (Failed to open file “{path}”: {exc.strerror}); "
                 f"check the sev-guest {prop} property"
-            ) from None
+            ) from exc
 
     return SevGuestConfig(
         cbitpos=sev.cbitpos,
@@ -152,7 +154,7 @@ async def _start_machine(
         return None
     spec = machine_spec(config)
     if spec.sev is not None and device is None:
-        raise StartupError(f"sev_common_kvm_init: {device_error}")
+        raise VmmStartupError(f"sev_common_kvm_init: {device_error}")
 
     def emit(name: str, data: dict[str, Any] | None) -> None:
         # the measurement is announced before QMP listens: latch it for clients that connect later
@@ -163,7 +165,7 @@ async def _start_machine(
         await machine.init()
     except (SevlaunchError, FirmwareError, PlatformError) as exc:
         await machine.teardown()
-        raise StartupError(str(exc)) from None
+        raise VmmStartupError(str(exc)) from exc
     return machine
 
 
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _daemonize(config)
     try:
         return asyncio.run(run(config))
-    except StartupError as exc:
+    except VmmStartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
         return 1
 
@@ -257,7 +259,7 @@ def _daemonize(config: VmConfig) -> int:
 
     try:
         code = asyncio.run(child())
-    except StartupError as exc:
+    except VmmStartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
         _report(write_fd, b"\1")
         code = 1

@@ -67,7 +67,7 @@ class VmmCommands:
         try:
             await self._machine().cont()
         except VmmError as exc:
-            raise QmpCommandError(str(exc), exc.error_class) from None
+            raise QmpCommandError(str(exc), exc.error_class) from exc
         return None
 
     async def stop(self, _args: Args) -> object:
@@ -97,7 +97,7 @@ class VmmCommands:
         try:
             caps = await self.device.capabilities()
         except (FirmwareError, PlatformError) as exc:
-            raise QmpCommandError(f"SEV: Failed to get capabilities: {exc}") from None
+            raise QmpCommandError(f"SEV: Failed to get capabilities: {exc}") from exc
         return {
             "pdh": base64.b64encode(caps.pdh).decode(),
             "cert-chain": base64.b64encode(caps.cert_chain).decode(),
@@ -110,7 +110,7 @@ class VmmCommands:
         try:
             return self._machine().query_sev_launch_measure()
         except VmmError as exc:
-            raise QmpCommandError(str(exc), exc.error_class) from None
+            raise QmpCommandError(str(exc), exc.error_class) from exc
 
     async def sev_inject_launch_secret(self, args: Args) -> object:
         try:
@@ -118,11 +118,11 @@ class VmmCommands:
                 args["packet-header"], args["secret"], args.get("gpa")
             )
         except VmmError as exc:
-            raise QmpCommandError(str(exc), exc.error_class) from None
+            raise QmpCommandError(str(exc), exc.error_class) from exc
         return None
 
     async def query_sev_attestation_report(self, args: Args) -> object:
         try:
             return await self._machine().attestation_report(args["mnonce"])
         except VmmError as exc:
-            raise QmpCommandError(str(exc), exc.error_class) from None
+            raise QmpCommandError(str(exc), exc.error_class) from exc

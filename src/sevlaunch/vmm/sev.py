@@ -70,11 +70,11 @@ def _decode(what: str, data: bytes) -> bytes:
     """A launch blob file's base64 text; KVM refuses an empty blob (psp_copy_user_blob)."""
     try:
         blob = base64.b64decode(data, validate=False)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError) as exc:
         raise VmmError(
             f"SEV: failed to decode {what}: expected base64 text (as 'sevlaunch owner session' "
             "writes it), found bytes that do not decode"
-        ) from None
+        ) from exc
     if not blob:
         raise VmmError(
             f"sev_launch_start: LAUNCH_START ret=1 fw_error=0 '': KVM refused the {what}: it "
@@ -120,7 +120,7 @@ class SevGuest:
         except FirmwareError as exc:
             raise VmmError(
                 f"sev_launch_start: LAUNCH_START ret=1 fw_error={exc.status} '{_fw_text(exc)}'"
-            ) from None
+            ) from exc
         self.state = SevState.LAUNCH_UPDATE
 
     async def encrypt(self, memory: GuestMemory, paddr: int, plaintext: bytes) -> None:
@@ -134,7 +134,7 @@ class SevGuest:
         except FirmwareError as exc:
             raise VmmError(
                 f"sev_launch_update_data: LAUNCH_UPDATE ret=1 fw_error={exc.status} '{_fw_text(exc)}'"
-            ) from None
+            ) from exc
 
     async def add_kernel_hashes(self, memory: GuestMemory, firmware: bytes, table: bytes) -> None:
         """``sev_add_kernel_loader_hashes``: the padded table into OVMF's hashes area, measured."""
@@ -166,7 +166,7 @@ class SevGuest:
         except FirmwareError as exc:
             raise VmmError(
                 f"sev_launch_get_measure: LAUNCH_MEASURE ret=1 fw_error={exc.status} '{_fw_text(exc)}'"
-            ) from None
+            ) from exc
         self.measurement = base64.b64encode(blob).decode()
         self.state = SevState.LAUNCH_SECRET
 
@@ -181,7 +181,7 @@ class SevGuest:
                 raise VmmError(
                     f"sev_launch_update_vmsa: LAUNCH_UPDATE_VMSA ret=1 fw_error={exc.status} "
                     f"'{_fw_text(exc)}'"
-                ) from None
+                ) from exc
 
     def launch_measure(self) -> str:
         """``query-sev-launch-measure``."""
@@ -197,12 +197,12 @@ class SevGuest:
             raise VmmError(f"SEV: Not in correct state. (LSECRET) {self.state.index:x}")
         try:
             header = base64.b64decode(header_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise VmmError("SEV: Failed to decode sequence header") from None
+        except (binascii.Error, ValueError) as exc:
+            raise VmmError("SEV: Failed to decode sequence header") from exc
         try:
             trans = base64.b64decode(secret_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise VmmError("SEV: Failed to decode data") from None
+        except (binascii.Error, ValueError) as exc:
+            raise VmmError("SEV: Failed to decode data") from exc
         if len(header) > SEV_FW_BLOB_MAX_SIZE or len(trans) > SEV_FW_BLOB_MAX_SIZE:
             raise VmmError(
                 f"SEV: secret too large: header {len(header)} and data {len(trans)} bytes, max {SEV_FW_BLOB_MAX_SIZE}"
@@ -210,13 +210,13 @@ class SevGuest:
         try:
             memory.read(gpa, len(trans))
         except VmmError as exc:
-            raise VmmError(f"SEV: Failed to calculate guest address: {exc}") from None
+            raise VmmError(f"SEV: Failed to calculate guest address: {exc}") from exc
         try:
             cipher = await self.platform.launch_secret(self.handle, header, gpa, trans, len(trans))
         except FirmwareError as exc:
             raise VmmError(
                 f"SEV: failed to inject secret ret=1 fw_error={exc.status} '{_fw_text(exc)}'"
-            ) from None
+            ) from exc
         memory.write(gpa, cipher)
 
     async def vm_running(self) -> None:
@@ -230,7 +230,7 @@ class SevGuest:
         except FirmwareError as exc:
             raise VmmError(
                 f"sev_launch_finish: LAUNCH_FINISH ret=1 fw_error={exc.status} '{_fw_text(exc)}'"
-            ) from None
+            ) from exc
         self.state = SevState.RUNNING
 
     def query(self) -> dict[str, object]:

@@ -34,7 +34,7 @@ def open_input(path: str, what: str) -> Iterator[BinaryIO]:
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed below, after the caller streams it)
     except OSError as exc:
-        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from exc
     with handle:
         yield handle
 
@@ -201,10 +201,10 @@ def _parse_sig(text: str | None) -> int | None:
         return None
     try:
         return int(text, 0)
-    except ValueError:
+    except ValueError as exc:
         raise click.UsageError(
             f"--vcpu-sig {text!r} is not a number; give CPUID(1).EAX as hex (0xa00f11) or decimal"
-        ) from None
+        ) from exc
 
 
 def es_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -272,7 +272,7 @@ def vmsa_pages(firmware: MeasuredFirmware, es: EsVmsas | None, dump: str | None)
             for index, page in enumerate(pages):
                 (folder / f"vmsa{index}.bin").write_bytes(page)
         except OSError as exc:
-            raise click.UsageError(f"cannot write VMSAs to {dump}: {exc.strerror}") from None
+            raise click.UsageError(f"cannot write VMSAs to {dump}: {exc.strerror}") from exc
     return pages
 
 

@@ -152,8 +152,7 @@ def fetch_cek(
         if id_path is not None:
             chip_id = parse_chip_id(read_file(id_path, "chip id file"))
         else:
-            assert chip_id_text is not None
-            chip_id = parse_chip_id(chip_id_text.encode())
+            chip_id = parse_chip_id((chip_id_text or "").encode())
         cek = KdsClient(kds_url, timeout=timeout).fetch_cek(chip_id)
         out = _write_out(out_path, cek.data)
     except (SevlaunchError, click.UsageError) as exc:

@@ -55,7 +55,7 @@ def _write(path: str, text: str) -> None:
     try:
         Path(path).write_text(text)
     except OSError as exc:
-        raise click.UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 @click.command()

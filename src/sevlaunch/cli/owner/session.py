@@ -39,7 +39,7 @@ def _write_outputs(out: Path, name: str, files: dict[str, tuple[bytes, bool]]) -
                 path.write_bytes(data)
             written.append(path)
     except OSError as exc:
-        raise click.UsageError(f"cannot write the session files in {out}: {exc}") from None
+        raise click.UsageError(f"cannot write the session files in {out}: {exc}") from exc
     return written
 
 

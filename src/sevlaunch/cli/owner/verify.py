@@ -95,8 +95,8 @@ def verify(
         ca = cached.data if cached is not None else None
     try:
         if chain is None:
-            assert ca is not None
-            verified_ca = verify_ca_file(ca, trust)
+            # the options check above makes --ca present here; empty bytes would not parse
+            verified_ca = verify_ca_file(ca or b"", trust)
             links, platform = verified_ca.links, None
         else:
             platform = verify_chain_file(chain, trust, ca=ca, cek=cek)
@@ -119,7 +119,7 @@ def verify(
 def _chain_failure(exc: ChainError, as_json: bool) -> NoReturn:
     if as_json:
         emit_json({"ok": False, "failed_link": exc.link, "error": str(exc)})
-        raise SystemExit(1) from None
+        raise SystemExit(1) from None  # the JSON above is the report; no traceback context
     fail(f"link {exc}")
 
 

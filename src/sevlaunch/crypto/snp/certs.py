@@ -171,7 +171,7 @@ def _der_time(tag: int, text: bytes) -> datetime.datetime:
         month, day, hour, minute, second = (int(rest[i : i + 2]) for i in range(0, 10, 2))
         return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
     except ValueError as exc:
-        raise FormatError(STRUCTURE, "validity", f"bad DER time {text!r}: {exc}") from None
+        raise FormatError(STRUCTURE, "validity", f"bad DER time {text!r}: {exc}") from exc
 
 
 def name_cn(name: bytes) -> str:

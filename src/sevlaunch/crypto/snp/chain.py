@@ -108,8 +108,8 @@ def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
         raise ChainError(link, "the issuer's key is not RSA")
     try:
         key.verify(subject.cert.signature, subject.tbs, PSS, hashes.SHA384())
-    except InvalidSignature:
-        raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from None
+    except InvalidSignature as exc:
+        raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from exc
 
 
 def check_validity(cert: SnpCert, at: datetime.datetime, name: str) -> None:

@@ -50,8 +50,8 @@ def verify_crl(data: bytes, ark: SnpCert, *, at: datetime.datetime) -> VerifiedC
         raise ChainError(link, "the CRL is not signed with SHA-384")
     try:
         key.verify(crl.signature, crl.tbs_certlist_bytes, PSS, hashes.SHA384())
-    except InvalidSignature:
-        raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from None
+    except InvalidSignature as exc:
+        raise ChainError(link, "the RSA-PSS SHA-384 signature does not verify") from exc
     last, nxt = crl.last_update_utc, crl.next_update_utc
     if at < last:
         raise ChainError(link, f"issued {last:%Y-%m-%d}, after the verification time")

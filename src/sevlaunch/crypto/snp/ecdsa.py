@@ -25,8 +25,8 @@ def verify(key: ec.EllipticCurvePublicKey, signature: EcdsaSignature, data: byte
         raise CryptoError("the signature is all zero (the firmware did not sign)")
     try:
         key.verify(encode_dss_signature(signature.r, signature.s), data, _ECDSA)
-    except InvalidSignature:
-        raise CryptoError("ECDSA P-384 signature does not verify") from None
+    except InvalidSignature as exc:
+        raise CryptoError("ECDSA P-384 signature does not verify") from exc
 
 
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> EcdsaSignature:
@@ -47,4 +47,4 @@ def from_snp_key(key: EcdsaPublicKey) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicNumbers(key.qx, key.qy, ec.SECP384R1()).public_key()
     except ValueError as exc:
-        raise CryptoError(f"not a point on P-384: {exc}") from None
+        raise CryptoError(f"not a point on P-384: {exc}") from exc

@@ -60,8 +60,8 @@ class PageInfo:
         raw_type = r.u8("page_type", 0x62)
         try:
             page_type = PageType(raw_type)
-        except ValueError:
-            raise r.fail("page_type", 0x62, "expected 1..6", raw_type) from None
+        except ValueError as exc:
+            raise r.fail("page_type", 0x62, "expected 1..6", raw_type) from exc
         r.zeros("reserved", 0x64, 1)
         return cls(
             digest_cur=r.raw("digest_cur", 0, 48),

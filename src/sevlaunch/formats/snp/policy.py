@@ -72,8 +72,8 @@ class SnpPolicy:
         """A number (``0x30000``, ``196608``), as sev-snp-measure's ``--policy`` takes."""
         try:
             return cls.from_int(int(text.strip(), 0))
-        except ValueError:
-            raise FormatError(POLICY, "policy", f"not a number: {text!r}", value=text) from None
+        except ValueError as exc:
+            raise FormatError(POLICY, "policy", f"not a number: {text!r}", value=text) from exc
 
     def to_int(self) -> int:
         return self.reserved | int(self.flags) | self.abi_major << 8 | self.abi_minor

@@ -46,8 +46,8 @@ class TcbMinimum:
                 raise UsageError(f"TCB minimum {part!r}: expected bl=, tee=, snp=, ucode=, fmc=")
             try:
                 values[key] = int(value, 0)
-            except ValueError:
-                raise UsageError(f"TCB minimum {part!r}: {value!r} is not a number") from None
+            except ValueError as exc:
+                raise UsageError(f"TCB minimum {part!r}: {value!r} is not a number") from exc
         return cls(**values)
 
 
@@ -142,7 +142,7 @@ class SnpExpectations:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"SNP expectations are not JSON: {exc}") from None
+            raise UsageError(f"SNP expectations are not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise UsageError("SNP expectations are a JSON object")
         return cls.from_dict(data)
@@ -175,7 +175,7 @@ def _decode(value: object, default: object, name: str) -> object:
         if isinstance(default, tuple):
             return tuple(_as_list(value, name))
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"SNP expectation {name}: {exc}") from None
+        raise UsageError(f"SNP expectation {name}: {exc}") from exc
     return value
 
 

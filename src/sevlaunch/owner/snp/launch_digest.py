@@ -74,9 +74,9 @@ class SnpFirmware:
         if metadata is None:
             raise UnsuitableFirmwareError(
                 "sev_snp_metadata",
-                None,
                 "this OVMF has no SEV metadata (footer entry dc886566-…), so it cannot launch "
                 "an SNP guest: use an SNP-capable build such as OVMF.amdsev.fd",
+                value=None,
             )
         return cls(footer, metadata)
 
@@ -90,9 +90,9 @@ class SnpFirmware:
         if not 0 <= offset <= PAGE - len(hashes.to_bytes()):
             raise UnsuitableFirmwareError(
                 "sev_hash_table",
-                area,
                 f"the kernel-hashes table at {area.base if area else 0:#x} lies outside the "
                 f"SNP_KERNEL_HASHES page at {section.gpa:#x}",
+                value=area,
             )
         table = hashes.to_bytes()
         return bytes(offset) + table + bytes(PAGE - offset - len(table))
@@ -107,9 +107,9 @@ def metadata_digest(ld: bytes, firmware: SnpFirmware, hashes: KernelHashes | Non
     if hashes is not None and not firmware.has_kernel_hashes:
         raise UnsuitableFirmwareError(
             "sev_snp_metadata",
-            [s.section_type for s in firmware.metadata.sections],
             "Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section: "
             "this OVMF cannot measure a direct kernel boot (use OVMF.amdsev.fd)",
+            value=[s.section_type for s in firmware.metadata.sections],
         )
     for section in firmware.metadata.sections:
         if section.section_type == SectionType.SNP_KERNEL_HASHES and hashes is not None:
@@ -133,9 +133,9 @@ def vmsa_pages(
     if not ap_reset_address:
         raise UnsuitableFirmwareError(
             "sev_es_reset_block",
-            ap_reset_address,
             "more than one vCPU needs the firmware's SEV-ES reset address, and this OVMF's "
             "footer table has none",
+            value=ap_reset_address,
         )
     ap = reset_vmsa(ap_reset_address, cpu, legacy=False, sev_features=guest_features).to_bytes()
     return (bsp, *([ap] * (vcpus - 1)))

@@ -27,8 +27,8 @@ def _int(value: str | None, what: str) -> int | None:
         return None
     try:
         return int(value, 0)
-    except ValueError:
-        raise click.UsageError(f"{what} {value!r} is not a number") from None
+    except ValueError as exc:
+        raise click.UsageError(f"{what} {value!r} is not a number") from exc
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ def digest(
     if snp_ovmf_hash is not None:
         try:
             seed = bytes.fromhex(snp_ovmf_hash)
-        except ValueError:
-            raise click.UsageError("--snp-ovmf-hash is 96 hex digits") from None
+        except ValueError as exc:
+            raise click.UsageError("--snp-ovmf-hash is 96 hex digits") from exc
     image = read_file(ovmf, "firmware")
     with errors_to_exit(as_json=as_json):
         ld = compute(image, guest, seed)

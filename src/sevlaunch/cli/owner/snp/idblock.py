@@ -33,7 +33,7 @@ def _load_key(path: str, what: str):  # type: ignore[no-untyped-def]
     except (ValueError, TypeError) as exc:
         raise click.UsageError(
             f"{what} {path} is not an unencrypted PEM private key: {exc}"
-        ) from None
+        ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
         raise click.UsageError(f"{what} {path} must be an ECDSA P-384 key")
     return key

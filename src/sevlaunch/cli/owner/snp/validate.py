@@ -51,8 +51,8 @@ def validate(
         else:
             try:
                 measured = bytes.fromhex(measurement or "")
-            except ValueError:
-                raise click.UsageError("--measurement must be hex") from None
+            except ValueError as exc:
+                raise click.UsageError("--measurement must be hex") from exc
             if len(measured) != 48:
                 raise click.UsageError("--measurement is 48 bytes (96 hex digits)")
         launch = SnpLaunch(

@@ -23,8 +23,8 @@ from sevlaunch.cli.owner.snp.report import read_report
 def _hex(text: str, what: str, size: int | None = None) -> bytes:
     try:
         raw = bytes.fromhex(text.strip())
-    except ValueError:
-        raise click.UsageError(f"{what} must be hex") from None
+    except ValueError as exc:
+        raise click.UsageError(f"{what} must be hex") from exc
     if size is not None and len(raw) != size:
         raise click.UsageError(f"{what} is {size} bytes ({2 * size} hex digits), got {len(raw)}")
     return raw
@@ -35,8 +35,8 @@ def _at(text: str | None) -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC)
     try:
         when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise click.UsageError(f"--at {text!r} is not an ISO 8601 time") from None
+    except ValueError as exc:
+        raise click.UsageError(f"--at {text!r} is not an ISO 8601 time") from exc
     return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
