@@ -114,3 +114,33 @@ def test_tbs_is_the_signed_bytes(vectors: Path) -> None:
     for rel in ("virtee-sev/tests/vcek_milan.der", "go-sev-guest/trust/ask_ark_genoa.pem"):
         for cert in load_certs(read(vectors, rel)):
             assert cert.tbs == cert.cert.tbs_certificate_bytes
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "virtee-sev/tests/vcek_milan.der",
+        "virtee-sev/tests/vcek_turin.der",
+        "trustee/test_data/snp/test-vcek-invalid-new.der",
+        "go-sev-guest/trust/ask_ark_milan.pem",
+    ],
+)
+def test_extensions_read_from_the_tbs_match_pyca(vectors: Path, rel: str) -> None:
+    for cert in load_certs(read(vectors, rel)):
+        ours = [(_dotted(oid), value) for oid, value in cert.fields.extensions]
+        theirs = list(cert.cert.extensions)
+        assert [oid for oid, _ in ours] == [e.oid.dotted_string for e in theirs]
+        for (_, value), ext in zip(ours, theirs, strict=True):
+            if isinstance(ext.value, x509.UnrecognizedExtension):  # pyca keeps these raw
+                assert value == ext.value.value
+
+
+def _dotted(oid: bytes) -> str:
+    """OID contents to dotted form (test helper: first byte 40*a+b, then base-128 arcs)."""
+    arcs, value = [oid[0] // 40, oid[0] % 40], 0
+    for byte in oid[1:]:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    return ".".join(map(str, arcs))

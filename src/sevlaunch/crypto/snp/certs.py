@@ -132,6 +132,7 @@ class TbsFields:
     not_before: datetime.datetime
     not_after: datetime.datetime
     subject: bytes
+    extensions: tuple[tuple[bytes, bytes], ...] = ()  # (OID contents, extnValue contents)
 
 
 def tbs_fields(tbs: bytes) -> TbsFields:
@@ -154,7 +155,27 @@ def tbs_fields(tbs: bytes) -> TbsFields:
         _der_time(tag1, tbs[s1:e1]),
         _der_time(tag2, tbs[s2:e2]),
         tbs[validity_end:subject_end],
+        _extensions(tbs, _tlv(tbs, subject_end)[2]),  # after subjectPublicKeyInfo
     )
+
+
+def _extensions(tbs: bytes, pos: int) -> tuple[tuple[bytes, bytes], ...]:
+    """The [3] extensions of a TBSCertificate from ``pos`` on (the unique IDs are skipped)."""
+    out = []
+    while pos < len(tbs):
+        tag, start, end = _tlv(tbs, pos)
+        if tag == 0xA3:
+            _, item, items_end = _tlv(tbs, start)  # SEQUENCE OF Extension
+            while item < items_end:
+                _, field_pos, ext_end = _tlv(tbs, item)
+                _, oid_start, oid_end = _tlv(tbs, field_pos)
+                tag, value_start, value_end = _tlv(tbs, oid_end)
+                if tag == 0x01:  # critical BOOLEAN
+                    tag, value_start, value_end = _tlv(tbs, value_end)
+                out.append((tbs[oid_start:oid_end], tbs[value_start:value_end]))
+                item = ext_end
+        pos = end
+    return tuple(out)
 
 
 def _der_time(tag: int, text: bytes) -> datetime.datetime:
@@ -287,16 +308,18 @@ _INT_OIDS = {
 }
 
 
+_AMD_OID = bytes.fromhex("2b060104019c7801")  # the contents of OID 1.3.6.1.4.1.3704.1
+
+
 def amd_extensions(cert: SnpCert) -> AmdExtensions:
     """Decode the AMD extensions (DER INTEGER / IA5String inside the extension value; hwID raw
-    bytes as KDS stores it, or a DER OCTET STRING as others write it)."""
+    bytes as KDS stores it, or a DER OCTET STRING as others write it), read from the TBS."""
     values: dict[str, object] = {}
-    for ext in cert.cert.extensions:
-        oid = ext.oid.dotted_string
-        if not oid.startswith(AMD_ARC + "."):
-            continue
-        suffix = oid[len(AMD_ARC) + 1 :]
-        raw = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else b""
+    for oid_bytes, raw in cert.fields.extensions:
+        if not oid_bytes.startswith(_AMD_OID) or any(b & 0x80 for b in oid_bytes[8:]):
+            continue  # not ours (every AMD arc below .3704.1 is one byte)
+        suffix = ".".join(str(b) for b in oid_bytes[8:])
+        oid = f"{AMD_ARC}.{suffix}"
         if suffix in _INT_OIDS:
             values[_INT_OIDS[suffix]] = _der_integer(raw, oid)
         elif suffix == "2":
