@@ -67,6 +67,11 @@ class SnpCert:
     def fields(self) -> TbsFields:
         return tbs_fields(self.tbs)
 
+    @cached
+    def raw_extensions(self) -> tuple[tuple[bytes, bytes], ...]:
+        """(OID contents, extnValue contents) of every extension, as signed."""
+        return tbs_extensions(self.tbs, self.fields.extensions_at)
+
     @property
     def issuer(self) -> bytes:
         """The issuer Name as DER, exactly as signed."""
@@ -132,7 +137,7 @@ class TbsFields:
     not_before: datetime.datetime
     not_after: datetime.datetime
     subject: bytes
-    extensions: tuple[tuple[bytes, bytes], ...] = ()  # (OID contents, extnValue contents)
+    extensions_at: int = 0  # where subjectPublicKeyInfo ends: the unique IDs and extensions
 
 
 def tbs_fields(tbs: bytes) -> TbsFields:
@@ -155,11 +160,11 @@ def tbs_fields(tbs: bytes) -> TbsFields:
         _der_time(tag1, tbs[s1:e1]),
         _der_time(tag2, tbs[s2:e2]),
         tbs[validity_end:subject_end],
-        _extensions(tbs, _tlv(tbs, subject_end)[2]),  # after subjectPublicKeyInfo
+        _tlv(tbs, subject_end)[2],
     )
 
 
-def _extensions(tbs: bytes, pos: int) -> tuple[tuple[bytes, bytes], ...]:
+def tbs_extensions(tbs: bytes, pos: int) -> tuple[tuple[bytes, bytes], ...]:
     """The [3] extensions of a TBSCertificate from ``pos`` on (the unique IDs are skipped)."""
     out = []
     while pos < len(tbs):
@@ -315,7 +320,7 @@ def amd_extensions(cert: SnpCert) -> AmdExtensions:
     """Decode the AMD extensions (DER INTEGER / IA5String inside the extension value; hwID raw
     bytes as KDS stores it, or a DER OCTET STRING as others write it), read from the TBS."""
     values: dict[str, object] = {}
-    for oid_bytes, raw in cert.fields.extensions:
+    for oid_bytes, raw in cert.raw_extensions:
         if not oid_bytes.startswith(_AMD_OID) or any(b & 0x80 for b in oid_bytes[8:]):
             continue  # not ours (every AMD arc below .3704.1 is one byte)
         suffix = ".".join(str(b) for b in oid_bytes[8:])
