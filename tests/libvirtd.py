@@ -171,6 +171,12 @@ class Libvirtd:
         self.stop()
         self.start()
 
+    def reprobe(self) -> None:
+        """Make libvirt probe the VMM again (its cache is keyed on the binary's ctime): after a
+        restart libvirt 9.0's reloaded capabilities lack cpu0-id (virQEMUCapsParseSEVInfo
+        never reads back the <cpu0Id> it writes)."""
+        os.utime(VMM)
+
     def virsh(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             ["virsh", "-c", self.uri, *args],
@@ -232,7 +238,8 @@ def _qemu_user() -> str | None:
 
 
 @contextlib.contextmanager
-def running_libvirtd() -> Iterator[Libvirtd]:
+def running_libvirtd(platform_socket: Path | None = None) -> Iterator[Libvirtd]:
+    """The tests' libvirtd on its own platform, or on the one at ``platform_socket``."""
     reason = why_not()
     if reason is not None:
         pytest.skip(reason)
@@ -248,7 +255,10 @@ def running_libvirtd() -> Iterator[Libvirtd]:
     daemon = Libvirtd(root, root / "platform.sock", _qemu_user())
     layout = Layout(manifest=root / "install.json")
     try:
-        daemon.platform, daemon.platform_socket = _start_platform(root)
+        if platform_socket is None:
+            daemon.platform, daemon.platform_socket = _start_platform(root)
+        else:
+            daemon.platform_socket = platform_socket
         install_libvirt(
             Request(
                 socket=daemon.platform_socket,

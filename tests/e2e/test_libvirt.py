@@ -256,9 +256,15 @@ def test_a_paused_domain_survives_a_libvirtd_restart(libvirtd: Libvirtd, art: Ar
     name = "sevlv-restart"
     define_and_start_paused(libvirtd, name, domain_xml(libvirtd, name, art, None))
     before = launch_security(libvirtd, name)["sev-measurement"]
+    assert "cpu0-id" in _fields(libvirtd.virsh("nodesevinfo").stdout)
     libvirtd.restart()
     assert libvirtd.virsh("domstate", name).stdout.strip() == "paused"
     assert launch_security(libvirtd, name)["sev-measurement"] == before
+    # where libvirt differs from sevlaunch's host (whose node info keeps cpu0-id): 9.0 writes
+    # <cpu0Id> to its capability cache and never reads it back (virQEMUCapsParseSEVInfo)
+    assert "cpu0-id" not in _fields(libvirtd.virsh("nodesevinfo").stdout)
+    libvirtd.reprobe()
+    assert "cpu0-id" in _fields(libvirtd.virsh("nodesevinfo").stdout)
     libvirtd.virsh("resume", name)
     wait_console(libvirtd, name, "Linux: boot complete")
     libvirtd.virsh("destroy", name)

@@ -141,7 +141,12 @@ class Conn:
     insecure_plain_http: bool
 
 
-def _host_address() -> list[Callable[..., Any]]:
+def _host_address(*, libvirt: bool = False) -> list[Callable[..., Any]]:
+    forms = ADDRESS_FORMS + (
+        "; or a libvirt URI (qemu:///system, qemu+ssh://HOST/system): libvirtd is the host"
+        if libvirt
+        else ""
+    )
     return [
         click.option(
             "--connect",
@@ -152,7 +157,7 @@ def _host_address() -> list[Callable[..., Any]]:
             default=default_host,
             metavar="ADDRESS",
             show_default="unix:RUNDIR/host.sock, as host serve",
-            help=f"The host manager: {ADDRESS_FORMS}.",
+            help=f"The host manager: {forms}.",
         ),
         click.option(
             "--host-token-file",
@@ -243,7 +248,7 @@ def launch_connections(func: Callable[..., Any]) -> Callable[..., Any]:
     inner = _collect(func, both)
     old_host = alias("--host", "uri", "-c/--connect")
     return _stack(
-        *_host_address(),
+        *_host_address(libvirt=True),
         old_host,
         *_broker_address("launcher"),
         tls_client_options,

@@ -87,7 +87,8 @@ def launch(
     """Run an attested SEV launch: node SEV info, session, start paused, measurement check,
     secret injection, resume, boot. On any failure the domain is destroyed and the failing
     step is named. Exit 0 when every guest booted, 1 otherwise, 2 on usage errors."""
-    from sevlaunch.host.client import HostClient, read_token
+    from sevlaunch.host.client import read_token
+    from sevlaunch.orchestrate.host_port import connect, is_libvirt_uri
     from sevlaunch.orchestrate.launch import Launcher
     from sevlaunch.orchestrate.progress import Progress
 
@@ -96,7 +97,10 @@ def launch(
         from sevlaunch import _http
         from sevlaunch.host.domxml import Domain
 
-        for conn, what in ((host, "host manager"), (broker, "broker")):
+        checked = [(broker, "broker")]
+        if not is_libvirt_uri(host.address):  # libvirt's URIs are libvirt's business
+            checked.append((host, "host manager"))
+        for conn, what in checked:
             _http.require_private(
                 _http.parse(conn.address, what=what),
                 what=what,
@@ -112,12 +116,13 @@ def launch(
     gate = threading.Semaphore(parallel_starts)
 
     def one(name: str) -> dict[str, object]:
-        with HostClient(
+        client = connect(
             host.address,
             token=token,
             ca_file=host.ca_file,
             insecure_plain_http=host.insecure_plain_http,
-        ) as client:
+        )
+        try:
             launcher = Launcher(
                 client,
                 owner,
@@ -129,6 +134,8 @@ def launch(
                 start_gate=gate,
             )
             return launcher.run().as_dict()
+        finally:
+            client.close()
 
     with progress.live(enabled=not as_json), ThreadPoolExecutor(max_workers=min(count, 32)) as pool:
         results = list(pool.map(one, names))

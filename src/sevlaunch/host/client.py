@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -26,6 +26,9 @@ from sevlaunch.protocol import (
     SecretRelease,
     StepReport,
 )
+
+if TYPE_CHECKING:
+    from sevlaunch.host.watch import MeasurementWatch
 
 DEFAULT_TIMEOUT = 120.0
 _HINT = "start one with 'sevlaunch host serve' or pass -c/--connect ADDRESS (or SEVLAUNCH_HOST)"
@@ -157,6 +160,12 @@ class HostClient:
 
     def console(self, name: str) -> str:
         return str(self._call("GET", f"/v1/domains/{name}/console"))
+
+    def watch(self, name: str) -> MeasurementWatch:
+        """Step 10's wait: the host's events of ``name`` on a second connection."""
+        from sevlaunch.host.watch import MeasurementWatch
+
+        return MeasurementWatch(self, name)
 
     def timeline(self, name: str, launch: int | None = None) -> list[StepReport]:
         params = {"launch": launch} if launch is not None else {}

@@ -1,8 +1,10 @@
 """Steps 1-13 of an attested launch, between a host manager and a guest owner.
 
-:class:`Launcher` runs one guest: it asks the host for node SEV info, gets a session from the
-owner, defines and starts the domain paused, reads the measurement, has it checked, injects
-the secret, resumes and waits for the guest to report its boot. Any failure destroys the
+The host manager is a :class:`~sevlaunch.orchestrate.host_port.HostPort`: sevlaunch's over
+HTTP or libvirt, the same steps either way. :class:`Launcher` runs one guest: it asks the
+host for node SEV info, gets a session from the owner, defines and starts the domain paused,
+reads the measurement, has it checked, injects the secret, resumes and waits for the guest to
+report its boot. Any failure destroys the
 domain and is reported as :class:`LaunchFailedError` naming the step.
 """
 
@@ -20,10 +22,9 @@ from typing import Any, TypeVar
 from sevlaunch.errors import HostError, LaunchFailedError, QemuCommandError, SevlaunchError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
-from sevlaunch.host.client import HostClient
 from sevlaunch.host.domxml import Domain, LaunchSecurity
+from sevlaunch.orchestrate.host_port import HostPort, Watch
 from sevlaunch.orchestrate.owner_port import GuestOwner
-from sevlaunch.orchestrate.watch import MeasurementWatch
 from sevlaunch.protocol import (
     DomainInfo,
     LaunchConfiguration,
@@ -160,7 +161,7 @@ class Launcher:
 
     def __init__(
         self,
-        host: HostClient,
+        host: HostPort,
         owner: GuestOwner,
         xml: str,
         *,
@@ -238,7 +239,7 @@ class Launcher:
         )
         self._mark(Step.SESSION_MADE, "ok", f"policy {offer.policy:#06x}")
         self._run_step(Step.BLOBS_PASSED, lambda: self._define(offer))
-        with MeasurementWatch(self.host, self.name) as watch:
+        with self.host.watch(self.name) as watch:
             started = self._run_step(
                 Step.STARTED_PAUSED, self._start, lambda d: f"launch #{d.launch}"
             )
@@ -294,8 +295,17 @@ class Launcher:
         """Real firmware exports the CEK unsigned: fetch AMD's signed copy by chip ID, as
         ``sevctl export --full`` does (from ``kds_url`` for a mirror or an emulated platform)."""
         export = CertExport.from_bytes(node.cert_chain)
-        if any(sig.usage is Usage.ASK for sig in export.cek.signatures) or not node.cpu0_id:
+        if any(sig.usage is Usage.ASK for sig in export.cek.signatures):
             return None
+        if not node.cpu0_id:
+            raise HostError(
+                "operation failed",
+                "the host exports the CEK unsigned and reports no cpu0-id, so AMD's signed CEK "
+                "cannot be looked up (libvirt 9.0 drops cpu0-id when it reloads its capability "
+                "cache, as after a libvirtd restart: make it probe the emulator again, e.g. "
+                "touch the emulator binary)",
+                field="cpu0-id",
+            )
         return signed_cek(self.kds_url, node.cpu0_id)
 
     def _define(self, offer: SessionOffer) -> None:
@@ -334,12 +344,12 @@ class Launcher:
                 value=self.name,
             )
 
-    def _measurement(self, watch: MeasurementWatch, launch: int) -> tuple[LaunchSecurityInfo, str]:
+    def _measurement(self, watch: Watch, launch: int) -> tuple[LaunchSecurityInfo, str]:
         """Wait for the host's announcement of this launch's measurement, then read it; poll
         only when the event stream is unavailable. A domain that stopped fails at the read."""
         if watch.available:
             if watch.wait(launch, MEASUREMENT_WAIT):
-                return self._read_measurement(), "announced by the host"
+                return self._read_measurement(), watch.announcement
             if watch.available:
                 return self._read_measurement(), "read after the announcement did not come"
         return self._poll_measurement(), "polled: no event stream"

@@ -13,7 +13,7 @@ import time
 from sevlaunch.errors import SevlaunchError
 from sevlaunch.host.client import HostClient
 
-log = logging.getLogger("sevlaunch.orchestrate")
+log = logging.getLogger("sevlaunch.host")
 
 #: Seconds to wait for the stream to open before the start (a host without one: poll).
 SUBSCRIBE_WAIT = 2.0
@@ -22,6 +22,9 @@ SUBSCRIBE_WAIT = 2.0
 class MeasurementWatch:
     """This domain's ``measurement-available`` events (by launch number) and its stop, heard
     on a second connection to the host opened before the start."""
+
+    #: How step 10 words a measurement this watch announced.
+    announcement = "announced by the host"
 
     def __init__(self, host: HostClient, domain: str) -> None:
         self.domain = domain
