@@ -1,6 +1,7 @@
 """Real ``sevlaunch`` service processes for the edge tests: a host manager or a broker on a
-chosen address, started with a chosen umask, each process its own Python (so its /proc
-status is the server's own)."""
+chosen address, started with a chosen umask through the project's one process harness
+(:func:`sevlaunch.orchestrate.services.start_service`), each process its own Python (so its
+/proc status is the server's own)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sevlaunch._files import write_atomic
+from sevlaunch.orchestrate.services import start_service
 
 
 def free_port() -> int:
@@ -121,39 +122,19 @@ def service(
         token = files["owner"].read_bytes()
         argv = broker_argv(root, listen, files, db)
     log = root / f"{kind}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [*_cli(), *argv, *extra],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,  # noqa: PLW1509
-        )
-    running = Service(kind, proc, listen, token, log, files)
+    started = start_service(
+        kind,
+        [*_cli(), *argv, *extra],
+        log=log,
+        umask=umask,
+        until=lambda s: "listening on" in s.log_tail(1 << 20),
+        timeout=30.0,
+    )
+    running = Service(kind, started.process, listen, token, log, files)
     try:
-        _wait_ready(running)
         yield running
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _wait_ready(running: Service, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if running.proc.poll() is not None:
-            raise RuntimeError(
-                f"{running.kind} exited {running.proc.returncode}: {running.output()}"
-            )
-        if "listening on" in running.output():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{running.kind} did not report ready: {running.output()}")
+        started.stop(10)
 
 
 def tcp_port(address: str) -> int:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from sevlaunch._files import write_atomic
+from sevlaunch.orchestrate.services import Service, cli, start_service
 from tests.broker.conftest import KEK, LAUNCHER_TOKEN, OWNER_TOKEN
 
 
@@ -33,57 +30,30 @@ def write_files(directory: Path) -> Files:
 
 
 @contextmanager
-def broker_process(
-    db_url: str, files: Files, socket_path: Path, name: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A broker process; waits until it answers, kills it on exit (if still alive)."""
-    cmd = [
-        sys.executable,
-        "-c",
-        "from sevlaunch.cli import main; main()",
-        "broker",
-        "serve",
-        "--db",
-        db_url,
-        "--kek-file",
-        str(files.kek),
-        "--listen",
-        f"unix:{socket_path}",
-        "--owner-token-file",
-        str(files.owner_token),
-        "--launcher-token-file",
-        str(files.launcher_token),
-        "--instance",
+def broker_process(db_url: str, files: Files, socket_path: Path, name: str) -> Iterator[Service]:
+    """A broker process (the project's one harness); ready once it answers, killed on exit."""
+    argv = cli("broker", "serve", "--db", db_url, "--kek-file", str(files.kek))
+    argv += ["--listen", f"unix:{socket_path}", "--owner-token-file", str(files.owner_token)]
+    argv += ["--launcher-token-file", str(files.launcher_token), "--instance", name]
+    argv += ["--log-level", "warning"]
+    service = start_service(
         name,
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
+        argv,
+        log=socket_path.with_suffix(".log"),
+        ready=socket_path,
+        until=lambda _s: _healthy(socket_path),
+        timeout=20.0,
     )
     try:
-        _wait(proc, socket_path)
-        yield proc
+        yield service
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        service.stop(kill=True)
 
 
-def _wait(proc: subprocess.Popen[bytes], socket_path: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
+def _healthy(socket_path: Path) -> bool:
     transport = httpx.HTTPTransport(uds=str(socket_path))
     with httpx.Client(transport=transport, base_url="http://broker") as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"broker exited with {proc.returncode}: {out}")
-            try:
-                if client.get("/v1/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError("broker did not answer in time")
+        try:
+            return client.get("/v1/health").status_code == 200
+        except httpx.TransportError:
+            return False

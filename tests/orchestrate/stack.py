@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate import demo
 from sevlaunch.orchestrate.launch import Launcher, LaunchResult
 from sevlaunch.orchestrate.owner_port import BrokerOwner, GuestOwner
-from sevlaunch.orchestrate.services import Stack
+from sevlaunch.orchestrate.services import Stack, cli, start_service
 from sevlaunch.owner.launch_digest import launch_digest
 from sevlaunch.platform.client import PlatformClient
 
@@ -189,21 +188,14 @@ def running_stack(prefix: str = "sevlaunch-test-") -> Iterator[RunningStack]:
 def host_manager(stack: Stack, name: str, qemu: str) -> Iterator[str]:
     """A second host manager on the same platform whose hypervisor binary is ``qemu``; yields
     its URI."""
-    state = stack.root / name
     socket = stack.root / f"{name}.sock"
-    log = (stack.root / f"{name}.log").open("ab")
-    argv = [sys.executable, "-m", "sevlaunch.cli", "host", "serve", "--state", str(state)]
-    argv += ["--listen", f"unix:{socket}", "--qemu", qemu]
-    argv += ["--platform", str(stack.platform_socket)]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    argv = cli("host", "serve", "--state", str(stack.root / name), "--listen", f"unix:{socket}")
+    argv += ["--qemu", qemu, "--platform", str(stack.platform_socket)]
+    service = start_service(name, argv, log=stack.root / f"{name}.log", ready=socket)
     try:
-        wait_for(lambda: socket.exists() or process.poll() is not None, 30.0, f"{name} socket")
-        assert process.poll() is None, (stack.root / f"{name}.log").read_text()
         yield f"unix:{socket}"
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+        service.stop(10)
 
 
 def script(path: Path, body: str) -> str:

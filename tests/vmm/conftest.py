@@ -12,11 +12,9 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from sevlaunch.crypto.chain import VerifiedPlatform
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.firmware import PROFILES, Firmware
+from sevlaunch.orchestrate.services import Service, cli, start_service
 from sevlaunch.owner.session import make_session
 from sevlaunch.owner.verify import trust_store, verify_chain_file
 from sevlaunch.platform.client import PlatformClient
@@ -60,28 +59,6 @@ def short_tempdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + WAIT_LIMIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode} before listening")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-            return
-        except OSError:
-            time.sleep(0.01)
-        finally:
-            probe.close()
-    raise AssertionError(f"{what} did not listen on {path} within {WAIT_LIMIT} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=WAIT_LIMIT)
-
-
 # ---- the platform ----------------------------------------------------------------------
 
 
@@ -102,7 +79,7 @@ class PlatformProcess:
     """``sevlaunch platform serve`` on a copy of the session's platform state."""
 
     root: Path
-    proc: subprocess.Popen[bytes] | None = None
+    service: Service | None = None
 
     @property
     def sock(self) -> Path:
@@ -113,21 +90,19 @@ class PlatformProcess:
         state_dir.mkdir(mode=0o700)
         (state_dir / STATE_FILE).write_bytes(state)
         (state_dir / STATE_FILE).chmod(0o600)
-        log = (self.root / "serve.log").open("ab")
-        self.proc = subprocess.Popen(
-            [SEVLAUNCH, "platform", "serve", "--state", state_dir, "--listen", self.sock],
-            stdout=log,
-            stderr=log,
-        )
-        wait_for_socket(self.sock, self.proc, "sevlaunch platform serve")
+        argv = cli("platform", "serve", "--state", str(state_dir), "--listen", str(self.sock))
+        self.service = start_service(
+            "platform", argv, log=self.root / "serve.log", ready=self.sock, connect=True,
+            timeout=WAIT_LIMIT,
+        )  # fmt: skip
         return self
 
     def client(self) -> PlatformClient:
         return PlatformClient(self.sock)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        if self.service is not None:
+            self.service.stop(WAIT_LIMIT, kill=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -302,7 +277,7 @@ class VmmProcess:
 
     work: Path
     device: Path
-    proc: subprocess.Popen[bytes] | None = None
+    service: Service | None = None
 
     @property
     def qmp(self) -> str:
@@ -321,10 +296,17 @@ class VmmProcess:
     def env(self) -> dict[str, str]:
         return {**os.environ, "SEVLAUNCH_SEV_DEVICE": str(self.device)}
 
-    def start(self, argv: Sequence[str]) -> VmmProcess:
-        err = (self.work / "stderr.log").open("ab")
-        self.proc = subprocess.Popen([VMM, *argv], env=self.env(), stderr=err)
-        wait_for_socket(Path(self.qmp), self.proc, f"sevlaunch-vmm ({self.stderr})")
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self.service is None:
+            raise AssertionError("the VMM was not started")
+        return self.service.process
+
+    def start(self, argv: Sequence[str], pass_fds: Sequence[int] = ()) -> VmmProcess:
+        self.service = start_service(
+            "sevlaunch-vmm", [str(VMM), *argv], log=self.work / "stderr.log", ready=Path(self.qmp),
+            connect=True, env=self.env(), pass_fds=pass_fds, timeout=WAIT_LIMIT,
+        )  # fmt: skip
         return self
 
     def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -339,12 +321,11 @@ class VmmProcess:
         )
 
     def wait(self) -> int:
-        assert self.proc is not None
         return self.proc.wait(timeout=WAIT_LIMIT)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        if self.service is not None:
+            self.service.stop(WAIT_LIMIT, kill=True)
         pidfile = self.work / "vmm.pid"
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)  # a daemonized VMM

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from tests.vmm import libvirt_argv
 from tests.vmm.conftest import (
     CBITPOS,
     CMDLINE,
-    VMM,
     WAIT_LIMIT,
     Media,
     Owner,
@@ -29,7 +27,6 @@ from tests.vmm.conftest import (
     qmp_connect,
     run_async,
     vmm_argv,
-    wait_for_socket,
 )
 
 # ---- start-up, in process (only failures: a successful start serves forever) ------------
@@ -353,13 +350,11 @@ def test_libvirts_domain_start_and_reconnect(vmm: VmmProcess, media: Media, owne
         sev=libvirt_argv.sev_guest(CBITPOS, launch.policy, launch.godh, launch.session),
         master_key=vmm.work / "master-key.aes",
     )
-    err = (vmm.work / "stderr.log").open("ab")
-    vmm.proc = subprocess.Popen(
-        [VMM, *argv], env=vmm.env(), stderr=err, pass_fds=(monitor.fileno(), serial_fd)
-    )
-    monitor.close()
-    os.close(serial_fd)
-    wait_for_socket(Path(vmm.qmp), vmm.proc, f"sevlaunch-vmm ({vmm.stderr})")
+    try:
+        vmm.start(argv, pass_fds=(monitor.fileno(), serial_fd))
+    finally:
+        monitor.close()
+        os.close(serial_fd)
     for sequence in (LIBVIRT_START, LIBVIRT_RECONNECT):
         qmp = RawQmp(vmm.qmp)
         for request in sequence:

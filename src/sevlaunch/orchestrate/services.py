@@ -1,6 +1,11 @@
-"""Run sevlaunch's services as processes, for the demo and for tests: an emulated platform
-(with its key server), a host manager and an attestation broker, all on Unix sockets in one
-directory."""
+"""The one process harness: sevlaunch's services as processes, for the demo and every test.
+
+:func:`start_service` starts one program (a ``sevlaunch`` command through :func:`cli`, or any
+binary such as ``sevlaunch-vmm``) with its output in a log, and waits until its socket is
+there (and, if asked, accepts a connection); :class:`Service` stops it. :class:`Stack` is the
+demo's set: an emulated platform (with its key server), a host manager and an attestation
+broker, all on Unix sockets in one directory.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +31,9 @@ SOCKET_PATH_MAX = 107
 _DEEPEST_SOCKET = "/host/run/" + "0" * 36 + "/qmp.sock"
 
 
-def _cli() -> list[str]:
-    return [sys.executable, "-m", "sevlaunch.cli"]
+def cli(*args: str) -> list[str]:
+    """The argv of ``sevlaunch ARGS`` with this interpreter (no PATH lookup)."""
+    return [sys.executable, "-m", "sevlaunch.cli", *args]
 
 
 def _write_private(path: Path, data: bytes) -> Path:
@@ -41,18 +49,111 @@ def firmware_image(size: int, *, seed: bytes) -> bytes:
 
 @dataclass
 class Service:
+    """One started process and the log its output goes to."""
+
     name: str
     process: subprocess.Popen[bytes]
     log: Path
 
-    def stop(self) -> None:
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, size: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0, *, kill: bool = False) -> None:
+        """SIGTERM (SIGKILL at once with ``kill``), then SIGKILL after ``grace`` seconds."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
-                self.process.wait(5)
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(5)
+                self.process.wait(grace)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_service(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    ready: Path | None = None,
+    connect: bool = False,
+    until: Callable[[Service], bool] | None = None,
+    env: Mapping[str, str] | None = None,
+    umask: int | None = None,
+    pass_fds: Sequence[int] = (),
+    capture: bool = False,
+    detach: bool = False,
+    timeout: float = START_TIMEOUT,
+) -> Service:
+    """Start ``argv`` with stdout and stderr appended to ``log`` (stdout piped instead with
+    ``capture``) under ``umask`` if given, with ``pass_fds`` inherited; wait until ``ready`` exists (and accepts a
+    connection with ``connect``) and ``until(service)`` holds. A process that exits first, or
+    readiness that never comes, raises with the log's tail and the process is killed."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else out,
+            stderr=out,
+            start_new_session=detach,
+            env=None if env is None else dict(env),
+            umask=-1 if umask is None else umask,
+            pass_fds=tuple(pass_fds),
+        )
+    service = Service(name, process, log)
+    try:
+        wait_ready(service, ready, connect=connect, until=until, timeout=timeout)
+    except SevlaunchError:
+        service.stop(kill=True)
+        raise
+    return service
+
+
+def wait_ready(
+    service: Service,
+    path: Path | None,
+    *,
+    connect: bool = False,
+    until: Callable[[Service], bool] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Until ``path`` exists (and accepts a Unix connection with ``connect``) and ``until``."""
+
+    def ready() -> bool:
+        if path is not None and not (path.exists() and (not connect or _accepts(path))):
+            return False
+        return until is None or until(service)
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if not service.alive:
+            raise SevlaunchError(
+                f"the {service.name} service failed to start "
+                f"(exit {service.process.returncode}): {service.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise SevlaunchError(
+                f"the {service.name} service was not ready ({path or 'its check'}) within "
+                f"{timeout:.0f} s: {service.log_tail()}"
+            )
+        time.sleep(0.02)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -181,7 +282,7 @@ class Stack:
             )
 
     def _cli(self, *args: str) -> None:
-        done = subprocess.run([*_cli(), *args], capture_output=True, check=False)
+        done = subprocess.run(cli(*args), capture_output=True, check=False)
         if done.returncode:
             raise SevlaunchError(
                 f"sevlaunch {' '.join(args)} failed: {done.stderr.decode().strip()}"
@@ -190,33 +291,16 @@ class Stack:
     def _spawn(
         self, name: str, args: list[str], ready: Path | None, detach: bool, *, capture: bool = False
     ) -> Service:
-        log = self.root / f"{name}.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [*_cli(), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else out,
-                stderr=out,
-                start_new_session=detach,
-            )
-        service = Service(name, process, log)
+        service = start_service(
+            name,
+            cli(*args),
+            log=self.root / f"{name}.log",
+            ready=ready,
+            capture=capture,
+            detach=detach,
+        )
         self.services.append(service)
-        if ready is not None:
-            self._wait_socket(service, ready)
         return service
-
-    def _wait_socket(self, service: Service, path: Path) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not path.exists():
-            if service.process.poll() is not None:
-                raise SevlaunchError(
-                    f"the {service.name} service failed to start: {service.log.read_text()[-2000:]}"
-                )
-            if time.monotonic() > deadline:
-                raise SevlaunchError(
-                    f"the {service.name} service did not open {path} within {START_TIMEOUT:.0f} s"
-                )
-            time.sleep(0.05)
 
     @staticmethod
     def _first_line(service: Service) -> str:
@@ -226,7 +310,7 @@ class Stack:
         line = stdout.readline().decode().strip()
         if not line:
             raise SevlaunchError(
-                f"the {service.name} service failed to start: {service.log.read_text()[-2000:]}"
+                f"the {service.name} service failed to start: {service.log_tail()}"
             )
         return line
 
