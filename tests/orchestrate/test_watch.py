@@ -1,0 +1,58 @@
+"""Step 10's wait: the host's announcement of this launch's measurement, the domain stopping,
+or the stream ending (then the caller polls)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from sevlaunch.errors import HostError
+from sevlaunch.host.client import HostClient
+from sevlaunch.orchestrate.watch import MeasurementWatch
+from sevlaunch.protocol import HostEvent
+
+
+class ScriptedHost(HostClient):
+    """A host whose event stream is a script; ``release`` lets the rest of it through."""
+
+    def __init__(self, events: list[HostEvent], *, fail: bool = False) -> None:
+        super().__init__("unix:/nonexistent.sock")
+        self.script, self.fail = events, fail
+        self.release = threading.Event()
+
+    def sibling(self) -> HostClient:
+        return self
+
+    def events(self) -> Iterator[HostEvent]:
+        if self.fail:
+            raise HostError("Operation not supported", "no event stream")
+        yield HostEvent("subscribed")
+        self.release.wait(10)
+        yield from self.script
+        threading.Event().wait(10)  # the stream stays open
+
+
+def _measured(domain: str, launch: int) -> HostEvent:
+    return HostEvent("measurement-available", domain, {"launch": launch})
+
+
+def test_waits_for_this_domains_launch_only() -> None:
+    host = ScriptedHost([_measured("other", 2), _measured("vm", 1), _measured("vm", 2)])
+    with MeasurementWatch(host, "vm") as watch:
+        assert watch.available
+        host.release.set()
+        assert watch.wait(2, 10.0)
+        assert watch.available
+
+
+def test_a_stopped_domain_ends_the_wait() -> None:
+    host = ScriptedHost([HostEvent("lifecycle", "vm", {"type": "Stopped", "detail": "Crashed"})])
+    with MeasurementWatch(host, "vm") as watch:
+        host.release.set()
+        assert not watch.wait(1, 10.0)
+
+
+def test_without_a_stream_the_watch_is_unavailable() -> None:
+    with MeasurementWatch(ScriptedHost([], fail=True), "vm") as watch:
+        assert not watch.available
+        assert not watch.wait(1, 0.1)
