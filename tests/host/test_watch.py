@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from sevlaunch.errors import HostError
 from sevlaunch.host.client import HostClient
-from sevlaunch.orchestrate.watch import MeasurementWatch
+from sevlaunch.host.watch import MeasurementWatch
 from sevlaunch.protocol import HostEvent
 
 
