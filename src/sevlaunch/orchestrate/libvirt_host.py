@@ -49,11 +49,11 @@ _QEMU_COMMAND = re.compile(r"unable to execute QEMU command '([^']+)': (.*)", re
 def _libvirt() -> ModuleType:
     try:
         import libvirt as module
-    except ImportError:
+    except ImportError as exc:
         raise UsageError(
             "a libvirt URI needs libvirt-python: pip install 'sevlaunch[libvirt]' (it builds "
             "against libvirt's headers: Debian's libvirt-dev and pkg-config)"
-        ) from None
+        ) from exc
     # libvirt prints every error on stderr by default; the port reports them as HostError
     module.registerErrorHandler(lambda _ctx, _err: None, None)
     found: ModuleType = module
