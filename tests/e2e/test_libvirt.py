@@ -22,6 +22,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from sevlaunch.firmware import PROFILES
 from sevlaunch.orchestrate.demo import CMDLINE, DISK_LABEL, Artifacts, make_artifacts
 from sevlaunch.platform.client import PlatformClient
+from sevlaunch.platform.libvirt_setup import Layout, cache_entries
 from tests.libvirtd import PROFILE, SEVLAUNCH, VMM, WAIT, Libvirtd, running_libvirtd
 
 VALIDATOR = Path("/usr/bin/virt-qemu-sev-validate")  # Debian: libvirt-clients-qemu
@@ -261,9 +262,13 @@ def test_a_paused_domain_survives_a_libvirtd_restart(libvirtd: Libvirtd, art: Ar
     assert libvirtd.virsh("domstate", name).stdout.strip() == "paused"
     assert launch_security(libvirtd, name)["sev-measurement"] == before
     # where libvirt differs from sevlaunch's host (whose node info keeps cpu0-id): 9.0 writes
-    # <cpu0Id> to its capability cache and never reads it back (virQEMUCapsParseSEVInfo)
-    assert "cpu0-id" not in _fields(libvirtd.virsh("nodesevinfo").stdout)
-    libvirtd.reprobe()
+    # <cpu0Id> to its capability cache and never reads it back (virQEMUCapsParseSEVInfo), so
+    # a restart that reloads the cache instead of probing again loses it; a probe restores it
+    default = libvirtd.bindir / "qemu-system-x86_64"  # what nodesevinfo asks
+    (cache,) = cache_entries(Layout(), [default])
+    assert "<cpu0Id>" in cache.read_text()  # written, never read back
+    if "cpu0-id" not in _fields(libvirtd.virsh("nodesevinfo").stdout):
+        libvirtd.reprobe()
     assert "cpu0-id" in _fields(libvirtd.virsh("nodesevinfo").stdout)
     libvirtd.virsh("resume", name)
     wait_console(libvirtd, name, "Linux: boot complete")
