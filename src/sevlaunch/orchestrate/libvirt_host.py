@@ -134,7 +134,7 @@ class _Console:
         self.text = ""
         self.changed = threading.Condition()
         self.stream = conn.newStream(0)
-        dom.openConsole(None, self.stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        dom.openConsole(None, self.stream, 0)  # not FORCE: a person's console stays theirs
         self._thread = threading.Thread(target=self._read, name="console", daemon=True)
         self._thread.start()
 
@@ -161,6 +161,7 @@ class LibvirtHost:
         _event_loop(self._lv)
         self._events = _Events()
         self._consoles: dict[str, _Console] = {}
+        self._resumed: dict[str, float] = {}  # when this port last resumed each domain
         self._conn: Any = None  # opened by the first call: a refusal fails that step
 
     def __enter__(self) -> LibvirtHost:
@@ -317,6 +318,7 @@ class LibvirtHost:
     def resume(self, name: str) -> DomainInfo:
         """Resume, with the console open first: what the guest prints is read from the start."""
         self._open_console(name)
+        self._resumed[name] = time.monotonic()
 
         def resume(c: Any) -> DomainInfo:
             dom = self._dom(c, name)
@@ -335,7 +337,7 @@ class LibvirtHost:
     def wait_booted(self, name: str, timeout: float = 60.0) -> DomainInfo:
         """Until libvirt says the domain runs and, where a console is read, the guest says
         it booted; HostError if it halted or the domain stopped."""
-        since = time.monotonic() - timeout  # a RESUMED already heard counts
+        since = self._resumed.get(name, time.monotonic())  # this resume's RESUMED, not older
         running = self.domain(name).state == "running"
         if not running and self._events.wait(name, since, {RESUMED}, timeout) != RESUMED:
             raise HostError("operation failed", f"domain '{name}' did not resume")
