@@ -84,6 +84,7 @@ def test_libvirt_uris_go_to_libvirt_and_sevlaunch_addresses_to_its_host() -> Non
         assert is_libvirt_uri(uri), uri
     for address in ("unix:/run/h.sock", "tcp:127.0.0.1:1", "https://h:8443", "/run/h.sock"):
         assert not is_libvirt_uri(address), address
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
     assert isinstance(connect("test:///default"), LibvirtHost)
     assert isinstance(connect("unix:/nonexistent.sock"), HostClient)
 

@@ -109,6 +109,7 @@ def serve(
     from sevlaunch.platform.latency import MODELS
     from sevlaunch.platform.service import open_service, run
 
+    gid = _group_id(socket_group) if socket_group is not None else None
     logging.basicConfig(level=logging.INFO, format="sevlaunch platform: %(message)s")
     os.umask(0o077)  # state and socket are the service's alone, whatever the caller's umask
     with errors_to_exit(code=EXIT_USAGE):
@@ -122,8 +123,6 @@ def serve(
     if store is None:
         fail(f"the platform service at {state_dir} has no state store", code=EXIT_USAGE)
     held = store
-
-    gid = _group_id(socket_group) if socket_group is not None else None
 
     def ready() -> None:
         if gid is not None:
