@@ -51,13 +51,15 @@ from tests.broker.servers import broker_process, write_files  # noqa: E402
 
 from sevlaunch.broker import db  # noqa: E402
 from sevlaunch.broker.client import BrokerClient  # noqa: E402
-from sevlaunch.broker.service import Broker, NewWorkload, Settings  # noqa: E402
+from sevlaunch.broker.service import Broker, LauncherLimits, NewWorkload, Settings  # noqa: E402
 from sevlaunch.formats.sevcert import EccPublicKey, SevCert  # noqa: E402
 
 TARGET = 1.25
 DIGEST = hashlib.sha256(b"bench firmware").digest()
 POLICY = 0x3
 SECRET = b"x" * 64
+#: The benchmark's launcher is not to be limited (the limits' own cost is still paid).
+UNLIMITED = LauncherLimits(max_open=10**6, rate=1e9, burst=10**6)
 
 
 def _hmac(key: bytes, *parts: bytes) -> bytes:
@@ -153,7 +155,8 @@ def in_process(
     """Median seconds the broker spends on one attestation, and ``base`` run in alternation."""
     engine = db.create_engine(f"sqlite:///{directory / f'inproc-{use_cache}.db'}")
     db.upgrade(engine)
-    broker = Broker(engine, KEK, Settings(use_chain_cache=use_cache))
+    broker = Broker(engine, KEK, Settings(use_chain_cache=use_cache, launcher_limits=UNLIMITED))
+    broker.ensure_default_launcher(LAUNCHER_TOKEN)
     broker.add_root(p.ca_file, "bench")
     broker.add_workload(NewWorkload("w", (POLICY,), (DIGEST,), secrets={"luks-key": SECRET}))
     pdh, chain = p.pdh.to_bytes(), p.pek.to_bytes() + p.oca.to_bytes() + p.cek.to_bytes()
@@ -180,7 +183,9 @@ def in_process(
     return statistics.median(times[1:]), statistics.median(base_times[1:])
 
 
-def http_throughput(p: FakePlatform, url: str, concurrency: int, seconds: float) -> float:
+def http_throughput(
+    p: FakePlatform, url: str, token: bytes, concurrency: int, seconds: float
+) -> float:
     """Whole attestations per second over HTTP with ``concurrency`` clients."""
     done = [0]
     lock = threading.Lock()
@@ -189,7 +194,7 @@ def http_throughput(p: FakePlatform, url: str, concurrency: int, seconds: float)
 
     def worker() -> None:
         try:
-            with BrokerClient(url, LAUNCHER_TOKEN) as client:
+            with BrokerClient(url, token) as client:
                 while time.monotonic() < stop:
                     launch = client.start_launch("w", p.node)
                     keys = p.launch_start(launch.dh_cert_b64, launch.session_b64, POLICY)
@@ -218,8 +223,10 @@ def http_bench(p: FakePlatform, db_url: str, label: str, directory: Path, second
         with BrokerClient(f"unix:{sock}", OWNER_TOKEN) as owner:
             owner.add_root(p.ca_file, "bench")
             owner.add_workload("w", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
+            made = owner.add_launcher("bench", max_open=10**6, rate=1e6, burst=10**6)
+            token = str(made["token"]).encode()
         for concurrency in (1, 8, 32):
-            rate = http_throughput(p, f"unix:{sock}", concurrency, seconds)
+            rate = http_throughput(p, f"unix:{sock}", token, concurrency, seconds)
             print(f"HTTP {label:10s} {concurrency:3d} clients: {rate:7.1f} attestations/s")
 
 

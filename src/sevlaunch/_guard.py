@@ -12,6 +12,7 @@ else a JSON 500: never a plain-text error or a reset.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -62,7 +63,7 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        authorized: Callable[[Scope], bool],
+        authorized: Callable[[Scope], bool | Awaitable[bool]],
         render: Render,
         limits: Limits | None = None,
     ) -> None:
@@ -76,13 +77,21 @@ class Guard:
         headers = _headers(scope)
         length = headers.get(b"content-length")
         has_body = b"transfer-encoding" in headers or (length is not None and length != b"0")
-        if has_body and not self.authorized(scope):
+        if has_body and not await self._authorized(scope):
             await self._answer(send, 401, "unauthenticated", "a valid bearer token is required")
             return
         if length is not None and (not length.isdigit() or int(length) > self.limits.max_body):
             await self._too_large(send)
             return
         await self._run(scope, receive, send)
+
+    async def _authorized(self, scope: Scope) -> bool:
+        """``authorized`` may be a coroutine (the broker looks launchers' tokens up in its
+        database, in a worker thread)."""
+        allowed = self.authorized(scope)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        return bool(allowed)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()

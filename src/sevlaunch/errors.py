@@ -438,6 +438,15 @@ class LaunchRefusedError(BrokerError):
         super().__init__(reason, message)
 
 
+class LimitExceededError(BrokerError):
+    """A launcher is over its limit of open launches or of new launches a minute (HTTP 429);
+    ``retry_after`` is the number of seconds after which trying again may succeed."""
+
+    def __init__(self, reason: str, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason, message)
+
+
 class SnpVerificationError(VerificationError):
     """An SNP attestation report failed one or more checks.
 

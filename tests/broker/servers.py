@@ -30,12 +30,15 @@ def write_files(directory: Path) -> Files:
 
 
 @contextmanager
-def broker_process(db_url: str, files: Files, socket_path: Path, name: str) -> Iterator[Service]:
-    """A broker process (the project's one harness); ready once it answers, killed on exit."""
+def broker_process(
+    db_url: str, files: Files, socket_path: Path, name: str, *extra: str
+) -> Iterator[Service]:
+    """A broker process (the project's one harness; ``extra``: more ``serve`` options); ready
+    once it answers, killed on exit."""
     argv = cli("broker", "serve", "--db", db_url, "--kek-file", str(files.kek))
     argv += ["--listen", f"unix:{socket_path}", "--owner-token-file", str(files.owner_token)]
     argv += ["--launcher-token-file", str(files.launcher_token), "--instance", name]
-    argv += ["--log-level", "warning"]
+    argv += ["--log-level", "warning", *extra]
     service = start_service(
         name,
         argv,

@@ -298,6 +298,7 @@ def test_every_decision_is_audited(instance: Instance, platform: FakePlatform) -
         (r["action"], r["outcome"], r["reason"]) for r in rows if r["action"].startswith("launch")
     ]
     assert decisions == [
+        ("launcher.add", "ok", None),  # the default launcher, from the launcher token
         ("launch.start", "ok", None),
         ("launch.measure", "released", None),
         ("launch.start", "ok", None),
@@ -305,3 +306,4 @@ def test_every_decision_is_audited(instance: Instance, platform: FakePlatform) -
     ]
     only_bad = instance.client.get("/v1/audit", headers=OWNER, params={"launch": bad["id"]}).json()
     assert {r["launch"] for r in only_bad} == {bad["id"]}
+    assert {r["launcher"] for r in only_bad} == {"default"}

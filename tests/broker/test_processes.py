@@ -1,11 +1,19 @@
 """Two ``sevlaunch broker serve`` processes on one database: a launch started on one finishes
-on the other after the first is killed mid-flow."""
+on the other after the first is killed mid-flow; both sweep expired launches without doing it
+twice; a launcher's limit holds across them."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from sevlaunch.broker.client import BrokerClient
+from sevlaunch.broker.schema import launches
+from sevlaunch.errors import LimitExceededError
 from tests.broker.conftest import DIGEST, LAUNCHER_TOKEN, LUKS, OWNER_TOKEN, POLICY, SECRET
 from tests.broker.fakeplatform import FakePlatform
 from tests.broker.servers import broker_process, write_files
@@ -43,3 +51,88 @@ def test_killed_instance_leaves_its_launch_to_the_other(
             ("proc-a", "ok"),
             ("proc-b", "released"),
         ]
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_two_processes_expire_every_stale_launch_once(
+    tmp_path: Path, db_url: str, platform: FakePlatform
+) -> None:
+    """Both instances sweep (every 0.1 s, launches live 1 s): each launch expires exactly once,
+    with its keys erased, whichever instance got it; one of the instances was killed after a
+    launch was started on it, and its launch expires all the same."""
+    files = write_files(tmp_path)
+    a_sock, b_sock = tmp_path / "a.sock", tmp_path / "b.sock"
+    fast = ("--launch-ttl", "1", "--sweep-interval", "0.1")
+    with (
+        broker_process(db_url, files, a_sock, "sweep-a", *fast) as a,
+        broker_process(db_url, files, b_sock, "sweep-b", *fast),
+    ):
+        with BrokerClient(f"unix:{a_sock}", OWNER_TOKEN) as owner:
+            owner.add_root(platform.ca_file, "lab")
+            owner.add_workload("web", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
+        ids = []
+        for sock in (a_sock, b_sock) * 3:
+            with BrokerClient(f"unix:{sock}", LAUNCHER_TOKEN) as launcher:
+                ids.append(launcher.start_launch("web", platform.node).launch_id)
+        a.stop(kill=True)
+        with BrokerClient(f"unix:{b_sock}", OWNER_TOKEN) as owner:
+
+            def all_expired() -> bool:
+                return len(owner.launches(state="expired")) == len(ids)
+
+            assert _wait_for(all_expired), owner.launches()
+            expiries = [e for e in owner.audit(limit=1000) if e["action"] == "launch.expire"]
+    assert sorted(e["launch"] for e in expiries) == sorted(ids)
+    assert {e["instance"] for e in expiries} <= {"sweep-a", "sweep-b"}
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            kept = conn.execute(
+                sa.select(sa.func.count()).where(launches.c.sealed_keys.is_not(None))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert kept == 0
+
+
+def test_open_launch_limit_holds_across_processes(
+    tmp_path: Path, db_url: str, platform: FakePlatform
+) -> None:
+    """Twelve concurrent starts by one launcher (max 3 open) through two instances: three
+    launches, nine 429s."""
+    files = write_files(tmp_path)
+    a_sock, b_sock = tmp_path / "a.sock", tmp_path / "b.sock"
+    with (
+        broker_process(db_url, files, a_sock, "limit-a"),
+        broker_process(db_url, files, b_sock, "limit-b"),
+    ):
+        with BrokerClient(f"unix:{a_sock}", OWNER_TOKEN) as owner:
+            owner.add_root(platform.ca_file, "lab")
+            owner.add_workload("web", [POLICY], [DIGEST])
+            token = str(owner.add_launcher("capped", max_open=3)["token"]).encode()
+        barrier = threading.Barrier(12)
+        outcomes: list[str] = []
+
+        def attempt(sock: Path) -> None:
+            with BrokerClient(f"unix:{sock}", token) as launcher:
+                barrier.wait()
+                try:
+                    launcher.start_launch("web", platform.node)
+                    outcomes.append("ok")
+                except LimitExceededError as exc:
+                    outcomes.append(exc.reason)
+
+        threads = [threading.Thread(target=attempt, args=(s,)) for s in (a_sock, b_sock) * 6]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["too-many-open-launches"] * 9

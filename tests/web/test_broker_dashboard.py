@@ -1,19 +1,26 @@
 """The broker's dashboard over plain HTTP: owner token only, workloads without secret values,
-launch decisions with their reasons and diagnoses, filters."""
+launch decisions with their reasons and diagnoses, expired launches, launchers, filters."""
 
 from __future__ import annotations
 
 import base64
 import re
 import uuid
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from sevlaunch.broker import db
+from sevlaunch.broker.api import create_app as broker_app
+from sevlaunch.broker.service import Broker, Settings
 from sevlaunch.crypto.launch import TransportKeys
 from tests.broker.conftest import (
     DIGEST,
+    KEK,
     LAUNCHER,
+    LAUNCHER_TOKEN,
     OWNER,
+    OWNER_TOKEN,
     POLICY,
     SECRET,
     setup_owner,
@@ -163,3 +170,50 @@ def test_filters(broker: TestClient, fake_platform: FakePlatform) -> None:
     refusals = _get(broker, "/ui/fragments/audit", decision="refused")
     assert refusals.count("audit-entry") == 1
     assert "No launches match." in _get(broker, "/ui/fragments/launches", q=str(uuid.uuid4()))
+
+
+def test_expired_launches_and_launchers_are_shown(
+    tmp_path: Path, fake_platform: FakePlatform
+) -> None:
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'expiry.db'}")
+    db.upgrade(engine)
+    now = [1_700_000_000.0]
+    service = Broker(engine, KEK, Settings(instance="broker-web"), clock=lambda: now[0])
+    client = TestClient(broker_app(service, OWNER_TOKEN, LAUNCHER_TOKEN))  # no sweeper thread
+    try:
+        setup_owner(client, fake_platform)
+        token = client.post("/v1/launchers", headers=OWNER, json={"name": "nightly"}).json()
+        stale = start(client, fake_platform)
+        nightly = {"Authorization": f"Bearer {token['token']}"}
+        body = {
+            "workload": "web",
+            "pdh": fake_platform.pdh_b64,
+            "cert-chain": fake_platform.chain_b64,
+        }
+        theirs = client.post("/v1/launches", headers=nightly, json=body).json()
+        now[0] += 601
+        assert service.expire() == 2
+        text = _get(client, "/ui/fragments/launches")
+        rows = re.findall(
+            r'<tr class="launch decision-(\w+)" data-launch="(\w+)">.*?<td class="launcher">'
+            r"(\w+)</td>.*?badge decision\">(\w+)<",
+            text,
+        )
+        assert sorted(rows) == sorted(
+            [
+                ("expired", stale["id"], "default", "expired"),
+                ("expired", theirs["id"], "nightly", "expired"),
+            ]
+        )
+        assert set(
+            re.findall(
+                r'data-launch="(\w+)"', _get(client, "/ui/fragments/launches", decision="expired")
+            )
+        ) == {stale["id"], theirs["id"]}
+        assert _get(client, "/ui/fragments/launches", decision="pending").count("data-launch") == 0
+        audit = _get(client, "/ui/fragments/audit", q="nightly")
+        assert "launch.expire" in audit
+        assert "sweeper@broker-web" in audit
+        assert "launcher nightly@broker-web" in audit
+    finally:
+        engine.dispose()

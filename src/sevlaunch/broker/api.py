@@ -1,29 +1,33 @@
 """The HTTP/JSON API (FastAPI; the OpenAPI document is at ``/openapi.json``).
 
-Two bearer tokens, compared in constant time: the owner's administers trust roots, workloads
-and secrets and reads the audit log; launchers' run launches. Errors are JSON
-``{"error": reason, "detail": message}`` with 400 (bad input), 401/403 (token), 404, 409 and
-403 for refused launches.
+Bearer tokens (:mod:`sevlaunch.broker.auth`): the owner's administers trust roots, workloads,
+secrets and launchers and reads the audit log and every launch; each named launcher's runs and
+reads its own launches. Errors are JSON ``{"error": reason, "detail": message}`` with 400 (bad
+input), 401/403 (token), 404, 409, 403 for refused launches and 429 (with Retry-After) for a
+launcher over its limits.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
+import contextlib
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sevlaunch import __version__
-from sevlaunch._guard import Guard, Limits, Scope, bearer
+from sevlaunch._guard import Guard, Limits
 from sevlaunch.broker import models as m
 from sevlaunch.broker import store
-from sevlaunch.broker.service import LAUNCHER, OWNER, Broker, NewWorkload
+from sevlaunch.broker.auth import Auth
+from sevlaunch.broker.launch_api import ERRORS as _ERRORS
+from sevlaunch.broker.launch_api import b64, launch_router
+from sevlaunch.broker.service import OWNER, Broker, NewWorkload
+from sevlaunch.broker.sweeper import Sweeper
 from sevlaunch.errors import (
     AccessDeniedError,
     BrokerError,
@@ -31,63 +35,29 @@ from sevlaunch.errors import (
     FormatError,
     IntegrityError,
     LaunchRefusedError,
+    LimitExceededError,
     NotFoundError,
     SevlaunchError,
 )
-from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
 log = logging.getLogger("sevlaunch.broker")
-_bearer = HTTPBearer(auto_error=False, description="owner or launcher token")
 Name = Annotated[str, Path(pattern=m.NAME_PATTERN)]
-LaunchId = Annotated[str, Path(pattern=m.LAUNCH_ID_PATTERN)]
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": m.ErrorOut} for code in (400, 401, 403, 404, 409)
-}
+__all__ = ["b64", "create_app", "render_error"]
 
 
-def b64(text: str, field: str) -> bytes:
-    """Strict base64, or a FormatError naming the field."""
-    try:
-        return base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise FormatError("request", field, "not valid base64", value=text[:40]) from exc
-
-
-def _role(tokens: dict[str, bytes], given: bytes | None) -> str | None:
-    if given is None:
-        return None
-    found = None
-    for role, token in tokens.items():  # check every token: timing says nothing about which
-        if hmac.compare_digest(given, token):
-            found = role
-    return found
-
-
-def _require(tokens: dict[str, bytes], role: str) -> Callable[[Credentials], str]:
-    def dependency(creds: Credentials) -> str:
-        found = _role(tokens, creds.credentials.encode() if creds else None)
-        if found is None:
-            raise AccessDeniedError(401, "unauthenticated", "a valid bearer token is required")
-        if found != role:
-            raise AccessDeniedError(
-                403, "forbidden", f"this call needs the {role} token, not the {found}'s"
-            )
-        return found
-
-    return dependency
+_STATUS: tuple[tuple[type[SevlaunchError], int], ...] = (
+    (LimitExceededError, 429),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (LaunchRefusedError, 403),
+    (IntegrityError, 500),
+)
 
 
 def _status(exc: SevlaunchError) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, LaunchRefusedError):
-        return 403
-    if isinstance(exc, IntegrityError):
-        return 500
-    return 400
+    if isinstance(exc, AccessDeniedError):
+        return exc.status
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
 
 
 def _error_body(exc: SevlaunchError) -> dict[str, object]:
@@ -128,41 +98,64 @@ def render_error(status: int, reason: str, message: str) -> dict[str, object]:
     return {"error": reason, "detail": message}
 
 
+def _sweeping(broker: Broker) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: while it serves, this instance sweeps expired launches (as every
+    instance does), starting with what expired while nobody served."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        interval = broker.settings.sweep_interval
+        if interval <= 0:
+            yield
+            return
+        sweeper = Sweeper(broker.expire, interval)
+        await anyio.to_thread.run_sync(sweeper.sweep)
+        sweeper.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(sweeper.stop)
+
+    return lifespan
+
+
 def create_app(
-    broker: Broker, owner_token: bytes, launcher_token: bytes, *, limits: Limits | None = None
+    broker: Broker,
+    owner_token: bytes,
+    launcher_token: bytes | None = None,
+    *,
+    limits: Limits | None = None,
 ) -> FastAPI:
-    """The ASGI app over one :class:`Broker`; tokens as read from their files."""
-    if not owner_token or not launcher_token or owner_token == launcher_token:
-        raise ValueError("owner and launcher tokens must be non-empty and different")
-    tokens = {OWNER: owner_token, LAUNCHER: launcher_token}
+    """The ASGI app over one :class:`Broker`; tokens as read from their files. A
+    ``launcher_token`` becomes the ``default`` launcher's (see
+    :meth:`Broker.ensure_default_launcher`); other launchers are added through the API."""
+    if launcher_token is not None:
+        if not launcher_token or owner_token == launcher_token:
+            raise ValueError("owner and launcher tokens must be non-empty and different")
+        broker.ensure_default_launcher(launcher_token)
+    auth = Auth(broker, owner_token)
     app = FastAPI(
+        lifespan=_sweeping(broker),
         title="sevlaunch attestation broker",
         version=__version__,
         description="The guest owner's side of the AMD SEV launch flow: verify platforms, "
         "make launch sessions, check measurements, release secrets.",
     )
 
-    def authorized(scope: Scope) -> bool:
-        given = bearer(scope)
-        return given is not None and _role(tokens, given) is not None
-
-    app.add_middleware(Guard, authorized=authorized, render=render_error, limits=limits)
-    owner = [Depends(_require(tokens, OWNER))]
-    launcher = [Depends(_require(tokens, LAUNCHER))]
+    app.add_middleware(Guard, authorized=auth.authorized, render=render_error, limits=limits)
+    owner = [Depends(auth.require(OWNER))]
 
     @app.exception_handler(SevlaunchError)
     async def _sev_error(_request: Request, exc: SevlaunchError) -> JSONResponse:
         status = _status(exc)
         if status == 500:
             log.error("internal error: %s", exc)
-        return JSONResponse(_error_body(exc), status_code=status)
-
-    @app.exception_handler(AccessDeniedError)
-    async def _auth_error(_request: Request, exc: AccessDeniedError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            {"error": exc.reason, "detail": exc.detail}, status_code=exc.status, headers=headers
-        )
+        headers = None
+        if isinstance(exc, AccessDeniedError) and exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, LimitExceededError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return JSONResponse(_error_body(exc), status_code=status, headers=headers)
 
     @app.get("/v1/health", tags=["service"])
     def health() -> dict[str, str]:
@@ -284,74 +277,14 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         workload: Annotated[str | None, Query(pattern=m.NAME_PATTERN)] = None,
         launch: Annotated[str | None, Query(pattern=m.LAUNCH_ID_PATTERN)] = None,
+        launcher: Annotated[str | None, Query(pattern=m.NAME_PATTERN)] = None,
     ) -> list[m.AuditOut]:
-        rows = broker.audit(after=after, limit=limit, workload=workload, launch=launch)
+        rows = broker.audit(
+            after=after, limit=limit, workload=workload, launch=launch, launcher=launcher
+        )
         return [m.AuditOut(**r.__dict__) for r in rows]
 
-    # -- launchers -----------------------------------------------------------------------------
-
-    @app.post(
-        "/v1/launches",
-        status_code=201,
-        response_model=m.LaunchOut,
-        responses=_ERRORS,
-        tags=["launcher"],
-        dependencies=launcher,
-    )
-    def start_launch(body: m.LaunchIn) -> m.LaunchOut:
-        started = broker.start_launch(
-            body.workload,
-            b64(body.pdh, "pdh"),
-            b64(body.cert_chain, "cert-chain"),
-            b64(body.cek, "cek") if body.cek else None,
-            body.policy,
-        )
-        return m.LaunchOut(
-            id=started.id,
-            dh_cert=base64.b64encode(started.godh).decode(),
-            session=base64.b64encode(started.session).decode(),
-            policy=started.policy,
-            expires_at=started.expires_at,
-        )
-
-    @app.get(
-        "/v1/launches/{launch_id}",
-        response_model=m.LaunchStateOut,
-        responses=_ERRORS,
-        tags=["launcher"],
-        dependencies=launcher,
-    )
-    def launch_state(launch_id: LaunchId) -> m.LaunchStateOut:
-        row = broker.launch(launch_id)
-        return m.LaunchStateOut(
-            id=row.id,
-            workload=row.workload,
-            state=row.state,
-            reason=row.reason,
-            policy=row.policy,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            finished_at=row.finished_at,
-        )
-
-    @app.post(
-        "/v1/launches/{launch_id}/measurement",
-        response_model=m.SecretOut,
-        responses=_ERRORS,
-        tags=["launcher"],
-        dependencies=launcher,
-    )
-    def measurement(launch_id: LaunchId, body: m.MeasurementIn) -> m.SecretOut:
-        wire = body.model_dump(by_alias=True, exclude={"configuration"})
-        report = LaunchSecurityInfo.from_wire(wire)
-        given = body.configuration
-        configuration = (
-            LaunchConfiguration(given.direct_boot, given.kernel_hashes) if given else None
-        )
-        released = broker.finish_launch(launch_id, report, configuration)
-        return m.SecretOut(
-            id=released.id, secret_header=released.secret_header, secret=released.secret
-        )
+    app.include_router(launch_router(broker, auth))
 
     from sevlaunch.broker.dashboard import add_dashboard
 

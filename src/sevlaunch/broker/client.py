@@ -14,10 +14,12 @@ import httpx
 
 from sevlaunch import _http
 from sevlaunch.errors import (
+    AccessDeniedError,
     BrokerError,
     ConflictError,
     FormatError,
     LaunchRefusedError,
+    LimitExceededError,
     NotFoundError,
     UsageError,
 )
@@ -64,13 +66,23 @@ def _raise_for(response: httpx.Response) -> None:
     reason = str(body.get("error", f"http-{response.status_code}"))
     detail = body.get("detail")
     message = detail if isinstance(detail, str) else f"HTTP {response.status_code}: {detail}"
-    if response.status_code == 404:
-        raise NotFoundError(reason, message)
-    if response.status_code == 409:
-        raise ConflictError(reason, message)
-    if response.status_code == 403 and reason not in ("forbidden",):
+    status = response.status_code
+    if status == 429:
+        raise LimitExceededError(reason, message, _retry_after(response))
+    if status == 403 and reason != "forbidden":
         raise LaunchRefusedError(reason, message, body.get("diagnosis"))
-    raise BrokerError(reason, message)
+    if status in (401, 403):
+        raise AccessDeniedError(status, reason, message)
+    kind = {404: NotFoundError, 409: ConflictError}
+    raise kind.get(status, BrokerError)(reason, message)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds from a Retry-After header (the broker sends seconds), 1 if unreadable."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
 
 
 class BrokerClient:
@@ -162,6 +174,32 @@ class BrokerClient:
     def audit(self, **params: Any) -> list[dict[str, Any]]:
         query = {k: v for k, v in params.items() if v is not None}
         return list(self._call("GET", "/v1/audit", params=query))
+
+    def add_launcher(
+        self,
+        name: str,
+        *,
+        max_open: int | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> dict[str, Any]:
+        """A new launcher; the answer's ``token`` is shown this once."""
+        body = {"name": name, "maxOpen": max_open, "rate": rate, "burst": burst}
+        return dict(self._call("POST", "/v1/launchers", json=body))
+
+    def launchers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/launchers"))
+
+    def revoke_launcher(self, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/launchers/{name}/revoke"))
+
+    # owner (every launch) or launcher (its own)
+    def launches(self, **params: Any) -> list[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return list(self._call("GET", "/v1/launches", params=query))
+
+    def launch(self, launch_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/launches/{launch_id}"))
 
     # launcher
     def start_launch(

@@ -1,4 +1,5 @@
-"""The broker's web page: workloads, recent launches with their decision, the audit log.
+"""The broker's web page: workloads, recent launches with their decision and launcher (an
+expired launch shows as such), the audit log.
 
 :func:`add_dashboard` mounts the page shell (no data, no token) and HTML fragments behind the
 owner token. Secrets appear by GUID (or alias) only: this module never reads a sealed value.
@@ -142,10 +143,14 @@ class LaunchView:
     policy: int | None
     message: str = ""
     diagnosis: str = ""
+    launcher: str = ""
 
     @property
     def decision(self) -> str:
-        return self.state if self.state in ("released", "refused") else "pending"
+        return self.state if self.state in _DECISIONS else "pending"
+
+
+_DECISIONS = (store.RELEASED, store.REFUSED, store.EXPIRED)
 
 
 def launch_views(engine: sa.Engine, limit: int = RECENT) -> list[LaunchView]:
@@ -186,6 +191,7 @@ def _view(row: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         policy=row["policy"],
         message=str(detail.get("message", "")),
         diagnosis=str(detail.get("diagnosis", "")),
+        launcher=row["launcher"],
     )
 
 
@@ -198,6 +204,7 @@ def _early(entry: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         reason=entry["reason"],
         policy=None,
         message=str(detail.get("message", "")),
+        launcher=entry["launcher"] or "",
     )
 
 
@@ -216,7 +223,15 @@ def render_launches(views: Sequence[LaunchView], filters: Filters) -> str:
         v
         for v in views
         if filters.admits(
-            v.workload, v.decision, v.id, v.workload, v.state, v.reason, v.message, v.diagnosis
+            v.workload,
+            v.decision,
+            v.id,
+            v.workload,
+            v.state,
+            v.reason,
+            v.message,
+            v.diagnosis,
+            v.launcher,
         )
     ]
     if not shown:
@@ -224,7 +239,7 @@ def render_launches(views: Sequence[LaunchView], filters: Filters) -> str:
     body = "".join(_launch_rows(v) for v in shown)
     return (
         '<table class="launches"><thead><tr><th>When</th><th>Launch</th><th>Workload</th>'
-        "<th>Policy</th><th>Decision</th><th>Reason</th></tr></thead>"
+        "<th>Launcher</th><th>Policy</th><th>Decision</th><th>Reason</th></tr></thead>"
         f"<tbody>{body}</tbody></table>"
     )
 
@@ -235,7 +250,8 @@ def _launch_rows(view: LaunchView) -> str:
     row = (
         f'<tr class="launch decision-{view.decision}" data-launch="{esc(view.id or "")}">'
         f"<td>{clock(view.at)}</td><td>{ident}</td><td>{esc(view.workload)}</td>"
-        f'<td>{policy}</td><td><span class="badge decision">{esc(_state(view))}</span></td>'
+        f'<td class="launcher">{esc(view.launcher)}</td><td>{policy}</td>'
+        f'<td><span class="badge decision">{esc(_state(view))}</span></td>'
         f'<td class="reason">{esc(view.reason or "")}</td></tr>'
     )
     if view.decision != "refused" or not (view.message or view.diagnosis):
@@ -248,7 +264,7 @@ def _launch_rows(view: LaunchView) -> str:
         )
     elif view.reason == "measurement-mismatch":
         why += f'<p class="hint">{esc(UNEXPLAINED)}</p>'
-    return row + f'<tr class="why decision-refused"><td></td><td colspan="5">{why}</td></tr>'
+    return row + f'<tr class="why decision-refused"><td></td><td colspan="6">{why}</td></tr>'
 
 
 def _state(view: LaunchView) -> str:
@@ -266,7 +282,7 @@ def audit_rows(engine: sa.Engine, limit: int = AUDIT_SCAN) -> list[store.AuditRo
 
 
 def _audit_decision(row: store.AuditRow) -> str:
-    return row.outcome if row.outcome in ("released", "refused") else "pending"
+    return row.outcome if row.outcome in _DECISIONS else "pending"
 
 
 def render_audit(rows: Sequence[store.AuditRow], filters: Filters, limit: int = 200) -> str:
@@ -283,6 +299,7 @@ def render_audit(rows: Sequence[store.AuditRow], filters: Filters, limit: int = 
             r.launch,
             r.actor,
             r.instance,
+            r.launcher,
             json.dumps(r.detail) if r.detail else None,
         )
     ][:limit]
@@ -299,13 +316,18 @@ def render_audit(rows: Sequence[store.AuditRow], filters: Filters, limit: int = 
 def _audit_row(row: store.AuditRow) -> str:
     return (
         f'<tr class="audit-entry outcome-{esc(row.outcome)}"><td class="num">{row.id}</td>'
-        f"<td>{clock(row.at)}</td><td>{esc(row.actor)}@{esc(row.instance)}</td>"
+        f"<td>{clock(row.at)}</td><td>{esc(_who(row))}@{esc(row.instance)}</td>"
         f"<td><code>{esc(row.action)}</code></td>"
         f'<td><span class="badge outcome">{esc(row.outcome)}</span></td>'
         f'<td class="reason">{esc(row.reason or "")}</td><td>{esc(row.workload or "")}</td>'
         f"<td>{short(row.launch) if row.launch else ''}</td>"
         f'<td class="detail">{_detail_html(row.detail)}</td></tr>'
     )
+
+
+def _who(row: store.AuditRow) -> str:
+    """The actor, with the launcher's name for a launcher's entry."""
+    return f"{row.actor} {row.launcher}" if row.actor == "launcher" and row.launcher else row.actor
 
 
 def _detail_html(detail: dict[str, Any] | None) -> str:

@@ -122,6 +122,25 @@ def lean_transaction(engine: sa.Engine) -> Iterator[Lean]:
         pooled.close()
 
 
+@contextmanager
+def lean_read(engine: sa.Engine) -> Iterator[Lean]:
+    """Like :func:`lean_transaction` for reads: no write lock on SQLite (each statement sees
+    the latest commit), and nothing to commit."""
+    pooled = engine.raw_connection()
+    try:
+        yield Lean(engine.dialect, pooled.driver_connection)
+    except BaseException:
+        try:
+            pooled.rollback()
+        except Exception:  # the connection is gone: the pool must not hand it out again
+            pooled.invalidate()
+        raise
+    else:
+        pooled.rollback()  # ends PostgreSQL's implicit transaction; nothing was written
+    finally:
+        pooled.close()
+
+
 # Types both drivers (sqlite3, psycopg) take and give back as the Python values the broker uses
 # (str, int, float, bytes, None), with no SQLAlchemy processing either way.
 _PLAIN = (sa.String, sa.Integer, sa.LargeBinary, sa.Float)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.broker import attest, db, store
 from sevlaunch.broker.catalog import Catalog, Remembered, View
+from sevlaunch.broker.launchers import LauncherLimits
 from sevlaunch.broker.seal import Sealer, launch_context, secret_context
 from sevlaunch.crypto.chain import VerifiedPlatform
 from sevlaunch.crypto.launch import TransportKeys
-from sevlaunch.errors import BrokerError, FormatError, LaunchRefusedError, VerificationError
+from sevlaunch.errors import (
+    BrokerError,
+    FormatError,
+    LaunchRefusedError,
+    LimitExceededError,
+    VerificationError,
+)
 from sevlaunch.owner.decision import Registration
 from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
@@ -35,12 +42,16 @@ _Report = tuple[LaunchSecurityInfo, LaunchConfiguration | None]
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunables; ``instance`` names this process in launches and the audit log."""
+    """Tunables; ``instance`` names this process in launches and the audit log;
+    ``launcher_limits`` are the limits of launchers that were given none of their own."""
 
     launch_ttl: float = 600.0
     chain_cache_ttl: float = 86_400.0
     use_chain_cache: bool = True
     instance: str = "broker"
+    launcher_limits: LauncherLimits = field(default_factory=LauncherLimits)
+    sweep_interval: float = 5.0
+    sweep_batch: int = 100
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class _Request:
     cek: bytes | None
     policy: int | None
     fingerprint: str
+    launcher: str
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes | None]:
@@ -83,7 +95,7 @@ class _Attempt:
     row: store.LaunchRow | None = None
     started: LaunchStarted | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
-    refusal: LaunchRefusedError | None = None
+    refusal: LaunchRefusedError | LimitExceededError | None = None
 
 
 class Launches:
@@ -97,8 +109,11 @@ class Launches:
     godh_key: Callable[[], ec.EllipticCurvePrivateKey]
     catalog: Catalog
 
-    def _audit(self, tx: db.Tx, actor: str, action: str, outcome: str, **kw: Any) -> None:
-        raise NotImplementedError
+    # from Broker and :class:`~sevlaunch.broker.launchers.Launchers`
+    _audit: Callable[..., None]
+    _gate: Callable[[db.Tx, str, float], LimitExceededError | None]
+    _check_rate_memo: Callable[[str], None]
+    _remember_rate: Callable[[str, LimitExceededError], None]
 
     def start_launch(
         self,
@@ -107,25 +122,35 @@ class Launches:
         cert_chain: bytes,
         cek: bytes | None = None,
         policy: int | None = None,
+        *,
+        launcher: str = store.DEFAULT_LAUNCHER,
     ) -> LaunchStarted:
-        """Steps 4-5: verify the platform, make a session, keep TEK/TIK sealed.
+        """Steps 4-5 for ``launcher``: verify the platform, make a session, keep TEK/TIK
+        sealed.
 
         The session is made before the transaction from this process's copies; the transaction
-        checks they are still current and writes the launch and its audit row, or the
-        refusal's. Without copies, or with stale ones, it is decided again inside a
-        transaction that reads what it needs.
+        checks they are still current, admits the launch under the launcher's limits and
+        writes the launch and its audit row, or the refusal's. Without copies, or with stale
+        ones, it is decided again inside a transaction that reads what it needs. A launcher
+        over its rate is refused before any of this until its last refusal's Retry-After
+        (not audited again: the refusal that set it was).
         """
+        self._check_rate_memo(launcher)
         fingerprint = attest.platform_fingerprint(pdh, cert_chain, cek)
-        request = _Request(workload_name, pdh, cert_chain, cek, policy, fingerprint)
+        request = _Request(workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher)
         attempt = self._attempt(self.catalog.view, None, request)
-        if attempt is None or not self._commit_start(request, attempt):
+        if attempt is None or (attempt := self._commit_start(request, attempt)) is None:
             with self.engine.begin() as conn:
-                attempt = self._attempt(self.catalog.refresh(conn), conn, request)
-                if attempt is None:
+                fresh = self._attempt(self.catalog.refresh(conn), conn, request)
+                if fresh is None:
                     raise _missing("the launch start")
-                self._record_start(conn, request, attempt)
+                attempt = self._record_start(conn, request, fresh)
+        if attempt.refusal is not None:
+            if isinstance(attempt.refusal, LimitExceededError):
+                self._remember_rate(launcher, attempt.refusal)
+            raise attempt.refusal
         if attempt.started is None:
-            raise attempt.refusal or _missing("the launch start")
+            raise _missing("the launch start")
         return attempt.started
 
     def _attempt(
@@ -149,6 +174,7 @@ class Launches:
         now = self.clock()
         row = store.LaunchRow(
             id=launch_id,
+            launcher=request.launcher,
             workload=workload.name,
             policy=chosen,
             platform=request.fingerprint,
@@ -172,16 +198,21 @@ class Launches:
         }
         return _Attempt(view.generation, row, started, detail)
 
-    def _commit_start(self, request: _Request, attempt: _Attempt) -> bool:
-        """Write a start decided from copies if their generation is still the database's."""
+    def _commit_start(self, request: _Request, attempt: _Attempt) -> _Attempt | None:
+        """Write a start decided from copies if their generation is still the database's;
+        the attempt as written (refused if over a limit), or None."""
         with db.lean_transaction(self.engine) as tx:
             if store.generation(tx) != attempt.generation:
-                return False
-            self._record_start(tx, request, attempt)
-        return True
+                return None
+            return self._record_start(tx, request, attempt)
 
-    def _record_start(self, tx: db.Tx, request: _Request, attempt: _Attempt) -> None:
+    def _record_start(self, tx: db.Tx, request: _Request, attempt: _Attempt) -> _Attempt:
+        """Admit the launch under its launcher's limits and write it, or audit the refusal."""
         action = "launch.start"
+        if attempt.refusal is None:
+            limited = self._gate(tx, request.launcher, self.clock())
+            if limited is not None:
+                attempt = replace(attempt, refusal=limited)
         if attempt.refusal is not None:
             exc = attempt.refusal
             self._audit(
@@ -192,8 +223,9 @@ class Launches:
                 reason=exc.reason,
                 detail=_refusal(exc),
                 workload=request.workload,
+                launcher=request.launcher,
             )
-            return
+            return attempt
         row = attempt.row
         if row is None:
             raise _missing("the launch row")
@@ -206,7 +238,9 @@ class Launches:
             workload=row.workload,
             launch=row.id,
             detail=attempt.detail,
+            launcher=row.launcher,
         )
+        return attempt
 
     def _platform(
         self, view: View, conn: sa.Connection | None, request: _Request
@@ -235,28 +269,39 @@ class Launches:
             self.catalog.remember(view, key, Remembered(platform, self.clock()))
         return platform, False
 
-    def launch(self, launch_id: str) -> store.LaunchRow:
+    def launch(self, launch_id: str, *, launcher: str | None = None) -> store.LaunchRow:
+        """A launch; with ``launcher``, only one of its own (else NotFoundError)."""
         with self.engine.connect() as conn:
-            return store.get_launch(conn, launch_id)
+            return store.get_launch(conn, launch_id, launcher)
+
+    def launches(self, **filters: Any) -> list[store.LaunchRow]:
+        """Launches newest first (see :func:`sevlaunch.broker.store.list_launches`)."""
+        with self.engine.connect() as conn:
+            return store.list_launches(conn, **filters)
 
     def finish_launch(
         self,
         launch_id: str,
         report: LaunchSecurityInfo,
         configuration: LaunchConfiguration | None = None,
+        *,
+        launcher: str = store.DEFAULT_LAUNCHER,
     ) -> Released:
-        """Step 11: check the measurement, release the secrets or refuse; each launch once.
+        """Step 11: check the measurement, release the secrets or refuse; each launch once,
+        and only by the launcher that started it (another's launch id is not found).
 
         One transaction reads the launch with its workload's sealed secrets, decides, moves
         the launch out of awaiting-measurement with a conditional UPDATE that one transaction
-        in the whole fleet can win, and writes the audit row; secrets leave once it commits.
+        in the whole fleet can win (erasing its sealed keys), and writes the audit row;
+        secrets leave once it commits.
         """
         now = self.clock()
+        ident = (launch_id, launcher)
         with db.lean_transaction(self.engine) as tx:
-            outcome = self._finish(tx, None, launch_id, (report, configuration), now)
+            outcome = self._finish(tx, None, ident, (report, configuration), now)
         if outcome is None:  # this process has no current copy of the workload
             with self.engine.begin() as conn:
-                outcome = self._finish(conn, conn, launch_id, (report, configuration), now)
+                outcome = self._finish(conn, conn, ident, (report, configuration), now)
                 if outcome is None:
                     raise _missing("the launch finish")
         if isinstance(outcome, LaunchRefusedError):
@@ -267,12 +312,12 @@ class Launches:
         self,
         tx: db.Tx,
         conn: sa.Connection | None,
-        launch_id: str,
+        ident: tuple[str, str],
         report: _Report,
         now: float,
     ) -> Released | LaunchRefusedError | None:
         """Finish in ``tx``; None if the workload must be read and ``conn`` is None."""
-        found = store.finishing(tx, launch_id)
+        found = store.finishing(tx, *ident)
         view = self.catalog.at(found.generation)
         workload = self.catalog.workload(view, conn, found.launch.workload)
         if workload is None:
@@ -303,8 +348,8 @@ class Launches:
             state, reason = store.REFUSED, exc.reason
             detail.update(_refusal(exc))
         if not store.settle_launch(tx, row.id, state, reason, now, instance):
-            # another instance settled it between our read and our update
-            return self._unclaimable(tx, store.finishing(tx, row.id).launch, now)
+            # another instance settled (or expired) it between our read and our update
+            return self._unclaimable(tx, store.finishing(tx, row.id, row.launcher).launch, now)
         self._audit(
             tx,
             LAUNCHER,
@@ -314,13 +359,16 @@ class Launches:
             workload=row.workload,
             launch=row.id,
             detail=detail,
+            launcher=row.launcher,
         )
         return outcome
 
     def _unclaimable(self, tx: db.Tx, row: store.LaunchRow, now: float) -> LaunchRefusedError:
         """Why a launch cannot be claimed (expired, or already used), audited."""
-        if row.state == store.AWAITING and row.expires_at <= now:
-            store.settle_launch(tx, row.id, store.REFUSED, "expired", now, self.settings.instance)
+        late = row.state == store.AWAITING and row.expires_at <= now
+        if late:
+            store.settle_launch(tx, row.id, store.EXPIRED, "expired", now, self.settings.instance)
+        if late or row.state == store.EXPIRED:
             exc = LaunchRefusedError(
                 "expired",
                 f"launch {row.id} expired at {row.expires_at:.0f}; start a new launch "
@@ -342,6 +390,7 @@ class Launches:
             workload=row.workload,
             launch=row.id,
             detail=_refusal(exc),
+            launcher=row.launcher,
         )
         return exc
 
@@ -354,6 +403,8 @@ class Launches:
         configuration: LaunchConfiguration | None,
     ) -> Released:
         """The owner's one decision (:mod:`sevlaunch.owner.decision`), then the secrets."""
+        if row.sealed_keys is None:  # only a settled launch has none, and it never gets here
+            raise LaunchRefusedError("replay", f"launch {row.id} holds no keys any more")
         keys = TransportKeys.from_tk(self.sealer.open(row.sealed_keys, launch_context(row.id)))
         registration = Registration(
             policy=row.policy,
@@ -372,10 +423,6 @@ class Launches:
         header, payload = attest.build_secret(keys, report, values, self.random)
         return Released(row.id, header, payload)
 
-    def expire(self) -> int:
-        with self.engine.begin() as conn:
-            return store.expire_launches(conn, self.clock())
-
 
 def _missing(what: str) -> BrokerError:
     """A decision that read the database still lacked something: a bug, said plainly."""
@@ -390,11 +437,13 @@ def _report(report: LaunchSecurityInfo) -> dict[str, Any]:
     }
 
 
-def _refusal(exc: LaunchRefusedError) -> dict[str, Any]:
+def _refusal(exc: LaunchRefusedError | LimitExceededError) -> dict[str, Any]:
     """A refusal's words for the audit log: the message and, for a mismatch, the diagnosis."""
     detail: dict[str, Any] = {"message": str(exc)}
-    if exc.diagnosis:
+    if isinstance(exc, LaunchRefusedError) and exc.diagnosis:
         detail["diagnosis"] = exc.diagnosis
+    if isinstance(exc, LimitExceededError):
+        detail["retry-after"] = exc.retry_after
     return detail
 
 

@@ -83,12 +83,39 @@ class LaunchOut(_Model):
 class LaunchStateOut(_Model):
     id: str
     workload: str
-    state: str
+    state: str = Field(description="awaiting-measurement, released, refused or expired")
     reason: str | None
     policy: int
     created_at: float = Field(serialization_alias="createdAt")
     expires_at: float = Field(serialization_alias="expiresAt")
     finished_at: float | None = Field(serialization_alias="finishedAt")
+    launcher: str = Field(description="the launcher that started it")
+
+
+class LauncherIn(_Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    max_open: int | None = Field(
+        default=None, ge=1, le=1_000_000, alias="maxOpen", description="open launches at most"
+    )
+    rate: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="new launches a minute"
+    )
+    burst: int | None = Field(default=None, ge=1, le=1_000_000, description="bucket size")
+
+
+class LauncherOut(_Model):
+    name: str
+    created_at: float = Field(serialization_alias="createdAt")
+    revoked_at: float | None = Field(serialization_alias="revokedAt")
+    max_open: int = Field(serialization_alias="maxOpen")
+    rate: float = Field(description="new launches a minute")
+    burst: int
+    open: int = Field(description="launches awaiting a measurement now")
+    defaults: list[str] = Field(description="limits that are the broker's defaults")
+
+
+class NewLauncherOut(LauncherOut):
+    token: str = Field(description="the launcher's bearer token: shown this once only")
 
 
 class ConfigurationIn(_Model):
@@ -124,6 +151,7 @@ class AuditOut(_Model):
     workload: str | None
     launch: str | None
     detail: dict[str, object] | None
+    launcher: str | None
 
 
 class ErrorOut(_Model):

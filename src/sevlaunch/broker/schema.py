@@ -61,7 +61,8 @@ launches = sa.Table(
     ),
     sa.Column("policy", sa.BigInteger, nullable=False),
     sa.Column("platform", sa.String(64), nullable=False),
-    sa.Column("sealed_keys", sa.LargeBinary, nullable=False),
+    # TEK ‖ TIK sealed; erased (NULL) once the launch is released, refused or expired
+    sa.Column("sealed_keys", sa.LargeBinary, nullable=True),
     sa.Column("state", sa.String(24), nullable=False),
     sa.Column("reason", sa.String(48), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -69,6 +70,34 @@ launches = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("created_by", sa.String(64), nullable=False),
     sa.Column("finished_by", sa.String(64), nullable=True),
+    sa.Column("launcher", sa.String(64), nullable=False, server_default="default"),
+)
+#: The open launches only, by launcher and expiry: what a launcher's limit counts and what the
+#: sweeper scans; a launch leaves it when it is settled, so it stays as small as the open set.
+#: Queries must say ``PENDING`` itself (a literal, not a parameter) for the planners to use it.
+PENDING = launches.c.state == sa.literal_column("'awaiting-measurement'")
+sa.Index(
+    "ix_launches_pending",
+    launches.c.launcher,
+    launches.c.expires_at,
+    sqlite_where=PENDING,
+    postgresql_where=PENDING,
+)
+
+# Named launchers: a SHA-256 of each token (never the token), limits (NULL: the serving
+# instance's defaults) and the token bucket of its launch rate.
+launchers = sa.Table(
+    "launchers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("max_open", sa.Integer, nullable=True),
+    sa.Column("rate", sa.Float, nullable=True),
+    sa.Column("burst", sa.Integer, nullable=True),
+    sa.Column("bucket", sa.Float, nullable=True),
+    sa.Column("bucket_at", sa.Float, nullable=True),
 )
 
 chain_cache = sa.Table(
@@ -92,6 +121,7 @@ audit = sa.Table(
     sa.Column("workload", sa.String(64), nullable=True),
     sa.Column("launch", sa.String(32), nullable=True),
     sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("launcher", sa.String(64), nullable=True),
 )
 
 # One row (id 1): a token replaced whenever a trust root or a workload is added or removed, in

@@ -47,16 +47,19 @@ def build_app(
     db_url: str,
     kek_file: str | Path,
     owner_token_file: str | Path,
-    launcher_token_file: str | Path,
+    launcher_token_file: str | Path | None,
     settings: Settings,
     limits: Limits | None = None,
 ) -> FastAPI:
-    """Everything ``serve`` does before listening: secrets read, schema at head, app built."""
+    """Everything ``serve`` does before listening: secrets read, schema at head, app built;
+    the launcher token file's token becomes the ``default`` launcher's."""
     kek = read_kek(kek_file)
     owner = read_service_token(owner_token_file, "owner token file")
-    launcher = read_service_token(launcher_token_file, "launcher token file")
-    if owner == launcher:
-        raise UsageError("the owner and launcher tokens must differ")
+    launcher = None
+    if launcher_token_file is not None:
+        launcher = read_service_token(launcher_token_file, "launcher token file")
+        if owner == launcher:
+            raise UsageError("the owner and launcher tokens must differ")
     os.umask(0o077)  # SQLite makes the database and its -wal/-shm with the process's umask
     directory = sqlite_directory(db_url)
     if directory is not None:

@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.broker import attest, db, store
 from sevlaunch.broker.catalog import Catalog
+from sevlaunch.broker.launchers import Launcher, LauncherLimits, Launchers, NewLauncher
 from sevlaunch.broker.launches import LAUNCHER, Launches, LaunchStarted, Released, Settings
 from sevlaunch.broker.seal import Sealer, secret_context
+from sevlaunch.broker.sweeper import Expiry
 from sevlaunch.crypto import ecc
 from sevlaunch.errors import UsageError
 from sevlaunch.formats.policy import Policy
@@ -32,7 +34,18 @@ log = logging.getLogger("sevlaunch.broker")
 
 OWNER = "owner"
 
-__all__ = ["LAUNCHER", "OWNER", "Broker", "LaunchStarted", "NewWorkload", "Released", "Settings"]
+__all__ = [
+    "LAUNCHER",
+    "OWNER",
+    "Broker",
+    "LaunchStarted",
+    "Launcher",
+    "LauncherLimits",
+    "NewLauncher",
+    "NewWorkload",
+    "Released",
+    "Settings",
+]
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,8 @@ class NewWorkload:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
-class Broker(Launches):
-    """The service: trust roots, workloads, secrets and launches over one engine."""
+class Broker(Launchers, Launches, Expiry):
+    """The service: trust roots, workloads, secrets, launchers and launches over one engine."""
 
     def __init__(
         self,
@@ -65,6 +78,7 @@ class Broker(Launches):
         self.random = random
         self.godh_key = godh_key
         self.catalog = Catalog()
+        self._rate_blocked = {}
 
     # -- audit ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from sevlaunch.broker.db import Prepared, Tx
 from sevlaunch.broker.schema import (
+    PENDING,
     audit,
     catalog,
     chain_cache,
@@ -30,9 +31,12 @@ from sevlaunch.broker.schema import workloads as workloads_t
 from sevlaunch.errors import ConflictError, NotFoundError
 
 AWAITING = "awaiting-measurement"
-MEASURING = "measuring"  # claimed, undecided: written by brokers before revision 0002
 RELEASED = "released"
 REFUSED = "refused"
+EXPIRED = "expired"  # no measurement before expires_at: the sweeper or a late measurement
+STATES = (AWAITING, RELEASED, REFUSED, EXPIRED)
+DEFAULT_LAUNCHER = "default"
+SWEEPER = "sweeper"  # the audit actor of expiries
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class LaunchRow:
     workload: str
     policy: int
     platform: str
-    sealed_keys: bytes = field(repr=False)
+    sealed_keys: bytes | None = field(repr=False)  # None once settled: TEK/TIK erased
     state: str
     reason: str | None
     created_at: float
@@ -72,6 +76,7 @@ class LaunchRow:
     finished_at: float | None
     created_by: str
     finished_by: str | None
+    launcher: str = DEFAULT_LAUNCHER
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,16 @@ class AuditRow:
     workload: str | None
     launch: str | None
     detail: dict[str, Any] | None
+    launcher: str | None = None
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A launch the sweeper expired (its keys erased in the same statement)."""
+
+    id: str
+    workload: str
+    launcher: str
 
 
 def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
@@ -266,7 +281,6 @@ _LAUNCH_COLUMNS = tuple(launches.c[name] for name in _LAUNCH_FIELDS)
 _INSERT_LAUNCH = Prepared(
     launches.insert().values({c.name: sa.bindparam(c.name) for c in _LAUNCH_COLUMNS})
 )
-_SELECT_LAUNCH = sa.select(launches).where(launches.c.id == sa.bindparam("id"))
 _FINISHING = Prepared(
     sa.select(
         *_LAUNCH_COLUMNS,
@@ -279,7 +293,9 @@ _FINISHING = Prepared(
     .select_from(
         launches.outerjoin(workload_secrets, workload_secrets.c.workload == launches.c.workload)
     )
-    .where(launches.c.id == sa.bindparam("id"))
+    .where(
+        (launches.c.id == sa.bindparam("id")) & (launches.c.launcher == sa.bindparam("launcher"))
+    )
 )
 _SETTLE = Prepared(
     sa.update(launches)
@@ -289,6 +305,7 @@ _SETTLE = Prepared(
         reason=sa.bindparam("b_reason"),
         finished_at=sa.bindparam("b_now"),
         finished_by=sa.bindparam("b_instance"),
+        sealed_keys=sa.null(),
     )
 )
 _SELECT_WORKLOAD = sa.select(workloads_t).where(workloads_t.c.name == sa.bindparam("name"))
@@ -304,22 +321,67 @@ def add_launch(tx: Tx, row: LaunchRow) -> None:
     _INSERT_LAUNCH.rowcount(tx, row.__dict__)
 
 
-def get_launch(conn: sa.Connection, launch_id: str) -> LaunchRow:
-    row = conn.execute(_SELECT_LAUNCH, {"id": launch_id}).mappings().first()
+def _no_launch(launch_id: str) -> NotFoundError:
+    """The same answer whether the launch does not exist or belongs to another launcher, so
+    launch ids are no oracle."""
+    return NotFoundError("no-such-launch", f"no launch with id {launch_id}")
+
+
+def get_launch(conn: sa.Connection, launch_id: str, launcher: str | None = None) -> LaunchRow:
+    """A launch; with ``launcher``, only one of that launcher's (else NotFoundError)."""
+    query = sa.select(launches).where(launches.c.id == launch_id)
+    if launcher is not None:
+        query = query.where(launches.c.launcher == launcher)
+    row = conn.execute(query).mappings().first()
     if row is None:
-        raise NotFoundError("no-such-launch", f"no launch with id {launch_id}")
-    return LaunchRow(**row)
+        raise _no_launch(launch_id)
+    return _launch(row)
 
 
-def finishing(tx: Tx, launch_id: str) -> Finishing:
-    """The launch, its workload's sealed secrets and the catalog generation, in one read."""
-    rows = _FINISHING.rows(tx, {"id": launch_id, "catalog_id": CATALOG_ROW})
+def _launch(row: sa.RowMapping) -> LaunchRow:
+    values = dict(row)
+    if values["sealed_keys"] is not None:
+        values["sealed_keys"] = bytes(values["sealed_keys"])
+    return LaunchRow(**values)
+
+
+def list_launches(
+    conn: sa.Connection,
+    *,
+    launcher: str | None = None,
+    workload: str | None = None,
+    state: str | None = None,
+    before: float | None = None,
+    limit: int = 100,
+) -> list[LaunchRow]:
+    """Launches, newest first; ``before`` pages on ``created_at``."""
+    columns = [c for c in launches.c if c.name != "sealed_keys"]
+    query = sa.select(*columns)
+    for column, value in (
+        (launches.c.launcher, launcher),
+        (launches.c.workload, workload),
+        (launches.c.state, state),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if before is not None:
+        query = query.where(launches.c.created_at < before)
+    query = query.order_by(launches.c.created_at.desc(), launches.c.id).limit(limit)
+    # the keys are never read for a listing: every row says None, sealed or not
+    return [LaunchRow(**r, sealed_keys=None) for r in conn.execute(query).mappings()]
+
+
+def finishing(tx: Tx, launch_id: str, launcher: str) -> Finishing:
+    """``launcher``'s launch, its workload's sealed secrets and the catalog generation, in one
+    read (NotFoundError if there is no such launch of this launcher)."""
+    rows = _FINISHING.rows(tx, {"id": launch_id, "launcher": launcher, "catalog_id": CATALOG_ROW})
     if not rows:
-        raise NotFoundError("no-such-launch", f"no launch with id {launch_id}")
+        raise _no_launch(launch_id)
     n = len(_LAUNCH_COLUMNS)
     first = rows[0]
     launch = dict(zip(_LAUNCH_FIELDS, first[:n], strict=True))
-    launch["sealed_keys"] = bytes(launch["sealed_keys"])  # a driver may hand out a memoryview
+    if launch["sealed_keys"] is not None:  # a driver may hand out a memoryview
+        launch["sealed_keys"] = bytes(launch["sealed_keys"])
     sealed = {str(r[n]): bytes(r[n + 1]) for r in rows if r[n] is not None}
     return Finishing(LaunchRow(**launch), sealed, str(first[n + 2]))
 
@@ -332,8 +394,8 @@ def settle_launch(
     now: float,
     instance: str,
 ) -> bool:
-    """Move a launch out of awaiting-measurement; True for at most one caller in the whole
-    fleet, because the database applies the conditional UPDATE once."""
+    """Move a launch out of awaiting-measurement and erase its sealed keys; True for at most
+    one caller in the whole fleet, because the database applies the conditional UPDATE once."""
     params = {
         "b_id": launch_id,
         "b_from": AWAITING,
@@ -345,15 +407,30 @@ def settle_launch(
     return _SETTLE.rowcount(tx, params) == 1
 
 
-def expire_launches(conn: sa.Connection, now: float) -> int:
-    """Mark launches past their TTL as refused (reason ``expired``); how many there were."""
-    return int(
-        conn.execute(
-            sa.update(launches)
-            .where((launches.c.state == AWAITING) & (launches.c.expires_at <= now))
-            .values(state=REFUSED, reason="expired", finished_at=now)
-        ).rowcount
+def expire_launches(conn: sa.Connection, now: float, instance: str, batch: int) -> list[Expired]:
+    """Expire up to ``batch`` launches past their TTL and erase their keys, in one statement.
+
+    On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: sweepers of several
+    instances take disjoint rows and never wait on a launch being finished; the outer
+    condition keeps an UPDATE from touching a launch settled meanwhile. On SQLite the caller's
+    transaction holds the write lock.
+    """
+    due = (
+        sa.select(launches.c.id)
+        .where(PENDING, launches.c.expires_at <= now)
+        .order_by(launches.c.expires_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
     )
+    statement = (
+        sa.update(launches)
+        .where(launches.c.id.in_(due.scalar_subquery()), PENDING)
+        .values(
+            state=EXPIRED, reason="expired", finished_at=now, finished_by=instance, sealed_keys=None
+        )
+        .returning(launches.c.id, launches.c.workload, launches.c.launcher)
+    )
+    return [Expired(*row) for row in conn.execute(statement)]
 
 
 # -- audit -------------------------------------------------------------------------------------
@@ -371,6 +448,7 @@ def add_audit(
     workload: str | None = None,
     launch: str | None = None,
     detail: Mapping[str, Any] | None = None,
+    launcher: str | None = None,
 ) -> None:
     _INSERT_AUDIT.rowcount(
         tx,
@@ -384,6 +462,7 @@ def add_audit(
             "workload": workload,
             "launch": launch,
             "detail": _JSON.encode(dict(detail)) if detail else None,
+            "launcher": launcher,
         },
     )
 
@@ -398,12 +477,16 @@ def list_audit(
     limit: int = 100,
     workload: str | None = None,
     launch: str | None = None,
+    launcher: str | None = None,
 ) -> Sequence[AuditRow]:
     query = sa.select(audit).where(audit.c.id > after)
-    if workload is not None:
-        query = query.where(audit.c.workload == workload)
-    if launch is not None:
-        query = query.where(audit.c.launch == launch)
+    for column, value in (
+        (audit.c.workload, workload),
+        (audit.c.launch, launch),
+        (audit.c.launcher, launcher),
+    ):
+        if value is not None:
+            query = query.where(column == value)
     rows = conn.execute(query.order_by(audit.c.id).limit(limit)).mappings()
     return [
         AuditRow(**{**r, "detail": json.loads(r["detail"]) if r["detail"] else None}) for r in rows

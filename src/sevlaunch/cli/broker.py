@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -14,32 +13,12 @@ from sevlaunch.cli._conn import (
     LAUNCHER_TOKEN_ENV,
     OWNER_TOKEN_ENV,
     Conn,
-    broker_connection,
     limits_of,
     server_options,
-    token_file,
 )
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
+from sevlaunch.cli.broker_admin import client_options, launch, launcher, owner_client, when
 from sevlaunch.cli.owner.digest import EsOptions, es_options
-
-
-def _client(conn: Conn) -> Any:
-    from sevlaunch.broker.client import BrokerClient, read_token
-
-    path = token_file(conn.token_file, "--owner-token-file", OWNER_TOKEN_ENV)
-    return BrokerClient(
-        conn.address,
-        read_token(path),
-        ca_file=conn.ca_file,
-        insecure_plain_http=conn.insecure_plain_http,
-    )
-
-
-client_options = broker_connection("owner")
-
-
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @click.group()
@@ -79,17 +58,41 @@ def broker() -> None:
 )
 @click.option(
     "--launcher-token-file",
-    required=True,
     envvar=LAUNCHER_TOKEN_ENV,
     show_envvar=True,
     type=click.Path(dir_okay=False),
-    help="File holding the launchers' token (mode 0600): launches only.",
+    help="File holding the token (mode 0600) of the launcher named 'default'; other "
+    "launchers get theirs from 'broker launcher add'.",
 )
 @click.option(
     "--launch-ttl",
     default=600.0,
     show_default=True,
-    help="Seconds a launch may wait for its measurement.",
+    help="Seconds a launch may wait for its measurement; then it expires, keys erased.",
+)
+@click.option(
+    "--sweep-interval",
+    default=5.0,
+    show_default=True,
+    help="Seconds between this instance's sweeps for expired launches (0: never).",
+)
+@click.option(
+    "--launcher-max-open",
+    default=500,
+    show_default=True,
+    help="Default limit of a launcher's launches awaiting a measurement.",
+)
+@click.option(
+    "--launcher-rate",
+    default=600.0,
+    show_default=True,
+    help="Default limit of a launcher's new launches a minute.",
+)
+@click.option(
+    "--launcher-burst",
+    default=200,
+    show_default=True,
+    help="Default number of launches a launcher may start at once within its rate.",
 )
 @click.option("--instance", default=None, help="Name of this instance in launches and audit.")
 @click.option("--no-chain-cache", is_flag=True, help="Verify every chain, even a known one.")
@@ -106,8 +109,12 @@ def serve(
     kek_file: str,
     listen: str,
     owner_token_file: str,
-    launcher_token_file: str,
+    launcher_token_file: str | None,
     launch_ttl: float,
+    sweep_interval: float,
+    launcher_max_open: int,
+    launcher_rate: float,
+    launcher_burst: int,
     instance: str | None,
     no_chain_cache: bool,
     log_level: str,
@@ -116,7 +123,10 @@ def serve(
     insecure_plain_http: bool,
     **limits: Any,
 ) -> None:
-    """Run the broker; the database is upgraded to the newest schema first."""
+    """Run the broker; the database is upgraded to the newest schema first.
+
+    Every instance sweeps expired launches; several may share one PostgreSQL database.
+    """
     import logging
     import os
     import socket
@@ -124,16 +134,18 @@ def serve(
     from sevlaunch import _http, _listen
     from sevlaunch.broker.server import build_app
     from sevlaunch.broker.server import serve as run
-    from sevlaunch.broker.service import Settings
+    from sevlaunch.broker.service import LauncherLimits, Settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    settings = Settings(
-        launch_ttl=launch_ttl,
-        use_chain_cache=not no_chain_cache,
-        instance=instance or f"{socket.gethostname()}:{os.getpid()}",
-    )
     bounds = limits_of(limits)
     with errors_to_exit(code=EXIT_USAGE):
+        settings = Settings(
+            launch_ttl=launch_ttl,
+            use_chain_cache=not no_chain_cache,
+            instance=instance or f"{socket.gethostname()}:{os.getpid()}",
+            launcher_limits=LauncherLimits(launcher_max_open, launcher_rate, launcher_burst),
+            sweep_interval=sweep_interval,
+        )
         address = _http.parse(listen, what="broker listener")
         tls = _listen.Tls.of(tls_cert, tls_key)
         _listen.check(address, tls, insecure_plain_http=insecure_plain_http)
@@ -297,7 +309,7 @@ def workload_add(
             )
         values = dict(_parse_secret(s) for s in secrets)
         found = _digests(digests, firmware, kernel, initrd, append, es_options)
-        with _client(broker) as client:
+        with owner_client(broker) as client:
             out = client.add_workload(
                 name,
                 parsed,
@@ -328,7 +340,7 @@ def _print_workload(w: dict[str, Any], as_json: bool) -> None:
 @json_option
 def workload_list(broker: Conn, as_json: bool) -> None:
     """List workloads."""
-    with errors_to_exit(as_json=as_json), _client(broker) as client:
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.workloads()
     if as_json:
         emit_json(rows)
@@ -346,7 +358,7 @@ def workload_list(broker: Conn, as_json: bool) -> None:
 @json_option
 def workload_show(name: str, broker: Conn, as_json: bool) -> None:
     """Show one workload (secret GUIDs, never their values)."""
-    with errors_to_exit(as_json=as_json), _client(broker) as client:
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         out = client.workload(name)
     _print_workload(out, as_json)
 
@@ -356,7 +368,7 @@ def workload_show(name: str, broker: Conn, as_json: bool) -> None:
 @client_options
 def workload_remove(name: str, broker: Conn) -> None:
     """Remove a workload, its secrets and its pending launches."""
-    with errors_to_exit(), _client(broker) as client:
+    with errors_to_exit(), owner_client(broker) as client:
         client.remove_workload(name)
     click.echo(f"removed workload {name}")
 
@@ -377,7 +389,7 @@ def secret() -> None:
 def secret_set(workload_name: str, guid: str, file: str, broker: Conn) -> None:
     """Set secret GUID (or alias such as luks-key) of WORKLOAD to the bytes of FILE."""
     value = read_file(file, "secret")
-    with errors_to_exit(), _client(broker) as client:
+    with errors_to_exit(), owner_client(broker) as client:
         client.set_secret(workload_name, guid, value)
     click.echo(f"secret {guid} of {workload_name} set ({len(value)} bytes, sealed)")
 
@@ -397,7 +409,7 @@ def trust() -> None:
 def trust_add(file: str, name: str | None, broker: Conn, as_json: bool) -> None:
     """Trust the ARK in FILE (an ARK alone, or ASK ‖ ARK as AMD publishes it)."""
     data = read_file(file, "trust root")
-    with errors_to_exit(as_json=as_json), _client(broker) as client:
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         out = client.add_root(data, name)
     if as_json:
         emit_json(out)
@@ -411,7 +423,7 @@ def trust_add(file: str, name: str | None, broker: Conn, as_json: bool) -> None:
 @json_option
 def trust_list(broker: Conn, as_json: bool) -> None:
     """List trust roots."""
-    with errors_to_exit(as_json=as_json), _client(broker) as client:
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.roots()
     if as_json:
         emit_json(rows)
@@ -428,13 +440,14 @@ def trust_list(broker: Conn, as_json: bool) -> None:
 @client_options
 def trust_remove(name: str, broker: Conn) -> None:
     """Stop trusting a root (cached chain verifications are dropped too)."""
-    with errors_to_exit(), _client(broker) as client:
+    with errors_to_exit(), owner_client(broker) as client:
         client.remove_root(name)
     click.echo(f"removed trust root {name}")
 
 
 @broker.command()
 @click.option("--after", default=0, help="Only entries after this id.")
+@click.option("--launcher", "launcher_name", default=None, help="Only this launcher's entries.")
 @click.option("--limit", default=100, show_default=True, help="At most this many entries.")
 @click.option("--workload", "workload_name", default=None, help="Only this workload's entries.")
 @click.option("--launch", default=None, help="Only this launch's entries (its id).")
@@ -442,19 +455,26 @@ def trust_remove(name: str, broker: Conn) -> None:
 @json_option
 def audit(
     after: int,
+    launcher_name: str | None,
     limit: int,
     workload_name: str | None,
     launch: str | None,
     broker: Conn,
     as_json: bool,
 ) -> None:
-    """Show the audit log: every decision the broker made."""
-    with errors_to_exit(as_json=as_json), _client(broker) as client:
-        rows = client.audit(after=after, limit=limit, workload=workload_name, launch=launch)
+    """Show the audit log: every decision the broker made (expiries are 'launch.expire')."""
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
+        rows = client.audit(
+            after=after, limit=limit, workload=workload_name, launch=launch, launcher=launcher_name
+        )
     if as_json:
         emit_json(rows)
         return
     for r in rows:
-        parts = [str(r["id"]), _when(r["at"]), r["instance"], r["actor"], r["action"], r["outcome"]]
-        parts += [f"{k}={r[k]}" for k in ("reason", "workload", "launch") if r[k]]
+        parts = [str(r["id"]), when(r["at"]), r["instance"], r["actor"], r["action"], r["outcome"]]
+        parts += [f"{k}={r[k]}" for k in ("reason", "workload", "launch", "launcher") if r.get(k)]
         click.echo("  ".join(parts))
+
+
+broker.add_command(launcher)
+broker.add_command(launch)
