@@ -4,7 +4,7 @@ directly over QMP, in the same run.
 A full launch is define → start paused → read the measurement → inject the secret → resume →
 guest booted. Through the API it is those six calls against ``sevlaunch host serve`` on a Unix
 socket. Baseline: this script spawns ``sevlaunch-vmm`` itself with the argv the host manager
-builds (:func:`sevlaunch.host.qemu_cmdline.build_launch_plan`), writes the same 0600 blobs,
+builds (:func:`sevlaunch.host.qemu.build_launch_plan`), writes the same 0600 blobs,
 and runs ``query-sev-launch-measure``, ``query-sev``, ``sev-inject-launch-secret`` and
 ``cont`` with qemu.qmp, waiting for the guest's boot event. Both sides use one emulated
 platform service and the same firmware (1 MiB, no kernel).
@@ -36,7 +36,7 @@ from qemu.qmp import QMPClient
 
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.host.domxml import Domain
-from sevlaunch.host.qemu_cmdline import LaunchPaths, build_launch_plan
+from sevlaunch.host.qemu import LaunchPaths, build_launch_plan
 from sevlaunch.owner.measurement import decode_measurement
 from sevlaunch.owner.secret import build_packet, secret_table
 from sevlaunch.vmm.ovmf_image import make_image

@@ -47,16 +47,16 @@ def test_define_assigns_a_uuid_and_redefine_keeps_it(
     short_dir: Path, platform: Platform, media: Media
 ) -> None:
     async def body(m: HostManager) -> None:
-        first = m.define(sev_domain_xml("d", media, None, kernel=False, disk=False))
-        again = m.define(sev_domain_xml("d", media, None, kernel=False, disk=False))
+        first = await m.define(sev_domain_xml("d", media, None, kernel=False, disk=False))
+        again = await m.define(sev_domain_xml("d", media, None, kernel=False, disk=False))
         assert first.uuid == again.uuid
         assert f"<uuid>{first.uuid}</uuid>" in m.dumpxml("d")
         assert m.domain(first.uuid).name == "d"
         clash = m.dumpxml("d").replace("<name>d</name>", "<name>e</name>")
         with pytest.raises(HostError, match="already defined with uuid"):
-            m.define(clash)
+            await m.define(clash)
         with pytest.raises(DomainXMLError):
-            m.define("<domain type='kvm'><name>broken</name></domain")
+            await m.define("<domain type='kvm'><name>broken</name></domain")
         m.undefine("d")
         assert m.list_domains(all_domains=True) == []
 
@@ -70,7 +70,9 @@ def test_sev_start_fills_geometry_from_the_cached_probe_and_writes_private_blobs
 
     async def body(m: CountingManager) -> None:
         info = await m.node_sev_info()
-        m.define(sev_domain_xml("geo", media, owner, kernel=False, disk=False, geometry=False))
+        await m.define(
+            sev_domain_xml("geo", media, owner, kernel=False, disk=False, geometry=False)
+        )
         row = await m.start("geo", paused=True)
         assert m.probes == 1  # start used the cache
         argv = Path(f"/proc/{row.pid}/cmdline").read_bytes().split(b"\0")
@@ -98,7 +100,7 @@ def test_one_domain_starts_once_when_asked_twice_at_the_same_time(
     short_dir: Path, platform: Platform, media: Media
 ) -> None:
     async def body(m: HostManager) -> tuple[object, ...]:
-        m.define(sev_domain_xml("once", media, None, kernel=False, disk=False, small=True))
+        await m.define(sev_domain_xml("once", media, None, kernel=False, disk=False, small=True))
         return await asyncio.gather(
             m.start("once", paused=True), m.start("once", paused=True), return_exceptions=True
         )
@@ -116,7 +118,7 @@ def test_a_failed_start_is_recorded_with_the_hypervisors_words(
     xml = xml.replace(str(media.firmware), str(short_dir / "missing.fd"))
 
     async def body(m: HostManager) -> HostError:
-        m.define(xml)
+        await m.define(xml)
         with pytest.raises(HostError) as caught:
             await m.start("bad")
         return caught.value
@@ -142,7 +144,7 @@ def test_a_missing_stored_secret_is_secret_not_found(
         godh = m.secret_define("<secret ephemeral='no' private='yes'/>")
         session = m.secret_define("<secret ephemeral='no' private='yes'/>")
         m.secret_set_value(godh, b"not used")
-        m.define(
+        await m.define(
             sev_domain_xml("ref", media, None, kernel=False, disk=False, secrets=(godh, session))
         )
         with pytest.raises(HostError) as caught:
@@ -162,7 +164,7 @@ def test_events_name_lifecycle_and_launch_steps(
     async def body(m: HostManager) -> list[dict[str, Any]]:
         seen: list[dict[str, Any]] = []
         async with m.events.subscribe() as queue:
-            m.define(sev_domain_xml("ev", media, owner, kernel=False, disk=False))
+            await m.define(sev_domain_xml("ev", media, owner, kernel=False, disk=False))
             await m.start("ev", paused=True)
             await m.destroy("ev")
             while not queue.empty():
@@ -186,7 +188,7 @@ def test_a_second_manager_finds_the_guests_of_the_first(
     short_dir: Path, platform: Platform, media: Media
 ) -> None:
     async def first(m: HostManager) -> int:
-        m.define(sev_domain_xml("kept", media, None, kernel=False, disk=False, small=True))
+        await m.define(sev_domain_xml("kept", media, None, kernel=False, disk=False, small=True))
         row = await m.start("kept", paused=True)
         m._runtime.clear()  # forget it, as a killed daemon would: close() leaves it running
         assert row.pid is not None

@@ -47,26 +47,33 @@ def plain_xml(name: str, os_extra: str = "") -> str:
     return (
         f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
         f"<os><type arch='x86_64' machine='q35'>hvm</type>{os_extra}</os>"
-        "<devices><serial type='null'/></devices></domain>"
+        "<features><acpi/></features><devices><serial type='null'/></devices></domain>"
     )
 
 
 def full_xml(short_dir: Path) -> str:
-    """Every device form the driver emits: pflash code + NVRAM copy, a virtio disk, a file
-    serial, a CPU model, two vCPUs, a UUID."""
+    """Every device form the driver emits, as libvirt 9.0 would: pflash code + NVRAM copy, a
+    virtio disk, a SATA disk and CD-ROM, a file serial and a pty one, the default USB
+    controller and balloon and their root ports, a CPU model, two vCPUs, a UUID."""
     vars_copy, disk = short_dir / "VARS.fd", short_dir / "disk.img"
+    sata, cdrom = short_dir / "sata.img", short_dir / "cd.iso"
     shutil.copyfile(OVMF.with_name("OVMF_VARS_4M.fd"), vars_copy)
-    disk.write_bytes(bytes(1 << 20))
+    for image in (disk, sata, cdrom):
+        image.write_bytes(bytes(1 << 20))
     return (
         "<domain type='qemu'><name>plain</name><uuid>8d1f0bd2-3c1e-4d6b-9f1a-2b8e7c6d5a4f</uuid>"
         "<memory unit='MiB'>128</memory><vcpu>2</vcpu>"
         "<os><type arch='x86_64' machine='q35'>hvm</type>"
         f"<loader readonly='yes' type='pflash'>{OVMF}</loader><nvram>{vars_copy}</nvram></os>"
-        "<cpu mode='custom'><model>qemu64</model></cpu><devices>"
+        "<features><acpi/></features><cpu mode='custom'><model>qemu64</model></cpu><devices>"
         f"<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{disk}'/>"
         "<target dev='vda' bus='virtio'/></disk>"
+        f"<disk type='file' device='disk'><source file='{sata}'/><target dev='sda' bus='sata'/>"
+        "</disk>"
+        f"<disk type='file' device='cdrom'><source file='{cdrom}'/><target dev='sdb' bus='sata'/>"
+        "</disk>"
         f"<serial type='file'><source path='{short_dir / 'state/log/plain/serial0.log'}'/>"
-        "</serial>"
+        "</serial><serial type='pty'/>"
         "</devices></domain>"
     )
 
@@ -86,7 +93,7 @@ def test_plain_domain_starts_paused_resumes_and_is_destroyed(
     }[firmware]()
 
     async def body(m: HostManager) -> None:
-        m.define(xml)
+        await m.define(xml)
         row = await m.start("plain", paused=True)
         assert (row.state, row.pid is not None) == ("paused", True)
         status = await driver.qmp_execute(m._runtime[row.uuid].client, "query-status")
@@ -106,25 +113,25 @@ def test_plain_domain_starts_paused_resumes_and_is_destroyed(
 
     run(short_dir / "state", body)
     logs = sorted(p.name for p in (short_dir / "state/log/plain").iterdir())
-    assert logs == (["serial0.log"] if firmware == "ovmf-nvram-disk-serial" else ["console.log"])
+    full = ["serial0.log", "serial1.log"]
+    assert logs == (full if firmware == "ovmf-nvram-disk-serial" else ["console.log"])
 
 
-def test_sev_domain_fails_naming_the_missing_sev_support(
+def test_sev_domain_is_refused_at_define_naming_the_missing_sev_support(
     short_dir: Path, platform: Platform, media: Media
 ) -> None:
     owner = owner_session(platform, short_dir / "owner")
     xml = sev_domain_xml("sev", media, owner, kernel=False, disk=False, virt="qemu")
 
     async def body(m: HostManager) -> HostError:
-        m.define(xml)
         with pytest.raises(HostError) as caught:
-            await m.start("sev", paused=True)
-        assert m.domain("sev").state == "shutoff"
+            await m.define(xml)
+        assert m.list_domains(all_domains=True) == []
         return caught.value
 
     error = run(short_dir / "state", body)
     assert error.kind == "unsupported configuration"
-    assert "'sev' launch security is not supported with this QEMU binary" in str(error)
+    assert error.detail.startswith("SEV launch security is not supported with this QEMU binary")
     assert "QEMU does not support SEV guest" in str(error)
     # QEMU's own words: "KVM not enabled" under TCG, "SEV is not enabled in KVM" with KVM
     assert re.search(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sevlaunch.errors import VmmStartupError
 from sevlaunch.vmm import main as vmm_main
 from sevlaunch.vmm.cmdline import parse_cmdline
 from tests.vmm import libvirt_argv
@@ -423,3 +424,34 @@ def test_the_sev_device_is_found_without_an_environment(
         ]
     )
     assert vmm_main.sev_device_path(explicit, str(fixed), str(dev)) == "/x.sock"
+
+
+def test_a_host_device_node_must_be_a_device(tmp_path: Path) -> None:
+    """QEMU's file-posix: ``host_device`` opens block and character devices only."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(512))
+    storage = {"driver": "host_device", "filename": str(image), "node-name": "s"}
+    config = parse_cmdline(["-blockdev", json.dumps(storage), "-bios", str(image)])
+    with pytest.raises(VmmStartupError, match="'host_device' driver requires"):
+        vmm_main.machine_spec(config)
+    char = dict(storage, filename="/dev/null")
+    spec = vmm_main.machine_spec(
+        parse_cmdline(["-blockdev", json.dumps(char), "-bios", str(image)])
+    )
+    assert spec.firmware == image
+
+
+def test_linux_names_the_disks_by_their_bus() -> None:
+    config = parse_cmdline(
+        [
+            "-machine",
+            "pc",
+            "-drive",
+            "file=/a,if=virtio",
+            "-drive",
+            "file=/b,if=ide",
+            "-drive",
+            "file=/c,if=virtio",
+        ]
+    )
+    assert vmm_main.guest_disk_names(config.disks) == ("vda", "sda", "vdb")

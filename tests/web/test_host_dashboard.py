@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -25,7 +26,7 @@ SECRET_VALUE = b"the-host-secret-value-never-shown"
 
 def _define(manager: NodeManager, name: str) -> DomainRow:
     art = Artifacts(*(Path(f"/srv/{n}") for n in ("fw", "bad", "vmlinuz", "initrd", "disk", "pw")))
-    return manager.define(domain_xml(name, art, art.firmware))
+    return asyncio.run(manager.define(domain_xml(name, art, art.firmware)))
 
 
 def _steps(manager: NodeManager, row: DomainRow, launch: int, upto: int) -> None:

@@ -1,2 +1,3 @@
 """The host manager (libvirt's role): domain XML, secrets, the QEMU command line, and the
-daemon that runs guests. ``domxml``, ``secrets`` and ``qemu_cmdline`` do no IO of their own."""
+daemon that runs guests. ``domxml``, ``secrets``, ``validate``, ``logs`` and ``qemu`` do no IO
+of their own."""

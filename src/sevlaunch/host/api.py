@@ -137,7 +137,7 @@ def _routes(app: FastAPI, m: HostManager) -> None:
 
     @app.post("/v1/domains", summary="virDomainDefineXML")
     async def define(xml: Annotated[str, Body(media_type="application/xml")]) -> DomainInfo:
-        return DomainInfo.of(m.define(xml))
+        return DomainInfo.of(await m.define(xml))
 
     @app.get("/v1/domains/{name}", summary="virDomainGetInfo")
     async def get_domain(name: str) -> DomainInfo:
@@ -206,10 +206,10 @@ def _routes(app: FastAPI, m: HostManager) -> None:
     ) -> DomainInfo:
         try:
             await m.wait_booted(name, timeout)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise HostError(
                 "operation failed", f"the guest did not report its boot within {timeout} s"
-            ) from None
+            ) from exc
         return DomainInfo.of(m.domain(name))
 
     @app.get(
@@ -246,8 +246,8 @@ def _routes(app: FastAPI, m: HostManager) -> None:
 
         try:
             value = base64.b64decode(body.value, validate=True)
-        except (binascii.Error, ValueError):
-            raise HostError("invalid argument", "secret value must be base64") from None
+        except (binascii.Error, ValueError) as exc:
+            raise HostError("invalid argument", "secret value must be base64") from exc
         m.secret_set_value(uuid, value)
         return {}
 

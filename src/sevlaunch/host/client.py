@@ -41,7 +41,7 @@ def read_token(token_file: str | None) -> str | None:
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
-        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from exc
 
 
 class HostClient:
@@ -94,7 +94,7 @@ class HostClient:
             raise HostError(
                 "failed to connect to the host manager",
                 _http.unreachable(exc, self.address, self.ca_file, _HINT),
-            ) from None
+            ) from exc
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("application/json"):

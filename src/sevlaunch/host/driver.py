@@ -101,7 +101,7 @@ async def spawn(
     except OSError as exc:
         raise HostError(
             "internal error", f"cannot execute binary {binary}: {exc.strerror}"
-        ) from None
+        ) from exc
     finally:
         os.close(log)
 

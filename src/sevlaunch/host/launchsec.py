@@ -58,8 +58,10 @@ def check_secret_request(sev: LaunchSecurity | None, params: Mapping[str, Any]) 
     for name in ("sev-secret-header", "sev-secret"):
         try:
             base64.b64decode(params[name], validate=True)
-        except (binascii.Error, ValueError):
-            raise HostError("invalid argument", f"parameter '{name}' is not valid base64") from None
+        except (binascii.Error, ValueError) as exc:
+            raise HostError(
+                "invalid argument", f"parameter '{name}' is not valid base64", field=name
+            ) from exc
 
 
 def inject_arguments(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ port 0 is the console: a pty or the implicit port of a domain without one is log
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from sevlaunch.errors import DomainXMLError
@@ -36,10 +36,24 @@ class SerialOutput:
     log_append: bool
 
 
+def serial_ports(domain: Domain) -> tuple[SerialConfig, ...]:
+    """The domain's serial ports with libvirt's post-parse: a ``<console type='pty'>`` alone is
+    serial port 0 (a pty), and a port without ``<target port>`` takes the highest port in use
+    plus one, in order (virDomainDefPostParse)."""
+    serials = domain.serials
+    if not serials and any(tag == "console" for tag, _ in domain.device_elements()):
+        serials = (SerialConfig(type="pty"),)
+    ports = [s.port for s in serials]
+    for index, port in enumerate(ports):
+        if port is None:
+            ports[index] = max((p for p in ports if p is not None), default=-1) + 1
+    return tuple(replace(s, port=p) for s, p in zip(serials, ports, strict=True))
+
+
 def serial_outputs(domain: Domain, log_directory: PurePosixPath | Path) -> list[SerialOutput]:
     """Each serial port's files; a pty or null port without ``<log>`` gets the default log."""
     outputs = []
-    for index, serial in enumerate(domain.serials):
+    for index, serial in enumerate(serial_ports(domain)):
         path = serial.path if serial.type == "file" else None
         log = serial.log_file
         append = bool(serial.log_append)
@@ -69,7 +83,8 @@ def check_log_paths(domain: Domain, log_directory: Path) -> None:
     """Define-time: every file a serial port writes lies directly in the log directory, and no
     two ports write the same file."""
     seen: dict[str, int] = {}
-    for output, serial in zip(serial_outputs(domain, log_directory), domain.serials, strict=True):
+    ports = serial_ports(domain)
+    for output, serial in zip(serial_outputs(domain, log_directory), ports, strict=True):
         for what, path in (("source path", output.path), ("log file", output.log)):
             if path is None:
                 continue

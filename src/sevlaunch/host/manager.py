@@ -1,12 +1,11 @@
 """The host manager (libvirt's role for SEV guests): domains, their lifecycle, node SEV info,
 launch security info and state, secrets, events, and restart safety.
 
-One :class:`HostManager` per host. Calls on one domain serialise on a per-domain job lock, as
-libvirt's domain jobs do; different domains proceed concurrently. The pieces live beside it:
-:mod:`~sevlaunch.host.probe` (capability probe and cache), :mod:`~sevlaunch.host.recovery`
-(guests found again after a restart), :mod:`~sevlaunch.host.launchsec` (launch security rules),
-:mod:`~sevlaunch.host.startplan` (files and argv of a start), :mod:`~sevlaunch.host.timeline`
-(launch steps) and :mod:`~sevlaunch.host.runtime` (a running hypervisor).
+One :class:`HostManager` per host. The pieces live beside it: :mod:`~sevlaunch.host.guests`
+(the running hypervisors, their locks and events), :mod:`~sevlaunch.host.launch` (a start),
+:mod:`~sevlaunch.host.validate` (define-time checks), :mod:`~sevlaunch.host.probe` (capability
+probe and cache), :mod:`~sevlaunch.host.recovery` (guests found again after a restart),
+:mod:`~sevlaunch.host.launchsec` (launch security rules), :mod:`~sevlaunch.host.secretstore`.
 """
 
 from __future__ import annotations
@@ -14,37 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import shutil
 import time
 import uuid as uuidlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sevlaunch.errors import DomainXMLError, HostError, SevlaunchError
-from sevlaunch.host import driver, launchsec, logs, platform_port, probe, recovery
+from sevlaunch.errors import DomainXMLError, HostError
+from sevlaunch.host import driver, launch, launchsec, logs, probe, recovery
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
-from sevlaunch.host.qemu_cmdline import HostSevDefaults
+from sevlaunch.host.guests import Guests
 from sevlaunch.host.runtime import (
-    GUEST_BOOTED_EVENT,
-    MEASUREMENT_EVENT,
     Runtime,
-    as_dict,
     invalid,
-    no_domain,
-    quiet_disconnect,
     remove_domain_dirs,
-    remove_run_files,
     resolve_binary,
-    stopped_detail,
     sweep_orphans,
 )
 from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
-from sevlaunch.host.startplan import blobs_detail, prepare_start
 from sevlaunch.host.store import DomainRow, Store
-from sevlaunch.host.timeline import GUEST_BOOTED, GUEST_HALTED, record_step
+from sevlaunch.host.validate import validate_define
 from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, Outcome, Step
 
 
@@ -60,10 +50,16 @@ class HostManager:
         self.qemu = resolve_binary(qemu)
         self.platform = platform
         self.events = EventBus()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._runtime: dict[str, Runtime] = {}
+        self.guests = Guests(self.store, self.events, platform)
         self._sev_cache = probe.SevInfoCache(self._probe_sev)
         self.secrets = SecretStore(self.store)
+
+    @property
+    def _runtime(self) -> dict[str, Runtime]:
+        return self.guests.runtime
+
+    def _row(self, key: str) -> DomainRow:
+        return self.guests.row(key)
 
     # ---- start-up and shut-down of the manager itself
 
@@ -82,7 +78,7 @@ class HostManager:
             return
         if pid is not None:  # alive, ours (its argv names our run dir), but no monitor
             await driver.terminate(pid)
-        await self._cleanup_async(row, "crashed")
+        await self.guests.cleanup_async(row, "crashed")
 
     async def _reattach(self, row: DomainRow, pid: int, paths: driver.RunPaths) -> bool:
         """Connect to a guest that outlived the manager; False when its monitor is gone."""
@@ -92,7 +88,7 @@ class HostManager:
         client, running = found
         runtime = Runtime(pid, client, paths)
         recovery.restore_progress(runtime, self.store.steps(row.uuid, row.launch))
-        self._attach(row, runtime, proc=None)
+        self.guests.attach(row, runtime, None)
         self.store.set_runtime(
             row.uuid,
             state="running" if running else "paused",
@@ -103,23 +99,8 @@ class HostManager:
 
     async def close(self) -> None:
         """Stop watching guests; they keep running, as they do when libvirtd stops."""
-        for runtime in list(self._runtime.values()):
-            for task in (runtime.watcher, runtime.events):
-                if task is not None:
-                    task.cancel()
-            with contextlib.suppress(Exception):
-                await runtime.client.disconnect()
-        self._runtime.clear()
+        await self.guests.close()
         self.store.close()
-
-    def _lock(self, uuid: str) -> asyncio.Lock:
-        return self._locks.setdefault(uuid, asyncio.Lock())
-
-    def _row(self, key: str) -> DomainRow:
-        row = self.store.domain(key)
-        if row is None:
-            raise no_domain(key)
-        return row
 
     # ---- node
 
@@ -134,10 +115,23 @@ class HostManager:
     def _env(self) -> dict[str, str]:
         return {"SEVLAUNCH_SEV_DEVICE": self.platform} if self.platform else {}
 
+    async def _no_sev(self) -> str | None:
+        """Why the hypervisor has no SEV (the probe's error), or None when it has."""
+        try:
+            await self.node_sev_info()
+        except HostError as exc:
+            return exc.detail
+        return None
+
     # ---- domain definitions
 
-    def define(self, xml: str) -> DomainRow:
+    async def define(self, xml: str) -> DomainRow:
+        """virDomainDefineXML: parse, validate against the hypervisor's capabilities as libvirt
+        does at define (the SEV probe only for an SEV domain), store."""
         domain = Domain.from_xml(xml)
+        lsec = domain.launch_security
+        no_sev = await self._no_sev() if lsec is not None and lsec.type == "sev" else None
+        validate_define(domain, no_sev=no_sev)
         existing = self.store.domain(domain.name)
         uuid = (
             str(domain.uuid)
@@ -187,266 +181,71 @@ class HostManager:
 
     async def start(self, key: str, *, paused: bool = False) -> DomainRow:
         row = self._row(key)
-        async with self._lock(row.uuid):
-            row = self._row(row.uuid)
-            if row.state in ("running", "paused"):
-                raise invalid("domain is already running")
-            launch = row.launch + 1
-            self.store.set_runtime(row.uuid, launch=launch)
-            try:
-                await self._start(row, launch, paused)
-            except Exception as exc:
-                self._step(row, launch, Step.STARTED_PAUSED, Outcome.FAILED, str(exc))
-                await self._abort_start(self._row(row.uuid))
-                if isinstance(exc, SevlaunchError):
-                    raise
-                raise driver.internal_error(f"{type(exc).__name__}: {exc}") from exc
-        return self._row(row.uuid)
-
-    async def _abort_start(self, row: DomainRow) -> None:
-        """Stop a hypervisor whose start failed half-way (SIGTERM lets it tear its SEV context
-        down) and forget it."""
-        runtime = self._runtime.get(row.uuid)
-        if runtime is not None:
-            runtime.stopping = "failed"
-            await driver.terminate(runtime.pid)
-        self._cleanup(row, "failed", emit=False)
+        if Domain.from_xml(row.xml).launch_security is not None:
+            await self._require_sev()
+        hypervisor = launch.Hypervisor(
+            binary=self.qemu,
+            env=self._env(),
+            run_root=self.run_root,
+            log_dir=self._log_dir,
+            resolve_secret=self.secrets.value,
+            host_sev=lambda: probe.host_sev_defaults(self._sev_cache.info),
+        )
+        return await launch.start(self.guests, hypervisor, key, paused=paused)
 
     async def _require_sev(self) -> None:
-        """libvirt's start-time check: an SEV domain needs a binary whose probe found SEV."""
+        """Start-time, for a domain defined before the hypervisor lost SEV (or was replaced):
+        libvirt's define-time words, with the probe's reason."""
         try:
             await self.node_sev_info()
         except HostError as exc:
             raise HostError(
                 "unsupported configuration",
-                f"'sev' launch security is not supported with this QEMU binary ({exc.detail})",
+                f"SEV launch security is not supported with this QEMU binary ({exc.detail})",
                 field="launchSecurity",
                 value=self.qemu,
-            ) from None
-
-    async def _start(self, row: DomainRow, launch: int, paused: bool) -> None:
-        domain = Domain.from_xml(row.xml)
-        paths = driver.RunPaths(self.run_root / row.uuid)
-        sev = domain.launch_security
-        if sev is not None:
-            await self._require_sev()
-        shutil.rmtree(paths.root, ignore_errors=True)
-        paths.root.mkdir(parents=True, mode=0o700)
-        if sev is not None and sev.type == "sev":
-            self._step(row, launch, Step.BLOBS_PASSED, Outcome.OK, blobs_detail(sev))
-        binary, argv = prepare_start(
-            domain,
-            paths,
-            self._log_dir(domain.name),
-            emulator=self.qemu,
-            resolve_secret=self.secrets.value,
-            host_sev=self._host_sev(),
-        )
-        if sev is not None:
-            self._step(row, launch, Step.SEV_GUEST_BUILT, Outcome.OK, f"policy {sev.policy_text}")
-        began = time.time()
-        self.store.set_runtime(
-            row.uuid, state="paused", reason="starting up", pid=None, run_dir=str(paths.root)
-        )
-        proc = await driver.spawn(binary, argv, paths, self._env())
-        exited = asyncio.ensure_future(proc.wait())
-        try:
-            client = await driver.connect(proc.pid, paths, exited)
-        except HostError:
-            if (
-                not exited.done()
-            ):  # a monitor that never came: stop the hypervisor, do not wait on it
-                await driver.terminate(proc.pid)
-            await exited
-            raise
-        runtime = Runtime(proc.pid, client, paths)
-        self.store.set_runtime(
-            row.uuid, state="paused", reason="starting up", pid=proc.pid, run_dir=str(paths.root)
-        )
-        self._attach(self._row(row.uuid), runtime, proc=proc, exited=exited)
-        self._step(row, launch, Step.STARTED_PAUSED, Outcome.OK, f"pid {proc.pid}", began)
-        self.events.lifecycle(row.name, "Started", "Booted")
-        self.events.lifecycle(row.name, "Suspended", "Paused")
-        if sev is not None:
-            sev_state = as_dict(await driver.qmp_execute(client, "query-sev"))
-            self.store.set_runtime(row.uuid, sev_handle=sev_state.get("handle"))
-            outcome = Outcome.OK if sev_state.get("state") == "launch-secret" else Outcome.FAILED
-            detail = f"SEV state {sev_state.get('state')}"
-            self._step(row, launch, Step.LAUNCH_MEASURED, outcome, detail, began)
-            if outcome is Outcome.OK:
-                self._measured(row.name, runtime, launch)
-        if not paused:
-            await self._resume(self._row(row.uuid), runtime)
-        else:
-            self.store.set_runtime(row.uuid, reason="user")
-
-    def _step(
-        self,
-        row: DomainRow,
-        launch: int,
-        step: Step,
-        outcome: Outcome,
-        detail: str = "",
-        began: float | None = None,
-    ) -> None:
-        record_step(self.store, self.events, row, launch, step, outcome, detail, began)
-
-    def _host_sev(self) -> HostSevDefaults | None:
-        """cbitpos / reduced-phys-bits from the cached capabilities (qemuProcessUpdateSEVInfo)."""
-        return probe.host_sev_defaults(self._sev_cache.info)
-
-    def _attach(
-        self,
-        row: DomainRow,
-        runtime: Runtime,
-        *,
-        proc: asyncio.subprocess.Process | None,
-        exited: asyncio.Future[int] | None = None,
-    ) -> None:
-        self._runtime[row.uuid] = runtime
-        runtime.watcher = asyncio.create_task(self._watch(row.uuid, row.name, runtime, exited))
-        runtime.events = asyncio.create_task(self._pump_events(row.uuid, row.name, runtime))
-
-    async def _watch(
-        self, uuid: str, name: str, runtime: Runtime, exited: asyncio.Future[int] | None
-    ) -> None:
-        """Notice the hypervisor's exit, however it happens."""
-        if exited is not None:
-            await exited
-        else:
-            while driver.pid_alive(runtime.pid):
-                await asyncio.sleep(0.2)
-        row = self.store.domain(uuid)
-        if row is None or self._runtime.get(uuid) is not runtime:
-            return
-        await self._cleanup_async(row, runtime.stopping or "crashed")
-
-    async def _pump_events(self, uuid: str, name: str, runtime: Runtime) -> None:
-        with contextlib.suppress(Exception):
-            async for event in runtime.client.events:
-                kind = str(event["event"])
-                data = as_dict(event.get("data"))
-                if kind == MEASUREMENT_EVENT:
-                    row = self.store.domain(uuid)
-                    if row is not None:
-                        self._measured(name, runtime, row.launch)
-                elif kind == GUEST_BOOTED_EVENT:
-                    row = self.store.domain(uuid)
-                    if row is not None:
-                        self._boot_reported(row, data)
-                    if data.get("halted"):
-                        runtime.boot_failure = (
-                            f"the {GUEST_HALTED}: {data.get('reason') or 'no reason given'}"
-                        )
-                    runtime.booted.set()
-                elif kind == "SHUTDOWN" and data.get("guest"):
-                    runtime.stopping = runtime.stopping or "shutdown"
-                elif kind == "STOP":
-                    self.store.set_runtime(uuid, state="paused", reason="user")
-                elif kind == "RESUME":
-                    self.store.set_runtime(uuid, state="running", reason="unpaused")
-                self.events.publish("hypervisor", name, qmp_event=kind, data=data)
-
-    def _boot_reported(self, row: DomainRow, data: Mapping[str, Any]) -> None:
-        """Step 13's second record: the guest's own report of its boot, or of its halt."""
-        if data.get("halted"):
-            detail = f"{GUEST_HALTED}: {data.get('reason') or 'no reason given'}"
-            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, detail)
-            return
-        secrets = ", ".join(str(s) for s in data.get("secrets") or ()) or "none"
-        detail = f"{GUEST_BOOTED}: secrets {secrets}, disk {data.get('disk-label')}"
-        self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail)
-
-    async def _cleanup_async(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
-        """:meth:`_cleanup`, and for a guest that died without its own teardown, free its SEV
-        context on the platform (DEACTIVATE, DECOMMISSION), as KVM does when QEMU dies."""
-        handle = row.sev_handle
-        self._cleanup(row, reason, emit=emit)
-        if reason == "crashed" and handle and self.platform is not None:
-            await platform_port.free_sev_context(self.platform, handle)
-
-    def _measured(self, name: str, runtime: Runtime, launch: int) -> None:
-        """Announce the measurement once per run: from the hypervisor's extension event when a
-        monitor was connected in time, else from polling ``query-sev`` as libvirt would."""
-        if not runtime.measured:
-            runtime.measured = True
-            self.events.publish("measurement-available", name, launch=launch)
-
-    def _cleanup(self, row: DomainRow, reason: str, *, emit: bool = True) -> None:
-        """Forget a stopped guest: monitor, runtime files; libvirt's "shut off (reason)"."""
-        runtime = self._runtime.pop(row.uuid, None)
-        if runtime is not None:
-            if not runtime.booted.is_set():  # wake boot waiters: this run will never boot
-                runtime.boot_failure = f"the domain stopped ({reason}) before the guest booted"
-                runtime.booted.set()
-            for task in (runtime.events, runtime.watcher):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-            asyncio.get_running_loop().create_task(quiet_disconnect(runtime.client))
-        self.store.set_runtime(row.uuid, state="shutoff", reason=reason, pid=None, sev_handle=None)
-        if row.run_dir:
-            remove_run_files(row.run_dir)
-        if emit:
-            self.events.lifecycle(row.name, "Stopped", stopped_detail(reason))
-
-    def _running(self, row: DomainRow) -> Runtime:
-        runtime = self._runtime.get(row.uuid)
-        if runtime is None or row.state not in ("running", "paused"):
-            raise invalid("domain is not running")
-        return runtime
+            ) from exc
 
     async def resume(self, key: str) -> None:
         row = self._row(key)
-        async with self._lock(row.uuid):
+        async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
-            runtime = self._running(row)
+            runtime = self.guests.running(row)
             if row.state == "running":
                 raise invalid("domain is already running")
-            await self._resume(row, runtime)
-
-    async def _resume(self, row: DomainRow, runtime: Runtime) -> None:
-        began = time.time()
-        try:
-            await driver.qmp_execute(runtime.client, "cont")
-        except HostError as exc:
-            self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, str(exc), began)
-            raise
-        self.store.set_runtime(row.uuid, state="running", reason="unpaused")
-        detail = "LAUNCH_FINISH, vCPUs running"
-        self._step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail, began)
-        self.events.lifecycle(row.name, "Resumed", "Unpaused")
+            await launch.resume_run(self.guests, row, runtime)
 
     async def suspend(self, key: str) -> None:
         row = self._row(key)
-        async with self._lock(row.uuid):
-            runtime = self._running(self._row(row.uuid))
+        async with self.guests.lock(row.uuid):
+            runtime = self.guests.running(self._row(row.uuid))
             await driver.qmp_execute(runtime.client, "stop")
             self.store.set_runtime(row.uuid, state="paused", reason="user")
             self.events.lifecycle(row.name, "Suspended", "Paused")
 
     async def shutdown(self, key: str) -> None:
         row = self._row(key)
-        async with self._lock(row.uuid):
-            runtime = self._running(self._row(row.uuid))
+        async with self.guests.lock(row.uuid):
+            runtime = self.guests.running(self._row(row.uuid))
             runtime.stopping = "shutdown"
             await driver.qmp_execute(runtime.client, "system_powerdown")
 
     async def destroy(self, key: str) -> None:
         row = self._row(key)
-        async with self._lock(row.uuid):
+        async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
-            runtime = self._running(row)
+            runtime = self.guests.running(row)
             runtime.stopping = "destroyed"
             await driver.terminate(runtime.pid)
             if runtime.watcher is not None:
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError):  # the watcher cleaned up
                     await asyncio.wait_for(asyncio.shield(runtime.watcher), 5.0)
             if row.uuid in self._runtime:
-                self._cleanup(row, "destroyed")
+                self.guests.cleanup(row, "destroyed")
 
     async def wait_booted(self, key: str, timeout: float) -> None:
         """Until the guest reports its boot; HostError if it halted or the domain stopped."""
-        runtime = self._running(self._row(key))
+        runtime = self.guests.running(self._row(key))
         await asyncio.wait_for(runtime.booted.wait(), timeout)
         if runtime.boot_failure is not None:
             raise HostError("operation failed", runtime.boot_failure)
@@ -455,17 +254,20 @@ class HostManager:
 
     async def launch_security_info(self, key: str) -> LaunchSecurityInfo | None:
         """virDomainGetLaunchSecurityInfo: measurement, then query-sev, as libvirt orders them;
-        None (no parameters) for a domain without launch security."""
+        None (no parameters) for a domain without launch security. Step 10 is recorded at the
+        first read of a run, not at every one."""
         row = self._row(key)
         if Domain.from_xml(row.xml).launch_security is None:
             return None
-        async with self._lock(row.uuid):
+        async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
-            runtime = self._running(row)
+            runtime = self.guests.running(row)
             measure = await driver.qmp_execute(runtime.client, "query-sev-launch-measure")
             sev = await driver.qmp_execute(runtime.client, "query-sev")
         info = launchsec.security_info(measure, sev)
-        self._step(row, row.launch, Step.MEASUREMENT_READ, Outcome.OK, "")
+        if not runtime.measurement_read:
+            runtime.measurement_read = True
+            self.guests.step(row, row.launch, Step.MEASUREMENT_READ, Outcome.OK, "")
         return info
 
     async def set_launch_security_state(self, key: str, params: Mapping[str, Any]) -> None:
@@ -473,19 +275,20 @@ class HostManager:
         launchsec.check_state_params(params)
         row = self._row(key)
         launchsec.check_secret_request(Domain.from_xml(row.xml).launch_security, params)
-        async with self._lock(row.uuid):
+        async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
-            runtime = self._running(row)
+            runtime = self.guests.running(row)
             if row.state != "paused":
                 raise invalid("domain must be in a paused state")
             arguments = launchsec.inject_arguments(params)
             began = time.time()
+            step = Step.SECRET_INJECTED
             try:
                 await driver.qmp_execute(runtime.client, "sev-inject-launch-secret", arguments)
             except HostError as exc:
-                self._step(row, row.launch, Step.SECRET_INJECTED, Outcome.FAILED, str(exc), began)
+                self.guests.step(row, row.launch, step, Outcome.FAILED, str(exc), began)
                 raise
-            self._step(row, row.launch, Step.SECRET_INJECTED, Outcome.OK, "LAUNCH_SECRET", began)
+            self.guests.step(row, row.launch, step, Outcome.OK, "LAUNCH_SECRET", began)
 
     # ---- console and timeline
 

@@ -5,17 +5,21 @@ once, as libvirt does, and cache the answer, including a binary without SEV.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import shutil
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sevlaunch.errors import FormatError, HostError
+from qemu.qmp import QMPClient
+
+from sevlaunch.errors import FormatError, HostError, QemuCommandError
 from sevlaunch.host import driver, platform_port
-from sevlaunch.host.qemu_cmdline import HostSevDefaults
+from sevlaunch.host.qemu import HostSevDefaults
 from sevlaunch.host.runtime import as_dict, quiet_disconnect
 from sevlaunch.protocol import NodeSevInfo
+
+log = logging.getLogger("sevlaunch.host")
 
 
 async def probe_sev(
@@ -31,16 +35,16 @@ async def probe_sev(
     try:
         client = await driver.connect(proc.pid, paths, exited)
         try:
-            caps = as_dict(await client.execute("query-sev-capabilities"))
-        except Exception as exc:
+            caps = as_dict(await driver.qmp_execute(client, "query-sev-capabilities"))
+        except QemuCommandError as exc:  # libvirt: GenericError means "no SEV", not a failure
             raise HostError(
                 "Operation not supported",
-                f"QEMU does not support SEV guest: {qemu}: query-sev-capabilities: {exc}",
-            ) from None
+                f"QEMU does not support SEV guest: {qemu}: query-sev-capabilities: {exc.desc}",
+                field=exc.command,
+                value=exc.error_class,
+            ) from exc
         finally:
-            with contextlib.suppress(Exception):
-                await client.execute("quit")
-            await quiet_disconnect(client)
+            await _quit(client)
     finally:
         if not exited.done():
             driver.kill(proc.pid, 9)
@@ -54,6 +58,15 @@ async def probe_sev(
         ) from exc
     counts = platform_port.asid_counts(platform)
     return info if counts is None else info.with_asids(*counts)
+
+
+async def _quit(client: QMPClient) -> None:
+    """Ask the probed binary to exit; it may already have (the caller kills it if not)."""
+    try:
+        await driver.qmp_execute(client, "quit")
+    except HostError as exc:
+        log.debug("probe: quit: %s", exc)
+    await quiet_disconnect(client)
 
 
 class SevInfoCache:
@@ -74,8 +87,11 @@ class SevInfoCache:
                 except HostError as exc:
                     self.info, self._error = None, exc
             if self._error is not None:
-                raise HostError(self._error.kind, self._error.detail, field=self._error.field)
-            assert self.info is not None
+                raise HostError(
+                    self._error.kind, self._error.detail, field=self._error.field
+                ) from self._error
+            if self.info is None:  # the probe either answered or raised HostError above
+                raise HostError("internal error", "the SEV capability probe left no answer")
             return self.info
 
 

@@ -47,6 +47,8 @@ def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
     runtime.measured = any(
         s.step == Step.LAUNCH_MEASURED and s.outcome == Outcome.OK for s in steps
     )
+    runtime.resumed = any(s.step == Step.RESUMED_BOOTED and s.outcome == Outcome.OK for s in steps)
+    runtime.measurement_read = any(s.step == Step.MEASUREMENT_READ for s in steps)
 
 
 def recovered_reason(row: DomainRow, running: bool) -> str:

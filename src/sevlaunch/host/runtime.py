@@ -40,6 +40,9 @@ class Runtime:
     booted: asyncio.Event = field(default_factory=asyncio.Event)  # boot reported, or gone
     boot_failure: str | None = None  # why no boot: the guest halted, or the hypervisor stopped
     measured: bool = False  # "measurement-available" published for this run
+    resumed: bool = False  # the first resume of this run (step 13, LAUNCH_FINISH) happened
+    measurement_read: bool = False  # step 10 is recorded once per run, however often it is read
+    terminator: asyncio.Task[None] | None = None  # ending the process after a guest power-off
 
 
 def invalid(detail: str) -> HostError:

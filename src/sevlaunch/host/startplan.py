@@ -4,12 +4,13 @@ from their first byte, as libvirt's launch blobs), the domain's log directory, a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sevlaunch._files import write_atomic
 from sevlaunch.host import driver
 from sevlaunch.host.domxml import Domain, LaunchSecurity
-from sevlaunch.host.qemu_cmdline import (
+from sevlaunch.host.qemu import (
     HostSevDefaults,
     LaunchPaths,
     SecretResolver,
@@ -45,6 +46,7 @@ def prepare_start(
         emulator=emulator,
         resolve_secret=resolve_secret,
         host_sev=host_sev,
+        master_key=os.urandom(32),  # libvirt's per-domain key (qemuDomainMasterKeyCreate)
     )
     for planned in plan.files:
         write_private(Path(planned.path), planned.content, planned.mode)

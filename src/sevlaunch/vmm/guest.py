@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sevlaunch.crypto.disk import open_disk
 from sevlaunch.errors import FormatError, IntegrityError
+from sevlaunch.formats.disk import HEADER_SIZE, DiskHeader
 from sevlaunch.formats.hashes import PADDED_SIZE, KernelHashes
 from sevlaunch.formats.ovmf import Area, OvmfFooterTable
 from sevlaunch.formats.secret import LUKS_KEY_GUID, SECRET_TABLE_GUID, SecretTable, guid_alias
@@ -138,7 +139,7 @@ class Guest:
                 self.console(f"cryptsetup: {name}: no luks-key secret; disk stays locked")
                 continue
             try:
-                contents = open_disk(passphrase, path.read_bytes())
+                contents = open_disk(passphrase, _volume(path.read_bytes()))
             except (IntegrityError, FormatError, OSError) as exc:
                 self.console(f"cryptsetup: {name}: cannot unlock: {exc}")
                 continue
@@ -147,3 +148,10 @@ class Guest:
                 f"cryptsetup: {name}: unlocked with luks-key; disk label '{contents.label}'"
             )
         return label
+
+
+def _volume(disk: bytes) -> bytes:
+    """The encrypted volume at the start of a disk: a block device (or an image sized like
+    one) holds more after it, as a LUKS partition would."""
+    header = DiskHeader.from_bytes(disk)
+    return disk[: HEADER_SIZE + header.ciphertext_length]

@@ -80,7 +80,27 @@ def open_device(path: str) -> tuple[SevPlatform | None, str]:
     return EmulatedSevPlatform(path), ""
 
 
+def check_host_devices(config: VmConfig) -> None:
+    """QEMU's ``host_device`` driver opens only block and character devices (block/file-posix.c)."""
+    for node in config.blockdevs:
+        if node.driver != "host_device" or node.filename is None:
+            continue
+        try:
+            mode = os.stat(node.filename).st_mode
+        except OSError as exc:
+            raise VmmStartupError(
+                f"-blockdev node-name={node.node_name}: Could not open '{node.filename}': "
+                f"{exc.strerror}"
+            ) from exc
+        if not (stat.S_ISBLK(mode) or stat.S_ISCHR(mode)):
+            raise VmmStartupError(
+                f"-blockdev node-name={node.node_name}: 'host_device' driver requires "
+                f"'{node.filename}' to be either a character or block device"
+            )
+
+
 def machine_spec(config: VmConfig) -> MachineSpec:
+    check_host_devices(config)
     if config.firmware is None:
         raise VmmStartupError(
             "no firmware given: use -bios FILE or -drive if=pflash,unit=0,file=FILE"

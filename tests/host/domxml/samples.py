@@ -20,6 +20,12 @@ from sevlaunch.host.domxml import (
     OsConfig,
     SerialConfig,
 )
+from sevlaunch.host.domxml.devices import (
+    BalloonConfig,
+    ControllerConfig,
+    DriveAddress,
+    PciAddress,
+)
 
 # libvirt tests/qemuxmlconfdata/launch-security-sev-direct.x86_64-latest.xml (as libvirt
 SEV_DIRECT = """\
@@ -274,6 +280,21 @@ _os = st.builds(
     kernel=st.none() | _path,
     initrd=st.none() | _path,
     cmdline=st.none() | _safe_text,
+    boot_devs=st.lists(st.sampled_from(["hd", "cdrom", "network", "fd"]), max_size=3).map(tuple),
+)
+_pci = st.builds(
+    PciAddress,
+    bus=st.integers(0, 0xFF),
+    slot=st.integers(0, 0x1F),
+    function=st.integers(0, 7),
+    multifunction=st.sampled_from([None, True, False]),
+)
+_addresses = (
+    st.none()
+    | _pci
+    | st.builds(
+        DriveAddress, controller=st.integers(0, 3), bus=st.integers(0, 1), unit=st.integers(0, 5)
+    )
 )
 
 _disks = st.builds(
@@ -283,10 +304,25 @@ _disks = st.builds(
     target_bus=st.sampled_from([None, "virtio", "sata"]),
     driver_type=st.sampled_from([None, "raw", "qcow2"]),
     readonly=st.booleans(),
+    boot_order=st.none() | st.integers(1, 9),
+    address=_addresses,
+)
+_controllers = st.one_of(
+    st.builds(ControllerConfig, type=st.just("usb"), model=st.sampled_from(["qemu-xhci", "none"])),
+    st.builds(ControllerConfig, type=st.just("sata"), address=st.none() | _pci),
+    st.builds(
+        ControllerConfig,
+        type=st.just("pci"),
+        index=st.integers(1, 16),
+        model=st.just("pcie-root-port"),
+        address=st.none() | _pci,
+        chassis=st.none() | st.integers(1, 16),
+        port=st.none() | st.integers(8, 64),
+    ),
 )
 _serials = st.one_of(
     st.builds(SerialConfig, type=st.just("file"), path=_path),
-    st.builds(SerialConfig, type=st.just("pty")),
+    st.builds(SerialConfig, type=st.just("pty"), port=st.none() | st.integers(0, 3)),
     st.builds(
         SerialConfig,
         type=st.just("pty"),
@@ -313,6 +349,11 @@ domains_any = st.builds(
     emulator=st.none() | _path,
     disks=st.lists(_disks, max_size=3).map(tuple),
     serials=st.lists(_serials, max_size=2).map(tuple),
+    controllers=st.lists(_controllers, max_size=3).map(tuple),
+    memballoon=st.none()
+    | st.builds(BalloonConfig, model=st.sampled_from(["virtio", "none"]), address=st.none() | _pci),
+    acpi=st.booleans(),
+    clock_offset=st.sampled_from([None, "utc", "localtime"]),
     current_memory_kib=st.none(),
 )
 domains = st.one_of(

@@ -64,7 +64,9 @@ def test_sev_direct_fields() -> None:
         kernel="/vmlinuz",
         initrd="/initrd",
         cmdline="runme",
+        boot_devs=("hd",),
     )
+    assert (domain.acpi, domain.clock_offset) == (False, "utc")
     assert domain.cpu == CpuConfig(mode="custom", model="qemu64")
     assert domain.launch_security == LaunchSecurity(
         policy=1,
@@ -101,7 +103,9 @@ def test_sev_loader_fields() -> None:
             driver_type="raw",
         ),
     )
-    assert domain.serials == (SerialConfig(type="file", path="/var/log/sevlaunch/sev-guest.log"),)
+    assert domain.serials == (
+        SerialConfig(type="file", path="/var/log/sevlaunch/sev-guest.log", port=0),
+    )
 
 
 def test_sev_es_policy_and_plain_domain() -> None:

@@ -130,7 +130,7 @@ def test_a_serial_log_round_trips_with_libvirts_on_off() -> None:
     )
     domain = Domain.from_xml(xml)
     assert domain.serials == (
-        SerialConfig(type="pty", log_file="/var/log/l/console.log", log_append=True),
+        SerialConfig(type="pty", log_file="/var/log/l/console.log", log_append=True, port=0),
     )
     assert '<log file="/var/log/l/console.log" append="on"/>' in domain.to_xml()
     with pytest.raises(DomainXMLError, match="Expected one of: on, off"):

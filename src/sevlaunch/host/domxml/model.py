@@ -10,6 +10,8 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from sevlaunch.errors import DomainXMLError
 from sevlaunch.host.domxml.checks import (
+    BOOT_DEVICES,
+    CLOCK_OFFSETS,
     CPU_MODEL_NAME,
     CPU_MODES,
     MACHINE_NAME,
@@ -23,7 +25,7 @@ from sevlaunch.host.domxml.checks import (
     check_text,
     xml_error,
 )
-from sevlaunch.host.domxml.devices import DiskConfig, SerialConfig
+from sevlaunch.host.domxml.devices import BalloonConfig, ControllerConfig, DiskConfig, SerialConfig
 from sevlaunch.host.domxml.security import LaunchSecurity
 
 
@@ -66,6 +68,7 @@ class OsConfig:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None
+    boot_devs: tuple[str, ...] = ()  # <boot dev=...>, in order
 
     def __post_init__(self) -> None:
         check_choice("os/type", self.type, sorted(OS_TYPES))
@@ -81,6 +84,8 @@ class OsConfig:
         check_path("os/kernel", self.kernel)
         check_path("os/initrd", self.initrd)
         check_text("os/cmdline", self.cmdline)
+        for dev in self.boot_devs:
+            check_choice("os/boot/@dev", dev, BOOT_DEVICES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +123,10 @@ class Domain:
     emulator: str | None = None
     disks: tuple[DiskConfig, ...] = ()
     serials: tuple[SerialConfig, ...] = ()
+    controllers: tuple[ControllerConfig, ...] = ()
+    memballoon: BalloonConfig | None = None
+    acpi: bool = False  # <features><acpi/>
+    clock_offset: str | None = None  # <clock offset=...>; libvirt's default is utc
     template: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +160,28 @@ class Domain:
                 value=self.vcpus,
             )
         check_text("devices/emulator", self.emulator)
+        check_choice("clock/@offset", self.clock_offset, sorted(CLOCK_OFFSETS))
+
+    def device_elements(self) -> tuple[tuple[str, str | None], ...]:
+        """Every element under ``<devices>`` as (tag, type attribute), the unmodelled ones too,
+        in document order: what define-time validation looks at."""
+        if self.template is None:
+            modelled = [("disk", d.type) for d in self.disks]
+            modelled += [("controller", c.type) for c in self.controllers]
+            modelled += [("serial", s.type) for s in self.serials]
+            if self.memballoon is not None:
+                modelled.append(("memballoon", self.memballoon.model))
+            return tuple(modelled)
+        from sevlaunch.host.domxml.xmlutil import parse_document
+
+        devices = parse_document(self.template, "domain", error=xml_error).find("devices")
+        if devices is None:
+            return ()
+        return tuple(
+            (str(el.tag), el.get("model") if el.tag == "memballoon" else el.get("type"))
+            for el in devices
+            if isinstance(el.tag, str)
+        )
 
     @property
     def is_sev(self) -> bool:

@@ -8,11 +8,9 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from sevlaunch.errors import DomainXMLError
 from sevlaunch.host.domxml.checks import (
-    CHARDEV_TYPES,
+    BOOT_DEVICES,
+    CLOCK_OFFSETS,
     CPU_MODES,
-    DISK_BUSES,
-    DISK_DEVICES,
-    DISK_TYPES,
     LAUNCH_SECURITY_TYPES,
     NS,
     NS_PREFIX,
@@ -23,15 +21,19 @@ from sevlaunch.host.domxml.checks import (
     unsupported,
     xml_error,
 )
-from sevlaunch.host.domxml.devices import DiskConfig, SerialConfig
 from sevlaunch.host.domxml.model import CpuConfig, Domain, Loader, Nvram, OsConfig
+from sevlaunch.host.domxml.parse_devices import (
+    parse_controller,
+    parse_disk,
+    parse_memballoon,
+    parse_serial,
+)
 from sevlaunch.host.domxml.security import LaunchSecurity
 from sevlaunch.host.domxml.xmlutil import (
     child,
     parse_uint,
     parse_uuid,
     prop_choice,
-    prop_onoff,
     prop_yesno,
     scale_to_bytes,
     text_of,
@@ -70,8 +72,14 @@ def parse_domain(root: etree._Element) -> Domain:
         cpu=_parse_cpu(root.find("cpu")),
         launch_security=_parse_launch_security(root),
         emulator=text_of(root.find("devices/emulator")),
-        disks=tuple(_parse_disk(el) for el in root.iterfind("devices/disk")),
-        serials=tuple(_parse_serial(el) for el in root.iterfind("devices/serial")),
+        disks=tuple(parse_disk(el) for el in root.iterfind("devices/disk")),
+        serials=tuple(parse_serial(el) for el in root.iterfind("devices/serial")),
+        controllers=tuple(parse_controller(el) for el in root.iterfind("devices/controller")),
+        memballoon=parse_memballoon(root.find("devices/memballoon")),
+        acpi=root.find("features/acpi") is not None,
+        clock_offset=prop_choice(root.find("clock"), "offset", sorted(CLOCK_OFFSETS))
+        if root.find("clock") is not None
+        else None,
         template=etree.tostring(root),
     )
 
@@ -118,6 +126,9 @@ def _parse_os(el: etree._Element | None) -> OsConfig:
         nvram=None
         if nvram_el is None
         else Nvram(path=text_of(nvram_el) or None, template=nvram_el.get("template")),
+        boot_devs=tuple(
+            prop_choice(b, "dev", BOOT_DEVICES, required=True) or "hd" for b in el.iterfind("boot")
+        ),
         kernel=text_of(el.find("kernel")),
         initrd=text_of(el.find("initrd")),
         cmdline=text_of(el.find("cmdline")),
@@ -140,44 +151,6 @@ def _parse_cpu(el: etree._Element | None) -> CpuConfig | None:
     return CpuConfig(
         mode=prop_choice(el, "mode", sorted(CPU_MODES)),
         model=model.strip() if model else None,
-    )
-
-
-def _parse_disk(el: etree._Element) -> DiskConfig:
-    disk_type = prop_choice(el, "type", sorted(DISK_TYPES)) or "file"
-    source_el = el.find("source")
-    source = None
-    if source_el is not None and disk_type in ("file", "block"):
-        source = source_el.get("file" if disk_type == "file" else "dev")
-    target = el.find("target")
-    target_dev = None if target is None else target.get("dev")
-    if not target_dev:
-        raise xml_error(
-            f"missing target information for device {source or '<disk>'}: add "
-            "<target dev='vda' bus='virtio'/>",
-            field="disk/target/@dev",
-        )
-    driver = el.find("driver")
-    return DiskConfig(
-        type=disk_type,
-        device=prop_choice(el, "device", sorted(DISK_DEVICES)) or "disk",
-        source=source,
-        target_dev=target_dev,
-        target_bus=prop_choice(target, "bus", sorted(DISK_BUSES)) if target is not None else None,
-        driver_type=None if driver is None else driver.get("type"),
-        readonly=el.find("readonly") is not None,
-    )
-
-
-def _parse_serial(el: etree._Element) -> SerialConfig:
-    chardev = prop_choice(el, "type", sorted(CHARDEV_TYPES)) or "null"
-    source = el.find("source")
-    log = el.find("log")
-    return SerialConfig(
-        type=chardev,
-        path=None if source is None else source.get("path"),
-        log_file=None if log is None else log.get("file"),
-        log_append=prop_onoff(log, "append"),
     )
 
 

@@ -28,7 +28,7 @@ def validate_against_schema(xml: str | bytes, schema_dir: str | Path) -> None:
             "src/conf/schemas",
             field="schema",
             value=str(path),
-        ) from None
+        ) from exc
     doc = parse_document(xml, "domain")
     if not schema.validate(doc):
         details = "; ".join(f"line {entry.line}: {entry.message}" for entry in schema.error_log)

@@ -36,7 +36,7 @@ def parse_document(
     try:
         root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as exc:
-        raise make(f"({root_tag}_definition):{exc.lineno}: {exc.msg}") from None
+        raise make(f"({root_tag}_definition):{exc.lineno}: {exc.msg}") from exc
     if root is None or not isinstance(root.tag, str):
         raise make(f"({root_tag}_definition): no root element")
     if root.tag != root_tag:

@@ -202,8 +202,8 @@ def _disk(b: Builder, dev: DeviceConfig) -> DiskImage | None:
         return DiskImage(drive.file, dev.driver, drive.format, drive.readonly, dev.id)
     try:
         filename, top = image_file(b, str(node))
-    except ValueError:
-        raise ValueError(f"Property '{dev.driver}.drive' can't find value '{node}'") from None
+    except ValueError as exc:
+        raise ValueError(f"Property '{dev.driver}.drive' can't find value '{node}'") from exc
     return DiskImage(
         file=filename,
         driver=dev.driver,

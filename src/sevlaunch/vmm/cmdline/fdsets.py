@@ -35,8 +35,8 @@ def add_fd(b: Builder, arg: str) -> None:
         raise ValueError("fd cannot be a standard I/O stream")
     try:
         os.fstat(fd)
-    except OSError:
-        raise ValueError("fd is not valid or already in use") from None
+    except OSError as exc:
+        raise ValueError("fd is not valid or already in use") from exc
     b.add("fds", FdConfig(fd, fdset, opts.get("opaque")))
 
 
@@ -47,8 +47,8 @@ def fdset_fd(path: str, fds: tuple[FdConfig, ...]) -> int | None:
         return None
     try:
         wanted = int(path[len(PREFIX) :])
-    except ValueError:
-        raise ValueError(f"Could not open '{path}': Invalid argument") from None
+    except ValueError as exc:
+        raise ValueError(f"Could not open '{path}': Invalid argument") from exc
     for entry in fds:
         if entry.set == wanted:
             return entry.fd
