@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from sevlaunch.errors import FormatError, UsageError
+from sevlaunch.formats import generations
 from sevlaunch.formats._codec import Reader, check_len, le_bytes
 
 STRUCTURE = "SEV-ES VMSA"
@@ -374,14 +375,9 @@ QEMU_CPU_MODELS: dict[str, CpuSignature] = {
     "EPYC-Turin": CpuSignature(26, 0, 0),
 }
 _ALIASES = {"EPYC-IBPB": "EPYC"}
-_VERSION = re.compile(r"-v[0-9]+$")
 #: The QEMU model matching each emulated EPYC generation (for ``-cpu host``).
-GENERATION_MODELS = {
-    "naples": "EPYC",
-    "rome": "EPYC-Rome",
-    "milan": "EPYC-Milan",
-    "genoa": "EPYC-Genoa",
-}
+GENERATION_MODELS = generations.GENERATION_MODELS
+_VERSION = re.compile(r"-v[0-9]+$")
 
 
 def qemu_cpu_signature(name: str) -> CpuSignature:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sevlaunch.errors import FirmwareError, PlatformError, ProtocolError, UsageError
-from sevlaunch.formats import sevcert
-from sevlaunch.formats.chain import CertExport, PlatformChain
 from sevlaunch.formats.commands import (
     ActivateBuffer,
     AttestationBuffer,
@@ -46,10 +44,12 @@ from sevlaunch.formats.commands import (
 )
 from sevlaunch.formats.memory import Memory, SparseMemory
 from sevlaunch.formats.session import MEASUREMENT_SIZE, Measurement
-from sevlaunch.formats.sevcert import SevCert
 from sevlaunch.formats.states import PlatformState
 from sevlaunch.formats.status import Status
 from sevlaunch.platform import protocol as p
+
+if TYPE_CHECKING:  # loaded by the two procedures that use them (see client.py)
+    from sevlaunch.formats.chain import PlatformChain
 
 T = TypeVar("T")
 Procedure = Generator[p.Request, p.Response, T]
@@ -240,6 +240,8 @@ def get_id() -> Procedure[bytes]:
 
 
 def pek_csr() -> Procedure[bytes]:
+    from sevlaunch.formats import sevcert
+
     yield from ensure_init()
     scratch = _Scratch()
     paddr = scratch.alloc(sevcert.SIZE)
@@ -258,6 +260,9 @@ def pek_cert_import(pek: bytes, oca: bytes) -> Procedure[None]:
 
 def pdh_cert_export() -> Procedure[PlatformChain]:
     """PDH and PEK ‖ OCA ‖ CEK, as one chain (the CEK unsigned, as firmware exports it)."""
+    from sevlaunch.formats import sevcert
+    from sevlaunch.formats.chain import CertExport, PlatformChain
+
     yield from ensure_init()
     scratch = _Scratch()
     pdh_paddr = scratch.alloc(sevcert.SIZE)
@@ -267,7 +272,7 @@ def pdh_cert_export() -> Procedure[PlatformChain]:
     out = _buffer(PdhCertExportBuffer, reply)
     pdh = _read_back(scratch.regions, reply, pdh_paddr, out.pdh_len)
     certs = _read_back(scratch.regions, reply, certs_paddr, out.certs_len)
-    return PlatformChain.from_export(SevCert.from_bytes(pdh), CertExport.from_bytes(certs))
+    return PlatformChain.from_export(sevcert.SevCert.from_bytes(pdh), CertExport.from_bytes(certs))
 
 
 # ---------------------------------------------------------------------------- guests

@@ -17,15 +17,18 @@ import socket
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sevlaunch.errors import PlatformError, PlatformUnavailableError, ProtocolError, UsageError
-from sevlaunch.formats.chain import PlatformChain
 from sevlaunch.formats.commands import GuestStatusBuffer, PlatformStatusBuffer
 from sevlaunch.formats.memory import Memory
 from sevlaunch.formats.session import Measurement
 from sevlaunch.platform import calls
 from sevlaunch.platform import protocol as p
+
+if TYPE_CHECKING:  # the certificate layouts load with pdh_cert_export, which a VMM calls
+    # only for query-sev-capabilities: its start to the measurement goes without them
+    from sevlaunch.formats.chain import PlatformChain
 
 ENV_SOCKET = "SEVLAUNCH_PLATFORM"
 T = TypeVar("T")

@@ -16,16 +16,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sevlaunch.errors import FirmwareError, UsageError, VmmError
-from sevlaunch.formats.hashes import KernelHashes
 from sevlaunch.formats.ovmf import OvmfFooterTable
-from sevlaunch.formats.vmsa import qemu_cpu_option, reset_vmsas
-from sevlaunch.vmm.guest import BootMedia, BootResult, Guest
 from sevlaunch.vmm.memory import GuestMemory
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.sev import SevGuest, SevGuestConfig
+
+if TYPE_CHECKING:  # the guest model (pyca, scrypt) and the VMSA layouts load when first used:
+    # a VMM process reaches its measurement without them (bench/vmm_launch.py)
+    from sevlaunch.vmm.guest import BootResult
 
 #: Extension event (not in QEMU): the launch measurement can be fetched now. The 2017 design
 #: asked for it; polling ``query-sev-launch-measure`` works exactly as in QEMU regardless.
@@ -107,6 +108,8 @@ class Machine:
         sev = self.spec.sev
         if sev is None or not sev.es or self.sev is None:
             return ()
+        from sevlaunch.formats.vmsa import qemu_cpu_option, reset_vmsas
+
         host = self.sev.info.host_cpu_model if self.sev.info else None
         try:
             cpu = qemu_cpu_option(self.spec.cpu_model, host)
@@ -115,6 +118,8 @@ class Machine:
             raise VmmError(f"unable to build the SEV-ES VMSAs: {exc}") from exc
 
     def _hashes_table(self) -> bytes:
+        from sevlaunch.formats.hashes import KernelHashes
+
         spec = self.spec
         kernel = _read(spec.kernel, "-kernel") if spec.kernel else b""
         initrd = _read(spec.initrd, "-initrd") if spec.initrd else b""
@@ -232,6 +237,8 @@ class Machine:
         return await self.platform.guest_read(self.sev.handle, paddr, ciphertext)
 
     async def _run_guest(self) -> BootResult:
+        from sevlaunch.vmm.guest import BootMedia, Guest
+
         spec = self.spec
         media = BootMedia(
             firmware=self.firmware,

@@ -13,9 +13,9 @@ import contextlib
 from dataclasses import dataclass
 
 from sevlaunch.errors import FirmwareError
+from sevlaunch.formats.generations import GENERATION_MODELS
 from sevlaunch.formats.policy import PolicyFlags
 from sevlaunch.formats.status import Status
-from sevlaunch.formats.vmsa import GENERATION_MODELS
 from sevlaunch.platform.client import AsyncPlatformClient
 from sevlaunch.vmm.port import Capabilities, PlatformInfo
 

@@ -9,8 +9,12 @@ parses; the sev-guest members are the parser's own table, so the two cannot drif
 
 from __future__ import annotations
 
-from sevlaunch.qmp.introspect import EnumType, Member, ObjectType, member
+from typing import TYPE_CHECKING
+
 from sevlaunch.vmm.cmdline.objects import SEV_GUEST_PROPS
+
+if TYPE_CHECKING:  # built only when a probe asks for the schema, not at every VMM start
+    from sevlaunch.qmp.introspect import EnumType, Member, ObjectType
 
 OBJECT_OPTIONS = "ObjectOptions"
 OBJECT_TYPE = "ObjectType"
@@ -21,17 +25,23 @@ SEV_GUEST_PROPERTIES: tuple[tuple[str, str], ...] = tuple(
     (name, _QOM_KIND[kind]) for name, kind in SEV_GUEST_PROPS.items()
 )
 
-_MEMORY_BACKEND = (
-    member("*size", "uint64"),
-    member("*share", "bool"),
-    member("*prealloc", "bool"),
-    member("*dump", "bool"),
-    member("*merge", "bool"),
-    member("*x-use-canonical-path-for-ramblock-id", "bool"),
-)
+
+def _memory_backend() -> tuple[Member, ...]:
+    from sevlaunch.qmp.introspect import member
+
+    return (
+        member("*size", "uint64"),
+        member("*share", "bool"),
+        member("*prealloc", "bool"),
+        member("*dump", "bool"),
+        member("*merge", "bool"),
+        member("*x-use-canonical-path-for-ramblock-id", "bool"),
+    )
 
 
 def _sev_guest() -> ObjectType:
+    from sevlaunch.qmp.introspect import ObjectType, member
+
     members = []
     for name, kind in SEV_GUEST_PROPS.items():
         required = name == "reduced-phys-bits"  # QEMU: the one mandatory sev-common member
@@ -42,15 +52,18 @@ def _sev_guest() -> ObjectType:
 
 def types() -> tuple[ObjectType | EnumType, ...]:
     """Every type ``object-add``'s ``arg-type`` reaches."""
+    from sevlaunch.qmp.introspect import EnumType, Member, ObjectType, member
+
+    memory_backend = _memory_backend()
     variants = {
-        "memory-backend-ram": ObjectType("MemoryBackendProperties", _MEMORY_BACKEND),
+        "memory-backend-ram": ObjectType("MemoryBackendProperties", memory_backend),
         "memory-backend-memfd": ObjectType(
             "MemoryBackendMemfdProperties",
-            (*_MEMORY_BACKEND, member("*hugetlb", "bool"), member("*seal", "bool")),
+            (*memory_backend, member("*hugetlb", "bool"), member("*seal", "bool")),
         ),
         "memory-backend-file": ObjectType(
             "MemoryBackendFileProperties",
-            (*_MEMORY_BACKEND, member("mem-path", "str"), member("*discard-data", "bool")),
+            (*memory_backend, member("mem-path", "str"), member("*discard-data", "bool")),
         ),
         "secret": ObjectType(
             "SecretProperties",

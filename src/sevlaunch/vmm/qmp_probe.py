@@ -16,7 +16,6 @@ from typing import Any
 
 from sevlaunch.errors import QmpCommandError
 from sevlaunch.qmp import QMPServer
-from sevlaunch.qmp.introspect import CommandInfo, schema_info
 from sevlaunch.vmm import qapi_objects
 from sevlaunch.vmm.cmdline import VmConfig
 
@@ -261,6 +260,8 @@ class ProbeCommands:
         ]
 
     async def query_qmp_schema(self, _args: Args) -> object:
+        from sevlaunch.qmp.introspect import CommandInfo, schema_info  # for probes only
+
         commands = [
             CommandInfo(spec.name, spec.args, allow_oob=spec.allow_oob)
             for spec in self._server.command_specs
