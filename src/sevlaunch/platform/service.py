@@ -6,7 +6,9 @@ computes. With a latency model the PSP lock is held for the real-hardware cost t
 serialisation a busy host sees is honest. After every command the firmware's persistent state
 is compared with what is on disk and saved atomically when it changed. A bad or hostile
 request gets an :class:`ErrorReply` and the service carries on; a broken frame header cannot
-be resynchronised, so that connection is answered and closed.
+be resynchronised, so that connection is answered and closed. A guest belongs to the
+connection that launched it (:mod:`sevlaunch.platform.bindings`): other connections cannot
+address it, and it is released when that connection closes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from types import TracebackType
 from typing import Protocol
 
 from sevlaunch.errors import AddressError, PlatformError, ProtocolError, SevlaunchError
+from sevlaunch.formats.commands import Command, HandleBuffer
+from sevlaunch.formats.status import Status
 from sevlaunch.platform import protocol as p
+from sevlaunch.platform.bindings import GuestBindings, Peer
 from sevlaunch.platform.latency import NONE, Latency
 from sevlaunch.platform.memory import RegionMemory
 from sevlaunch.platform.state import StateDir, StoredState
@@ -116,30 +121,40 @@ class PlatformService:
         self._psp = asyncio.Lock()
         self._saved = firmware.persistent_state()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.bindings = GuestBindings()
+        self._local = Peer("in-process caller")
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def dispatch(self, request: p.Request) -> p.Response:
-        """Answer one request; every failure becomes an ErrorReply."""
+    async def dispatch(self, request: p.Request, peer: Peer | None = None) -> p.Response:
+        """Answer one request from ``peer`` (a connection; by default one in-process caller);
+        every failure becomes an ErrorReply."""
         try:
-            return await self._dispatch(request)
+            return await self._dispatch(request, peer or self._local)
         except Exception as exc:
             if not isinstance(exc, SevlaunchError):
                 log.exception("request %s failed inside the firmware", type(request).__name__)
             return _error_reply(exc)
 
-    async def _dispatch(self, request: p.Request) -> p.Response:
+    async def _dispatch(self, request: p.Request, peer: Peer) -> p.Response:
         if isinstance(request, p.ServiceRequest) and request.op is p.ServiceOp.PROFILE:
             return self.profile
         async with self._psp:
             if isinstance(request, p.MailboxRequest):
+                refused = self.bindings.refusal(peer, request.command, request.buffer)
+                if refused is not None:
+                    return p.MailboxReply(int(Status.INVALID_GUEST), request.buffer, (), refused)
                 reply = await asyncio.to_thread(self._mailbox, request)
+                self.bindings.record(
+                    peer, request.command, reply.status, request.buffer, reply.buffer
+                )
                 cost = self.latency.cost(request.command, request.buffer)
                 if cost > 0:
                     await self._sleep(cost)
                 return reply
             if isinstance(request, p.ServiceRequest):
                 return await asyncio.to_thread(self._service_op, request.op)
+            self.bindings.check_access(peer, request.handle)
             if isinstance(request, p.GuestReadRequest):
                 return await asyncio.to_thread(self._guest_read, request)
             return await asyncio.to_thread(self._guest_write, request)
@@ -153,6 +168,24 @@ class PlatformService:
         finally:
             self._persist()
         return p.MailboxReply(int(status), buffer, memory.written(), detail)
+
+    async def release(self, peer: Peer) -> None:
+        """DEACTIVATE and DECOMMISSION the guests of a closed connection, as KVM does when a
+        VM's descriptor closes (``sev_vm_destroy``); a guest already inactive just skips the
+        DEACTIVATE's failure."""
+        for handle in self.bindings.release(peer):
+            for command in (Command.DEACTIVATE, Command.DECOMMISSION):
+                buffer = HandleBuffer(handle).to_bytes()
+                request = p.MailboxRequest(int(command), buffer, ())
+                async with self._psp:
+                    reply = await asyncio.to_thread(self._mailbox, request)
+                    cost = self.latency.cost(request.command, request.buffer)
+                    if cost > 0:
+                        await self._sleep(cost)
+                if reply.status != Status.SUCCESS and command is Command.DECOMMISSION:
+                    log.warning(
+                        "releasing guest %d of a closed connection: %s", handle, reply.detail
+                    )
 
     def _service_op(self, op: p.ServiceOp) -> p.BlobReply:
         fw = self.firmware
@@ -186,10 +219,11 @@ class PlatformService:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Serve one client until it hangs up or breaks the framing."""
+        """Serve one client until it hangs up or breaks the framing; then free its guests."""
         self._writers.add(writer)
+        peer = Peer()
         try:
-            await self._serve_frames(reader, writer)
+            await self._serve_frames(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
@@ -199,9 +233,10 @@ class PlatformService:
             writer.close()
             with contextlib.suppress(OSError):  # the peer may be gone already
                 await writer.wait_closed()
+            await self.release(peer)
 
     async def _serve_frames(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer
     ) -> None:
         while True:
             head = await reader.read(p.HEADER_SIZE)
@@ -215,14 +250,14 @@ class PlatformService:
                 await self._send(writer, _error_reply(exc))
                 return
             payload = await reader.readexactly(header.length)
-            await self._send(writer, await self._answer(p.Frame(header.kind, payload)))
+            await self._send(writer, await self._answer(p.Frame(header.kind, payload), peer))
 
-    async def _answer(self, frame: p.Frame) -> p.Response:
+    async def _answer(self, frame: p.Frame, peer: Peer) -> p.Response:
         try:
             request = p.decode_request(frame)
         except ProtocolError as exc:
             return _error_reply(exc)
-        return await self.dispatch(request)
+        return await self.dispatch(request, peer)
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, response: p.Response) -> None:
