@@ -1,6 +1,12 @@
-"""The attestation path's lean transactions and prepared statements."""
+"""The attestation path's lean transactions and prepared statements; SQLite writers queue in
+the process, reads take no write lock, kept connections close with their engine."""
 
 from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -62,3 +68,63 @@ def test_statements_needing_type_processing_are_refused() -> None:
 class _FakeTx(db.Lean):
     def __init__(self) -> None:
         super().__init__(sa.create_engine("sqlite://").dialect, None)
+
+
+@pytest.fixture
+def impatient(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
+    """An engine whose SQLite busy handler gives up at once: any wait is the broker's own."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_MS", 0)
+    engine = db.create_engine(sqlite_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_writers_of_one_process_queue_on_their_own_lock(impatient: sa.Engine) -> None:
+    """With no busy handler, a second writer would fail with 'database is locked'; it waits
+    for the first instead, and both commit."""
+    holding, failures = threading.Event(), []
+
+    def first() -> None:
+        with db.writing(impatient) as conn:
+            _add_audit(conn)
+            holding.set()
+            time.sleep(0.2)  # the second writer arrives meanwhile
+
+    def second() -> None:
+        holding.wait()
+        try:
+            with db.lean_transaction(impatient) as tx:
+                _add_audit(tx)
+        except sa.exc.OperationalError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert _audit_count(impatient) == 2
+
+
+def test_reads_take_no_write_lock(impatient: sa.Engine) -> None:
+    with db.writing(impatient) as conn:
+        _add_audit(conn)
+        with db.reading(impatient) as reader:  # BEGIN IMMEDIATE here would be refused
+            assert reader.execute(sa.select(sa.func.count()).select_from(audit)).scalar() == 0
+        with db.lean_read(impatient) as tx:
+            assert store.generation(tx)
+
+
+def test_kept_connections_close_with_the_engine(sqlite_url: str) -> None:
+    engine = db.create_engine(sqlite_url)
+    db.upgrade(engine)
+    with db.lean_transaction(engine) as tx:
+        _add_audit(tx)
+        kept = tx.driver
+    with db.lean_read(engine) as again:
+        assert again.driver is kept  # the same connection, not one from the pool
+    engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        kept.execute("SELECT 1")

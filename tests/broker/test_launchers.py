@@ -19,7 +19,7 @@ from tests.broker.fakeplatform import FakePlatform
 
 
 def _gate(bucket: float | None = None, at: float | None = None, open_: int = 0) -> Gate:
-    return Gate(False, None, None, None, bucket, at, open_, 1000.0 if open_ else None)
+    return Gate(False, None, None, None, bucket, at, open_, 1000.0 if open_ else None, "g")
 
 
 def test_a_full_bucket_admits_a_burst_then_says_when_to_retry() -> None:
@@ -38,7 +38,7 @@ def test_the_open_limit_says_to_retry_soon_or_at_the_first_expiry() -> None:
     with pytest.raises(LimitExceededError) as refused:
         admit(_gate(open_=2), limits, 0.0, "l")
     assert (refused.value.reason, refused.value.retry_after) == ("too-many-open-launches", 5)
-    near = Gate(False, None, None, None, None, None, 2, 2.5)
+    near = Gate(False, None, None, None, None, None, 2, 2.5, "g")
     with pytest.raises(LimitExceededError) as soon:
         admit(near, limits, 0.0, "l")
     assert 1 <= soon.value.retry_after <= OPEN_RETRY

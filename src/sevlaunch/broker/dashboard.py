@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, params
 from fastapi.responses import HTMLResponse
 
-from sevlaunch.broker import store
+from sevlaunch.broker import db, store
 from sevlaunch.broker.schema import audit, launches
 from sevlaunch.broker.service import Broker
 from sevlaunch.errors import FormatError
@@ -156,7 +156,7 @@ _DECISIONS = (store.RELEASED, store.REFUSED, store.EXPIRED)
 def launch_views(engine: sa.Engine, limit: int = RECENT) -> list[LaunchView]:
     """The latest launches, newest first, with the words of their refusals from the audit log."""
     columns = [c for c in launches.c if c.name != "sealed_keys"]
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(
             sa.select(*columns).order_by(launches.c.created_at.desc()).limit(limit)
         ).mappings()
@@ -276,7 +276,7 @@ def _state(view: LaunchView) -> str:
 
 def audit_rows(engine: sa.Engine, limit: int = AUDIT_SCAN) -> list[store.AuditRow]:
     """The newest audit entries first (the API pages oldest first, for followers)."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(sa.select(audit).order_by(audit.c.id.desc()).limit(limit)).mappings()
         return [store.AuditRow(**{**r, "detail": _detail(r["detail"]) or None}) for r in rows]
 

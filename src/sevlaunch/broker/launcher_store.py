@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from sevlaunch.broker.db import Prepared, Tx
-from sevlaunch.broker.schema import PENDING, launchers, launches
-from sevlaunch.broker.store import AWAITING, REFUSED, _is_unique_violation
+from sevlaunch.broker.schema import PENDING, catalog, launchers, launches
+from sevlaunch.broker.store import AWAITING, CATALOG_ROW, REFUSED, _is_unique_violation
 from sevlaunch.errors import ConflictError, NotFoundError
 
 
@@ -41,6 +41,7 @@ class Gate:
     bucket_at: float | None
     open: int
     next_expiry: float | None
+    generation: str  # the catalog's, read in the same statement
 
 
 _COLUMNS = tuple(launchers.c[name] for name in LauncherRow.__dataclass_fields__)
@@ -50,6 +51,27 @@ _BY_HASH = Prepared(
     )
 )
 _LOCK = Prepared(
+    sa.select(launchers.c.name).where(launchers.c.name == sa.bindparam("name")).with_for_update()
+)
+_OPEN = (
+    sa.select(sa.func.count(launches.c.id))
+    .where(
+        launches.c.launcher == sa.bindparam("name"),
+        PENDING,
+        launches.c.expires_at > sa.bindparam("now"),
+    )
+    .scalar_subquery()
+)
+_NEXT_EXPIRY = (
+    sa.select(sa.func.min(launches.c.expires_at))
+    .where(
+        launches.c.launcher == sa.bindparam("name"),
+        PENDING,
+        launches.c.expires_at > sa.bindparam("now"),
+    )
+    .scalar_subquery()
+)
+_GATE = Prepared(
     sa.select(
         launchers.c.revoked_at,
         launchers.c.max_open,
@@ -57,16 +79,12 @@ _LOCK = Prepared(
         launchers.c.burst,
         launchers.c.bucket,
         launchers.c.bucket_at,
-    )
-    .where(launchers.c.name == sa.bindparam("name"))
-    .with_for_update()
-)
-_OPEN = Prepared(
-    sa.select(sa.func.count(launches.c.id), sa.func.min(launches.c.expires_at)).where(
-        launches.c.launcher == sa.bindparam("launcher"),
-        PENDING,
-        launches.c.expires_at > sa.bindparam("now"),
-    )
+        sa.type_coerce(_OPEN, sa.Integer),
+        sa.type_coerce(_NEXT_EXPIRY, sa.Float),
+        sa.select(catalog.c.generation)
+        .where(catalog.c.id == sa.bindparam("catalog_id"))
+        .scalar_subquery(),
+    ).where(launchers.c.name == sa.bindparam("name"))
 )
 _TAKE = Prepared(
     sa.update(launchers)
@@ -82,15 +100,26 @@ def by_hash(tx: Tx, token_hash: str) -> tuple[str, str, float | None] | None:
 
 
 def gate(tx: Tx, name: str, now: float) -> Gate | None:
-    """Lock the launcher's row (PostgreSQL; SQLite's transaction holds the write lock) and
-    count its open launches after the lock, so concurrent starts are counted one by one."""
-    found = _LOCK.rows(tx, {"name": name})
+    """The launcher's row, its open launches and the catalog generation, counted after the
+    launcher is locked so concurrent starts count one by one: on PostgreSQL a ``FOR UPDATE``
+    first (a statement waiting on a lock reads other tables as they were when it began), on
+    SQLite the transaction's write lock, and one statement."""
+    if tx.dialect.name != "sqlite" and not _LOCK.rows(tx, {"name": name}):
+        return None
+    found = _GATE.rows(tx, {"name": name, "now": now, "catalog_id": CATALOG_ROW})
     if not found:
         return None
-    revoked_at, max_open, rate, burst, bucket, bucket_at = found[0]
-    count, next_expiry = _OPEN.rows(tx, {"launcher": name, "now": now})[0]
+    revoked_at, max_open, rate, burst, bucket, bucket_at, count, next_expiry, gen = found[0]
     return Gate(
-        revoked_at is not None, max_open, rate, burst, bucket, bucket_at, int(count), next_expiry
+        revoked_at is not None,
+        max_open,
+        rate,
+        burst,
+        bucket,
+        bucket_at,
+        int(count),
+        next_expiry,
+        str(gen),
     )
 
 

@@ -144,13 +144,13 @@ class Launchers:
             name, token_hash(token.encode()), self.clock(), None, max_open, rate, burst
         )
         effective(row, self.settings.launcher_limits)  # refuses non-positive limits
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             ls.add(conn, row)
             self._audit(conn, "owner", "launcher.add", "ok", launcher=name, detail=_limits(row))
         return NewLauncher(self._view(row, 0), token)
 
     def launchers(self) -> list[Launcher]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             rows = ls.list_all(conn)
             counts = ls.open_counts(conn, self.clock())
         return [self._view(r, counts.get(r.name, 0)) for r in rows]
@@ -158,7 +158,7 @@ class Launchers:
     def revoke_launcher(self, name: str) -> Launcher:
         """Refuse the launcher's token from now on and end its open launches."""
         now = self.clock()
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             ended = ls.revoke(conn, name, now, self.settings.instance)
             for launch in ended:
                 self._audit(
@@ -190,12 +190,12 @@ class Launchers:
         revoked) if the file now holds another token."""
         wanted, now = token_hash(token), self.clock()
         try:
-            with self.engine.begin() as conn:
+            with db.writing(self.engine) as conn:
                 self._set_default(conn, wanted, now)
         except sa.exc.IntegrityError as exc:
             if not store._is_unique_violation(exc):
                 raise
-            with self.engine.connect() as conn:  # another instance added it meanwhile?
+            with db.reading(self.engine) as conn:  # another instance added it meanwhile?
                 if ls.get(conn, DEFAULT).token_hash == wanted:
                     return
             raise UsageError(
@@ -218,13 +218,17 @@ class Launchers:
                 "refused until the file holds a new one"
             )
 
-    def _gate(self, tx: db.Tx, name: str, now: float) -> LimitExceededError | None:
-        """Admit one more launch of ``name`` (taking from its bucket), or why not."""
+    def _gate(self, tx: db.Tx, name: str, now: float) -> Gate:
+        """Lock launcher ``name`` for this start (401 if unknown or revoked)."""
         gate = ls.gate(tx, name, now)
         if gate is None or gate.revoked:
             raise AccessDeniedError(
                 401, "unauthenticated", f"launcher {name!r} is unknown or its token was revoked"
             )
+        return gate
+
+    def _admit(self, tx: db.Tx, name: str, gate: Gate, now: float) -> LimitExceededError | None:
+        """Admit one more launch of ``name`` (taking from its bucket), or why not."""
         try:
             level = admit(gate, effective(gate, self.settings.launcher_limits), now, name)
         except LimitExceededError as exc:

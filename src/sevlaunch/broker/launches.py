@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.broker import attest, db, store
 from sevlaunch.broker.catalog import Catalog, Remembered, View
+from sevlaunch.broker.launcher_store import Gate
 from sevlaunch.broker.launchers import LauncherLimits
 from sevlaunch.broker.seal import Sealer, launch_context, secret_context
 from sevlaunch.crypto.chain import VerifiedPlatform
@@ -111,7 +112,8 @@ class Launches:
 
     # from Broker and :class:`~sevlaunch.broker.launchers.Launchers`
     _audit: Callable[..., None]
-    _gate: Callable[[db.Tx, str, float], LimitExceededError | None]
+    _gate: Callable[[db.Tx, str, float], Gate]
+    _admit: Callable[[db.Tx, str, Gate, float], LimitExceededError | None]
     _check_rate_memo: Callable[[str], None]
     _remember_rate: Callable[[str, LimitExceededError], None]
 
@@ -140,11 +142,12 @@ class Launches:
         request = _Request(workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher)
         attempt = self._attempt(self.catalog.view, None, request)
         if attempt is None or (attempt := self._commit_start(request, attempt)) is None:
-            with self.engine.begin() as conn:
+            with db.writing(self.engine) as conn:
                 fresh = self._attempt(self.catalog.refresh(conn), conn, request)
                 if fresh is None:
                     raise _missing("the launch start")
-                attempt = self._record_start(conn, request, fresh)
+                gate = self._gate(conn, launcher, self.clock())
+                attempt = self._record_start(conn, request, fresh, gate)
         if attempt.refusal is not None:
             if isinstance(attempt.refusal, LimitExceededError):
                 self._remember_rate(launcher, attempt.refusal)
@@ -202,15 +205,18 @@ class Launches:
         """Write a start decided from copies if their generation is still the database's;
         the attempt as written (refused if over a limit), or None."""
         with db.lean_transaction(self.engine) as tx:
-            if store.generation(tx) != attempt.generation:
+            gate = self._gate(tx, request.launcher, self.clock())
+            if gate.generation != attempt.generation:
                 return None
-            return self._record_start(tx, request, attempt)
+            return self._record_start(tx, request, attempt, gate)
 
-    def _record_start(self, tx: db.Tx, request: _Request, attempt: _Attempt) -> _Attempt:
+    def _record_start(
+        self, tx: db.Tx, request: _Request, attempt: _Attempt, gate: Gate
+    ) -> _Attempt:
         """Admit the launch under its launcher's limits and write it, or audit the refusal."""
         action = "launch.start"
         if attempt.refusal is None:
-            limited = self._gate(tx, request.launcher, self.clock())
+            limited = self._admit(tx, request.launcher, gate, self.clock())
             if limited is not None:
                 attempt = replace(attempt, refusal=limited)
         if attempt.refusal is not None:
@@ -271,12 +277,12 @@ class Launches:
 
     def launch(self, launch_id: str, *, launcher: str | None = None) -> store.LaunchRow:
         """A launch; with ``launcher``, only one of its own (else NotFoundError)."""
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.get_launch(conn, launch_id, launcher)
 
     def launches(self, **filters: Any) -> list[store.LaunchRow]:
         """Launches newest first (see :func:`sevlaunch.broker.store.list_launches`)."""
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.list_launches(conn, **filters)
 
     def finish_launch(
@@ -300,7 +306,7 @@ class Launches:
         with db.lean_transaction(self.engine) as tx:
             outcome = self._finish(tx, None, ident, (report, configuration), now)
         if outcome is None:  # this process has no current copy of the workload
-            with self.engine.begin() as conn:
+            with db.writing(self.engine) as conn:
                 outcome = self._finish(conn, conn, ident, (report, configuration), now)
                 if outcome is None:
                     raise _missing("the launch finish")

@@ -114,7 +114,7 @@ class Broker(Launchers, Launches, Expiry):
             ask=parsed.ask,
             created_at=self.clock(),
         )
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             store.add_root(conn, row)
             self._audit(
                 conn, OWNER, "trust.add", "ok", detail={"root": row.name, "fp": row.fingerprint}
@@ -122,12 +122,12 @@ class Broker(Launchers, Launches, Expiry):
         return row
 
     def remove_root(self, name: str) -> None:
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             store.remove_root(conn, name)
             self._audit(conn, OWNER, "trust.remove", "ok", detail={"root": name})
 
     def roots(self) -> list[store.TrustRootRow]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.list_roots(conn)
 
     # -- workloads and secrets -----------------------------------------------------------------
@@ -146,7 +146,7 @@ class Broker(Launchers, Launches, Expiry):
         )
         guids = {str(resolve_guid(k)): v for k, v in new.secrets.items()}
         attest.check_secret_sizes({uuid.UUID(g): v for g, v in guids.items()})
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             store.add_workload(conn, row)
             for guid, value in guids.items():
                 sealed = self.sealer.seal(value, secret_context(new.name, guid))
@@ -166,21 +166,21 @@ class Broker(Launchers, Launches, Expiry):
             return store.get_workload(conn, new.name)
 
     def workload(self, name: str) -> store.WorkloadRow:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.get_workload(conn, name)
 
     def workloads(self) -> list[store.WorkloadRow]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.list_workloads(conn)
 
     def remove_workload(self, name: str) -> None:
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             store.remove_workload(conn, name)
             self._audit(conn, OWNER, "workload.remove", "ok", workload=name)
 
     def set_secret(self, workload: str, guid_text: str, value: bytes) -> str:
         guid = str(resolve_guid(guid_text))
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             current = store.sealed_secrets(conn, workload)
             sizes = {uuid.UUID(g): bytes(_sealed_len(s)) for g, s in current.items()}
             attest.check_secret_sizes({**sizes, uuid.UUID(guid): value})
@@ -198,7 +198,7 @@ class Broker(Launchers, Launches, Expiry):
 
     def remove_secret(self, workload: str, guid_text: str) -> None:
         guid = str(resolve_guid(guid_text))
-        with self.engine.begin() as conn:
+        with db.writing(self.engine) as conn:
             store.remove_secret(conn, workload, guid)
             self._audit(
                 conn,
@@ -210,7 +210,7 @@ class Broker(Launchers, Launches, Expiry):
             )
 
     def audit(self, **filters: Any) -> Sequence[store.AuditRow]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return store.list_audit(conn, **filters)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from sevlaunch.broker import store
+from sevlaunch.broker import db, store
 from sevlaunch.broker.schema import PENDING, launches
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Expiry:
         total = 0
         while self._anything_due():
             batch = self.settings.sweep_batch
-            with self.engine.begin() as conn:
+            with db.writing(self.engine) as conn:
                 expired = store.expire_launches(conn, self.clock(), self.settings.instance, batch)
                 for row in expired:
                     self._audit(
@@ -60,7 +60,7 @@ class Expiry:
 
     def _anything_due(self) -> bool:
         """A read first, so an idle sweep never takes SQLite's write lock."""
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return conn.execute(_DUE.limit(1), {"now": self.clock()}).first() is not None
 
 
