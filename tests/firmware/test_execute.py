@@ -52,7 +52,7 @@ def test_unimplemented_commands_are_unsupported(es_fw: Firmware, command: Comman
     assert es_fw.execute(command, bytes(64), SparseMemory()) == (Status.UNSUPPORTED, bytes(64))
 
 
-@pytest.mark.parametrize("command", [0x00, 0x10, 0x26, 0x37, 0x81, 0xFFFF])
+@pytest.mark.parametrize("command", [0x00, 0x10, 0x26, 0x37, 0x87, 0xA3, 0xFFFF])
 def test_unknown_ids_are_invalid_command(fw: Firmware, command: int) -> None:
     assert fw.execute(command, b"x", SparseMemory()) == (Status.INVALID_COMMAND, b"x")
 

@@ -69,7 +69,7 @@ def platform() -> None:
 @click.option(
     "--profile",
     default=None,
-    help="EPYC generation: naples, rome, milan, genoa (default: the state's, else milan).",
+    help="EPYC generation: naples, rome, milan, genoa, turin (default: the state's, else milan).",
 )
 @click.option(
     "--latency",

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sevlaunch.errors import CommandRefusedError
 from sevlaunch.firmware.guest import AsidTable, GuestContext
 from sevlaunch.firmware.identity import Identity, Rng
 from sevlaunch.firmware.memory import Memory
 from sevlaunch.firmware.profiles import Profile
+from sevlaunch.firmware.snp.guest import SnpPlatform
 from sevlaunch.firmware.states import PlatformState
 from sevlaunch.formats.commands import Command
 from sevlaunch.formats.status import Status
@@ -41,6 +43,8 @@ class Core:
     asids: AsidTable = field(default_factory=AsidTable)
     next_handle: int = 1
     next_key_group: int = 1
+    snp: SnpPlatform | None = None  # None: this generation has no SNP firmware
+    rsa_keygen: Callable[[], Any] | None = None  # for the SNP PKI, made on first use
 
     @property
     def api(self) -> tuple[int, int]:
@@ -74,8 +78,12 @@ class Core:
         return handle
 
     def drop_guests(self) -> None:
+        """SEV's SHUTDOWN: every SEV guest goes, SNP guests keep their ASIDs."""
+        snp_bound = {g.asid: g.gctx for g in self.snp.guests.values() if g.asid} if self.snp else {}
         self.guests.clear()
         self.asids.reset()
+        for asid, gctx in snp_bound.items():
+            self.asids.bind(asid, gctx)
 
 
 Handler = Callable[[Core, bytes, Memory], bytes]

@@ -3,6 +3,7 @@ tables, run the handler, apply the transitions.
 
 Order of checks (each answers the first status that applies):
 
+0. an SNP command ID (0x81 and up) is SNP's (:mod:`.snp.dispatch`);
 1. an ID the SEV API does not define: INVALID_COMMAND (also ATTESTATION below API 0.23,
    where the command does not exist yet);
 2. an ID it defines that this emulator does not implement (SEND_*, RECEIVE_*,
@@ -20,6 +21,7 @@ from sevlaunch.errors import AddressError
 from sevlaunch.firmware import guest_commands, launch_commands, platform_commands
 from sevlaunch.firmware._core import CommandError, Core, Handler
 from sevlaunch.firmware.memory import Memory
+from sevlaunch.firmware.snp import dispatch as snp_dispatch
 from sevlaunch.firmware.states import (
     GUEST_COMMANDS,
     GUEST_TABLE,
@@ -29,6 +31,7 @@ from sevlaunch.firmware.states import (
     platform_after,
 )
 from sevlaunch.formats.commands import Command, buffer_size
+from sevlaunch.formats.snp.commands import is_snp_command
 from sevlaunch.formats.status import Status
 
 HANDLERS: dict[Command, Handler] = {
@@ -75,6 +78,8 @@ def _transition(core: Core, command: Command, written: bytes) -> None:
 
 def execute(core: Core, command: int, buffer: bytes, memory: Memory) -> tuple[Status, bytes, str]:
     """Run one command; returns the status, the written-back buffer and a diagnostic."""
+    if is_snp_command(command):
+        return snp_dispatch.execute(core, command, buffer, memory)
     try:
         cmd = Command(command)
     except ValueError:

@@ -14,6 +14,10 @@ from sevlaunch.firmware._core import Core
 from sevlaunch.firmware.guest import GuestContext
 from sevlaunch.firmware.memory import Memory, Overlay
 from sevlaunch.firmware.profiles import Profile
+from sevlaunch.firmware.snp import host_ops
+from sevlaunch.firmware.snp.api import SnpApi
+from sevlaunch.firmware.snp.guest import SnpPlatform
+from sevlaunch.firmware.snp.profiles import SnpFirmwareVersion, snp_profile
 from sevlaunch.firmware.states import GuestState, PlatformState
 from sevlaunch.formats import sevcert
 from sevlaunch.formats.commands import (
@@ -71,13 +75,25 @@ class Firmware:
         rng: Callable[[int], bytes] = os.urandom,
         state: bytes | None = None,
         rsa_keygen: Callable[[], rsa.RSAPrivateKey] = identity.generate_rsa,
+        snp_firmware: SnpFirmwareVersion | None = None,
     ) -> None:
+        """``snp_firmware`` is the SNP firmware installed now (default: the profile's); a
+        newer one than the committed one is provisional until SNP_COMMIT."""
         ident = (
             identity.factory(rng, profile.api_version, rsa_keygen)
             if state is None
             else persist.decode(state)
         )
-        self._core = Core(profile=profile, rng=rng, identity=ident)
+        snp_prof = snp_profile(profile.name)
+        if snp_prof is not None and snp_firmware is not None:
+            snp_prof = snp_prof.with_firmware(snp_firmware)
+        self._core = Core(
+            profile=profile,
+            rng=rng,
+            identity=ident,
+            snp=SnpPlatform(snp_prof) if snp_prof is not None else None,
+            rsa_keygen=rsa_keygen,
+        )
 
     # -- the firmware interface ------------------------------------------------------------
 
@@ -109,6 +125,16 @@ class Firmware:
     def ark(self) -> bytes:
         """The emulated ARK alone, for a trust store (``--trust-root``)."""
         return self._core.identity.ark_cert.to_bytes()
+
+    def snp_host(self, request: bytes, memory: Memory) -> bytes:
+        """An SNP host operation (RMPUPDATE, the memory controller, emulated AMD): see
+        :mod:`sevlaunch.firmware.snp.host_ops`."""
+        return host_ops.run(self._core, request, memory)
+
+    @property
+    def snp(self) -> SnpApi:
+        """Typed SNP conveniences (they raise FirmwareError like the SEV ones)."""
+        return SnpApi(self._core, self._checked)
 
     @property
     def profile(self) -> Profile:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sevlaunch.crypto import ecc
 from sevlaunch.crypto.rsa import sign_pss
+from sevlaunch.firmware.snp.identity import SnpIdentity
 from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Signature, Usage
 
@@ -116,6 +117,7 @@ class Identity:
     ark_key: bytes
     ask_cert: AmdCert
     ask_key: bytes
+    snp: SnpIdentity | None = None  # made on first SNP use by an SNP-capable generation
 
     @property
     def externally_owned(self) -> bool:

@@ -2,7 +2,10 @@
 
 It holds the :class:`~sevlaunch.firmware.identity.Identity` (chip ID, CEK, OCA/PEK/PDH keys
 and certificates, owner, the emulated ARK/ASK) and never guest contexts, which a real PSP
-loses on reset too. Keys are sorted and the encoding fixed, so ``encode(decode(b)) == b`` for
+loses on reset too. Version 2 adds the chip's SNP identity (:mod:`.snp.persist`); a state
+without one is still written as version 1, byte for byte as before.
+
+Keys are sorted and the encoding fixed, so ``encode(decode(b)) == b`` for
 every state this module wrote. Anything else raises :class:`~sevlaunch.errors.FormatError`
 naming the field.
 """
@@ -18,12 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sevlaunch.crypto import ecc
 from sevlaunch.errors import CryptoError, FormatError
 from sevlaunch.firmware.identity import CHIP_ID_SIZE, Identity
+from sevlaunch.firmware.snp import persist as snp_persist
 from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.sevcert import SevCert, Usage
 
 STRUCTURE = "firmware persistent state"
 MAGIC = "sevlaunch-firmware-state"
 VERSION = 1
+SNP_VERSION = 2
 _CERTS = {
     "signed_cek_cert": Usage.CEK,
     "oca_cert": Usage.OCA,
@@ -41,7 +46,7 @@ _KEYS = frozenset(
 def encode(identity: Identity) -> bytes:
     doc: dict[str, Any] = {
         "format": MAGIC,
-        "version": VERSION,
+        "version": VERSION if identity.snp is None else SNP_VERSION,
         "chip_id": identity.chip_id.hex(),
         "oca_key": None if identity.oca_key is None else identity.oca_key.hex(),
         "ark_key": identity.ark_key.hex(),
@@ -53,6 +58,8 @@ def encode(identity: Identity) -> bytes:
         doc[name] = getattr(identity, name).to_bytes().hex()
     for name in _SCALARS:
         doc[name] = getattr(identity, name).hex()
+    if identity.snp is not None:
+        doc["snp"] = snp_persist.encode(identity.snp)
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
 
@@ -80,10 +87,13 @@ def _load_doc(data: bytes) -> dict[str, Any]:
         raise _fail("document", f"not JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != MAGIC:
         raise _fail("format", f"expected a JSON object with format {MAGIC!r}")
-    if doc.get("version") != VERSION:
-        raise _fail("version", f"only version {VERSION} is known", doc.get("version"))
-    if set(doc) != _KEYS:
-        missing, extra = sorted(_KEYS - set(doc)), sorted(set(doc) - _KEYS)
+    if doc.get("version") not in (VERSION, SNP_VERSION):
+        raise _fail(
+            "version", f"only versions {VERSION} and {SNP_VERSION} are known", doc.get("version")
+        )
+    keys = _KEYS | ({"snp"} if doc["version"] == SNP_VERSION else set())
+    if set(doc) != keys:
+        missing, extra = sorted(keys - set(doc)), sorted(set(doc) - keys)
         raise _fail("document", f"missing fields {missing}, unknown fields {extra}")
     return doc
 
@@ -136,6 +146,12 @@ def decode(data: bytes) -> Identity:
     oca_key = None if doc["oca_key"] is None else _scalar(doc, "oca_key", certs["oca_cert"])
     ark_cert, ark_key = _amd(doc, "ark", Usage.ARK)
     ask_cert, ask_key = _amd(doc, "ask", Usage.ASK)
+    snp = None
+    if "snp" in doc:
+        try:
+            snp = snp_persist.decode(doc["snp"])
+        except FormatError as exc:
+            raise _fail(f"snp.{exc.field}", exc.reason, exc.value) from exc
     return Identity(
         chip_id=_hex(doc, "chip_id", CHIP_ID_SIZE),
         cek_key=cek,
@@ -150,4 +166,5 @@ def decode(data: bytes) -> Identity:
         ark_key=ark_key,
         ask_cert=ask_cert,
         ask_key=ask_key,
+        snp=snp,
     )

@@ -13,6 +13,8 @@ Sources for the figures (public captures of real parts):
 - Genoa: API 1.55 (the last legacy-SEV API revision); 1006 ASIDs split 255 SEV-ES / 751 SEV
   (kvm_amd on a Zen 4 part, AMDSEV issue 246: "SEV enabled (ASIDs 256 - 1006)"). The build id
   37 is a plausible value, not one pinned by a public capture.
+- Turin: API 1.55; the ASID split is Genoa's and the build id a plausible value (no public
+  capture pins them); it is here for SEV-SNP, whose facts are in :mod:`.snp.profiles`.
 
 SEV-ES guests use ASIDs ``1..max_es_asids``; SEV guests use the ASIDs that follow
 (``max_es_asids + 1 .. max_es_asids + max_sev_asids``), as KVM splits them by CPUID
@@ -72,6 +74,7 @@ PROFILES: dict[str, Profile] = {
         Profile("rome", 0, 24, 15, 47, 1, max_sev_asids=410, max_es_asids=99),
         Profile("milan", 1, 55, 21, 51, 1, max_sev_asids=410, max_es_asids=99),
         Profile("genoa", 1, 55, 37, 51, 1, max_sev_asids=751, max_es_asids=255),
+        Profile("turin", 1, 55, 61, 51, 1, max_sev_asids=751, max_es_asids=255),
     )
 }
 

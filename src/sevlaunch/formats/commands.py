@@ -91,7 +91,7 @@ def _field_kinds(fmt: str) -> tuple[tuple[str, int], ...]:
 class CommandBuffer:
     """Base of every command buffer: one ``struct`` layout, fields in declaration order."""
 
-    COMMAND: ClassVar[tuple[Command, ...]]
+    COMMAND: ClassVar[tuple[enum.IntEnum, ...]]
     FORMAT: ClassVar[struct.Struct]
 
     @classmethod

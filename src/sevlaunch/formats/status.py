@@ -39,6 +39,14 @@ class Status(enum.IntEnum):
     INVALID_PAGE_OWNER = 0x1C
     AEAD_OFLOW = 0x1D
     RING_BUFFER_EXIT = 0x1F
+    RMP_INIT_REQUIRED = 0x20
+    BAD_SVN = 0x21
+    BAD_VERSION = 0x22
+    SHUTDOWN_REQUIRED = 0x23
+    UPDATE_FAILED = 0x24
+    RESTORE_REQUIRED = 0x25
+    RMP_INITIALIZATION_FAILED = 0x26
+    INVALID_KEY = 0x27
 
 
 # QEMU's sev_fw_errlist wording, used in its "fw_error=N 'text'" messages.

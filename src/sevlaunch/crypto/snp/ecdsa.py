@@ -15,6 +15,12 @@ from sevlaunch.errors import CryptoError
 from sevlaunch.formats.snp.ecdsa import CURVE_P384, EcdsaPublicKey, EcdsaSignature
 
 _ECDSA = ec.ECDSA(hashes.SHA384())
+_DETERMINISTIC = ec.ECDSA(hashes.SHA384(), deterministic_signing=True)
+#: The order of P-384's base point.
+P384_ORDER = int(
+    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+    16,
+)
 
 
 def verify(key: ec.EllipticCurvePublicKey, signature: EcdsaSignature, data: bytes) -> None:
@@ -29,9 +35,22 @@ def verify(key: ec.EllipticCurvePublicKey, signature: EcdsaSignature, data: byte
         raise CryptoError("ECDSA P-384 signature does not verify") from exc
 
 
-def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> EcdsaSignature:
-    r, s = decode_dss_signature(key.sign(data, _ECDSA))
+def sign(
+    key: ec.EllipticCurvePrivateKey, data: bytes, *, deterministic: bool = False
+) -> EcdsaSignature:
+    """``deterministic`` uses RFC 6979 nonces, so a pure caller (the emulated firmware) adds
+    no hidden randomness: the same key and data give the same signature."""
+    r, s = decode_dss_signature(key.sign(data, _DETERMINISTIC if deterministic else _ECDSA))
     return EcdsaSignature(r, s)
+
+
+def derive_p384(seed: bytes) -> ec.EllipticCurvePrivateKey:
+    """A P-384 key from at least 48 bytes of uniform secret ``seed`` (reduced into
+    ``[1, n-1]``; with 64 bytes of seed the bias is below 2^-128)."""
+    if len(seed) < 48:
+        raise CryptoError(f"a P-384 key needs at least 48 bytes of seed, got {len(seed)}")
+    scalar = int.from_bytes(seed, "big") % (P384_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP384R1())
 
 
 def to_snp_key(key: ec.EllipticCurvePublicKey) -> EcdsaPublicKey:
