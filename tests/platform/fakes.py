@@ -118,6 +118,10 @@ class FakeFirmware:
     def guest_write(self, handle: int, paddr: int, data: bytes, memory: RegionMemory) -> None:
         memory.write(paddr, bytes(b ^ 0xFF for b in data))
 
+    def snp_host(self, request: bytes, memory: RegionMemory) -> bytes:
+        """Echoes the request, so the wire and the service's plumbing can be checked."""
+        return b"snp:" + request
+
 
 def fake_factory(profile: str, state: bytes | None) -> tuple[FakeFirmware, ProfileReply]:
     return FakeFirmware(state), ProfileReply(profile, 1, 55, 21, 51, 1, 410, 99)

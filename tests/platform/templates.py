@@ -11,6 +11,8 @@ from sevlaunch.platform.state import StoredState
 
 @functools.cache
 def template_state() -> bytes:
-    """The bytes of a state file for a fresh, UNINIT milan platform."""
+    """The bytes of a state file for a fresh, UNINIT milan platform (its SNP PKI made)."""
     firmware = Firmware(PROFILES["milan"])
+    firmware.snp.init()
+    firmware.snp.shutdown()
     return StoredState("milan", firmware.persistent_state()).to_bytes()

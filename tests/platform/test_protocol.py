@@ -35,6 +35,7 @@ requests = st.one_of(
     st.builds(p.ServiceRequest, st.sampled_from(p.ServiceOp)),
     st.builds(p.GuestReadRequest, u32, u64, u32, regions()),
     st.builds(p.GuestWriteRequest, u32, u64, small, regions()),
+    st.builds(p.SnpRequest, small, regions()),
 )
 u8 = st.integers(0, 255)
 responses = st.one_of(

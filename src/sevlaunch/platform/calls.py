@@ -18,6 +18,7 @@ firmware itself stays strict.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,7 +92,7 @@ def _check_guest_range(paddr: int, length: int) -> None:
 
 
 def _mailbox(
-    command: Command,
+    command: enum.IntEnum,
     buffer: CommandBuffer | None,
     regions: list[p.Region] | tuple[p.Region, ...] = (),
     *,

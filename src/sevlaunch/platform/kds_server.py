@@ -2,7 +2,8 @@
 
 Real hosts' CEKs are signed by AMD and served by kdsintf.amd.com by chip ID; an emulated
 platform's CEK is signed by its emulated ASK, so this serves it, with the same URL layout
-:mod:`sevlaunch.kds` uses for a mirror (``/cek/id/<ID>``, ``/ask_ark_<name>.cert``). The
+:mod:`sevlaunch.kds` uses for a mirror (``/cek/id/<ID>``, ``/ask_ark_<name>.cert``), and its
+SNP VCEKs, cert_chains and CRLs under AMD's ``/vcek/v1/...`` forms (:mod:`.kds_snp`). The
 guest-owner and VM-tool code that fetches from AMD then works unchanged against it.
 
 It serves GET only (a body is never read), drops a connection that sends nothing for
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sevlaunch.platform.client import PlatformClient
+from sevlaunch.platform.kds_snp import SnpRoutes, Throttle
 
 CA_NAME = "emulated"
 HEADER_TIMEOUT = 10.0
@@ -37,17 +39,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         try:
-            body = self.server.lookup(self.path)
+            snp = self.server.snp.answer(self.path)
+            body = self.server.lookup(self.path) if snp is None else None
         except Exception as exc:
             self._send(502, f"platform service error: {exc}".encode(), "text/plain")
             return
-        if body is None:
+        if snp is not None:
+            self._send(snp.status, snp.body, snp.kind, snp.headers)
+        elif body is None:
             self._send(404, b"not found", "text/plain")
         else:
             self._send(200, body, "application/octet-stream")
 
-    def _send(self, status: int, body: bytes, kind: str) -> None:
+    def _send(
+        self, status: int, body: bytes, kind: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -69,6 +78,7 @@ class KdsServer(ThreadingHTTPServer):
         *,
         header_timeout: float = HEADER_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        snp_throttle: Throttle | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.header_timeout = header_timeout
@@ -79,6 +89,10 @@ class KdsServer(ThreadingHTTPServer):
         self._chip_id: bytes | None = None
         self._cek: bytes | None = None
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.snp = SnpRoutes(self._platform_client, throttle=snp_throttle)
+
+    def _platform_client(self) -> PlatformClient:
+        return PlatformClient(self.platform_socket, peer_timeout=30.0)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):

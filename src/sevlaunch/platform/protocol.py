@@ -23,20 +23,28 @@ reply and the connection stays usable.
 from __future__ import annotations
 
 import enum
-import itertools
 import struct
 from dataclasses import dataclass, field
 
 from sevlaunch.errors import ProtocolError
+from sevlaunch.platform._wire import (
+    MAX_MESSAGE,
+    MAX_REGIONS,
+    Cursor,
+    Region,
+    Writer,
+    check_disjoint,
+)
+
+#: Re-exported from :mod:`._wire`, where the field codecs live (the other names are this
+#: module's own).
+__all__ = ["MAX_MESSAGE", "MAX_REGIONS", "Region", "check_disjoint"]
 
 MAGIC = b"SEVP"
 VERSION = 1
 HEADER_SIZE = 12
 MAX_PAYLOAD = 64 * 1024 * 1024
-MAX_REGIONS = 4096
-MAX_MESSAGE = 4096
 _HEADER = struct.Struct("<4sBBHI")
-_U64_LIMIT = 1 << 64
 
 
 class Kind(enum.IntEnum):
@@ -49,6 +57,7 @@ class Kind(enum.IntEnum):
     PROFILE = 0x05
     GUEST_READ = 0x06
     GUEST_WRITE = 0x07
+    SNP = 0x08
     MAILBOX_RESULT = 0x81
     BLOB = 0x82
     PROFILE_INFO = 0x83
@@ -66,27 +75,6 @@ class ErrorCode(enum.IntEnum):
     BAD_ARGUMENT = 6
     FIRMWARE_FAULT = 7
     INTERNAL = 8
-
-
-@dataclass(frozen=True)
-class Region:
-    """Bytes of emulated physical memory at ``paddr``."""
-
-    paddr: int
-    data: bytes
-
-    def __post_init__(self) -> None:
-        if self.paddr < 0 or self.paddr + len(self.data) > _U64_LIMIT:
-            raise ProtocolError(
-                "region.paddr",
-                f"region [{self.paddr:#x}, +{len(self.data):#x}) must lie within the 64-bit "
-                "physical address space",
-                value=self.paddr,
-            )
-
-    @property
-    def end(self) -> int:
-        return self.paddr + len(self.data)
 
 
 @dataclass(frozen=True)
@@ -135,6 +123,16 @@ class GuestWriteRequest:
 
 
 @dataclass(frozen=True)
+class SnpRequest:
+    """An SNP host operation (RMPUPDATE, the memory controller, the emulated AMD services):
+    ``args`` is the JSON :mod:`sevlaunch.firmware.snp.host_ops` reads, ``regions`` the
+    memory it touches. Answered with a :class:`BlobReply`."""
+
+    args: bytes
+    regions: tuple[Region, ...] = ()
+
+
+@dataclass(frozen=True)
 class MailboxReply:
     """The firmware's status, its command buffer after the call and the memory it wrote.
 
@@ -178,7 +176,7 @@ class ErrorReply:
     message: str = field(default="")
 
 
-Request = MailboxRequest | ServiceRequest | GuestReadRequest | GuestWriteRequest
+Request = MailboxRequest | ServiceRequest | GuestReadRequest | GuestWriteRequest | SnpRequest
 Response = MailboxReply | BlobReply | ProfileReply | ErrorReply
 
 
@@ -271,113 +269,11 @@ class FrameDecoder:
         return len(self._buf) + (HEADER_SIZE if self._header is not None else 0)
 
 
-# ---------------------------------------------------------------------------- fields
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def uint(self, name: str, value: int, size: int) -> _Writer:
-        if not 0 <= value < (1 << (8 * size)):
-            raise ProtocolError(name, f"value does not fit in {size} bytes", value=value)
-        self.parts.append(value.to_bytes(size, "little"))
-        return self
-
-    def blob(self, name: str, data: bytes) -> _Writer:
-        self.uint(f"{name}.length", len(data), 4)
-        self.parts.append(bytes(data))
-        return self
-
-    def text(self, name: str, value: str) -> _Writer:
-        """UTF-8 behind a u16 length, cut to MAX_MESSAGE bytes (whole characters)."""
-        raw = value.encode()[:MAX_MESSAGE].decode("utf-8", "ignore").encode()
-        self.uint(f"{name}.length", len(raw), 2)
-        self.parts.append(raw)
-        return self
-
-    def regions(self, regions: tuple[Region, ...]) -> _Writer:
-        if len(regions) > MAX_REGIONS:
-            raise ProtocolError(
-                "regions.count", f"at most {MAX_REGIONS} regions", value=len(regions)
-            )
-        self.uint("regions.count", len(regions), 4)
-        for r in regions:
-            self.uint("region.paddr", r.paddr, 8).blob("region", r.data)
-        return self
-
-    def bytes(self) -> bytes:
-        return b"".join(self.parts)
-
-
-class _Cursor:
-    def __init__(self, what: str, data: bytes) -> None:
-        self.what = what
-        self.data = memoryview(data)
-        self.pos = 0
-
-    def take(self, name: str, size: int) -> bytes:
-        end = self.pos + size
-        if end > len(self.data):
-            raise ProtocolError(
-                f"{self.what}.{name}",
-                f"needs {size} bytes at offset {self.pos} but the payload has "
-                f"{len(self.data) - self.pos} left (truncated frame?)",
-                value=len(self.data),
-            )
-        out = bytes(self.data[self.pos : end])
-        self.pos = end
-        return out
-
-    def uint(self, name: str, size: int) -> int:
-        return int.from_bytes(self.take(name, size), "little")
-
-    def blob(self, name: str) -> bytes:
-        return self.take(name, self.uint(f"{name}.length", 4))
-
-    def text(self, name: str, size_bytes: int) -> str:
-        raw = self.take(name, self.uint(f"{name}.length", size_bytes))
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"{self.what}.{name}", "not UTF-8") from exc
-
-    def regions(self) -> tuple[Region, ...]:
-        count = self.uint("regions.count", 4)
-        if count > MAX_REGIONS:
-            raise ProtocolError(
-                f"{self.what}.regions.count", f"at most {MAX_REGIONS} regions", value=count
-            )
-        out = tuple(Region(self.uint("region.paddr", 8), self.blob("region")) for _ in range(count))
-        check_disjoint(out)
-        return out
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ProtocolError(
-                f"{self.what}.trailing",
-                f"{len(self.data) - self.pos} bytes after the last field",
-                value=len(self.data) - self.pos,
-            )
-
-
-def check_disjoint(regions: tuple[Region, ...]) -> None:
-    """Regions must not overlap, so that memory has one meaning per address."""
-    ordered = sorted((r for r in regions if r.data), key=lambda r: r.paddr)
-    for a, b in itertools.pairwise(ordered):
-        if b.paddr < a.end:
-            raise ProtocolError(
-                "regions",
-                f"regions at {a.paddr:#x} (+{len(a.data):#x}) and {b.paddr:#x} overlap",
-                value=b.paddr,
-            )
-
-
 # ---------------------------------------------------------------------------- requests
 
 
 def encode_request(request: Request) -> bytes:
-    w = _Writer()
+    w = Writer()
     if isinstance(request, MailboxRequest):
         w.uint("command", request.command, 4).blob("buffer", request.buffer)
         w.regions(request.regions)
@@ -388,6 +284,9 @@ def encode_request(request: Request) -> bytes:
         w.uint("handle", request.handle, 4).uint("paddr", request.paddr, 8)
         w.uint("length", request.length, 4).regions(request.regions)
         return frame(Kind.GUEST_READ, w.bytes())
+    if isinstance(request, SnpRequest):
+        w.blob("args", request.args).regions(request.regions)
+        return frame(Kind.SNP, w.bytes())
     w.uint("handle", request.handle, 4).uint("paddr", request.paddr, 8)
     w.blob("data", request.data).regions(request.regions)
     return frame(Kind.GUEST_WRITE, w.bytes())
@@ -395,7 +294,7 @@ def encode_request(request: Request) -> bytes:
 
 def decode_request(fr: Frame) -> Request:
     """Decode a request frame; an unknown kind or a bad payload raises ProtocolError."""
-    c = _Cursor(_kind_name(fr.kind), fr.payload)
+    c = Cursor(_kind_name(fr.kind), fr.payload)
     out: Request
     if fr.kind == Kind.MAILBOX:
         out = MailboxRequest(c.uint("command", 4), c.blob("buffer"), c.regions())
@@ -405,6 +304,8 @@ def decode_request(fr: Frame) -> Request:
         out = GuestReadRequest(
             c.uint("handle", 4), c.uint("paddr", 8), c.uint("length", 4), c.regions()
         )
+    elif fr.kind == Kind.SNP:
+        out = SnpRequest(c.blob("args"), c.regions())
     elif fr.kind == Kind.GUEST_WRITE:
         out = GuestWriteRequest(
             c.uint("handle", 4), c.uint("paddr", 8), c.blob("data"), c.regions()
@@ -423,7 +324,7 @@ def decode_request(fr: Frame) -> Request:
 
 
 def encode_response(response: Response) -> bytes:
-    w = _Writer()
+    w = Writer()
     if isinstance(response, MailboxReply):
         w.uint("status", response.status, 4).blob("buffer", response.buffer)
         w.regions(response.regions).text("detail", response.detail)
@@ -448,7 +349,7 @@ _PROFILE_BYTES = ("api_major", "api_minor", "build_id", "cbitpos", "reduced_phys
 
 
 def decode_response(fr: Frame) -> Response:
-    c = _Cursor(_kind_name(fr.kind), fr.payload)
+    c = Cursor(_kind_name(fr.kind), fr.payload)
     out: Response
     if fr.kind == Kind.MAILBOX_RESULT:
         out = MailboxReply(c.uint("status", 4), c.blob("buffer"), c.regions(), c.text("detail", 2))

@@ -59,6 +59,8 @@ class FirmwareLike(Protocol):
 
     def guest_write(self, handle: int, paddr: int, data: bytes, memory: RegionMemory) -> None: ...
 
+    def snp_host(self, request: bytes, memory: RegionMemory) -> bytes: ...
+
 
 FirmwareFactory = Callable[[str, bytes | None], tuple[FirmwareLike, p.ProfileReply]]
 
@@ -157,6 +159,8 @@ class PlatformService:
             self.bindings.check_access(peer, request.handle)
             if isinstance(request, p.GuestReadRequest):
                 return await asyncio.to_thread(self._guest_read, request)
+            if isinstance(request, p.SnpRequest):
+                return await asyncio.to_thread(self._snp, request)
             return await asyncio.to_thread(self._guest_write, request)
 
     def _mailbox(self, request: p.MailboxRequest) -> p.MailboxReply:
@@ -205,6 +209,15 @@ class PlatformService:
         memory = RegionMemory(request.regions)
         self.firmware.guest_write(request.handle, request.paddr, request.data, memory)
         return p.BlobReply(b"", memory.written())
+
+    def _snp(self, request: p.SnpRequest) -> p.BlobReply:
+        """An SNP host operation; it may make the chip's SNP PKI, which is then saved."""
+        memory = RegionMemory(request.regions)
+        try:
+            data = self.firmware.snp_host(request.args, memory)
+        finally:
+            self._persist()
+        return p.BlobReply(data, memory.written())
 
     def _persist(self) -> None:
         state = self.firmware.persistent_state()
