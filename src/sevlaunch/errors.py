@@ -19,7 +19,8 @@ callers can catch what they understand and let the rest travel::
     ├── CommandRefusedError         (inside the firmware emulator) a handler's non-zero status
     ├── AddressError                a physical address range that a memory cannot serve
     ├── VmmError                    the hypervisor refused a request (QMP GenericError and kin)
-    │   └── VmmStartupError         the hypervisor failed before serving QMP (exit status 1)
+    │   ├── VmmStartupError         the hypervisor failed before serving QMP (exit status 1)
+    │   └── SnpLaunchError          an SNP launch failed at its finish (QEMU exits 1)
     ├── PlatformError               the emulated platform service failed or refused a request
     │   ├── ProtocolError           a platform-protocol frame is malformed
     │   └── PlatformUnavailableError no platform service answers at the socket
@@ -176,6 +177,7 @@ class FirmwareError(SevlaunchError):
     def __init__(self, command: str, status: int, detail: str = "") -> None:
         self.command = command
         self.status = status
+        self.detail = detail
         msg = f"{command} failed: fw_error={status} '{type(self).status_name(status)}'"
         super().__init__(msg + (f": {detail}" if detail else ""))
 
@@ -190,6 +192,11 @@ class VmmError(SevlaunchError):
 
 class VmmStartupError(VmmError):
     """A failure before QMP is served: printed as QEMU prints it, exit status 1."""
+
+
+class SnpLaunchError(VmmError):
+    """SNP_LAUNCH_UPDATE or SNP_LAUNCH_FINISH failed on the first run: QEMU reports it (the
+    message) and exits with status 1, and so does the emulated hypervisor."""
 
 
 class CommandRefusedError(SevlaunchError):

@@ -87,7 +87,12 @@ def test_sev_guest_and_its_kernel_hashes_are_advertised() -> None:
 
 def test_implements_filters_by_ancestry() -> None:
     types = _call(_probe_server(), "qom-list-types", {"implements": "confidential-guest-support"})
-    assert {t["name"] for t in types} == {"sev-guest", "sev-common", "confidential-guest-support"}
+    assert {t["name"] for t in types} == {
+        "sev-guest",
+        "sev-snp-guest",
+        "sev-common",
+        "confidential-guest-support",
+    }
 
 
 def test_properties_are_lists_and_unknown_classes_errors() -> None:

@@ -11,4 +11,5 @@ GENERATION_MODELS = {
     "rome": "EPYC-Rome",
     "milan": "EPYC-Milan",
     "genoa": "EPYC-Genoa",
+    "turin": "EPYC-Turin",
 }

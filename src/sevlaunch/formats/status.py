@@ -79,6 +79,15 @@ _DESCRIPTIONS = {
 }
 
 
+def qemu_error_text(code: int) -> str:
+    """QEMU's ``fw_error_to_str``: its table's words, "unknown error" past the table (QEMU's
+    list stops at SECURE_DATA_INVALID, so SNP's page and key statuses print that way)."""
+    try:
+        return _DESCRIPTIONS[Status(code)]
+    except (ValueError, KeyError):
+        return "unknown error"
+
+
 def status_name(code: int) -> str:
     """QEMU's description of a status code, or the enum name, or ``unknown``."""
     try:

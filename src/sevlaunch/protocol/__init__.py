@@ -4,12 +4,20 @@ One vocabulary for the VM tool, the host manager, the broker and both dashboards
 :class:`Step` names each of DESIGN.md's 13 steps with one number, one name and one party, and
 the frozen values (:class:`NodeSevInfo`, :class:`LaunchSecurityInfo`, :class:`SessionOffer`,
 :class:`SecretRelease`, :class:`DomainInfo`, :class:`StepReport`) carry what crosses a process
-boundary, converted to and from the wire dicts once, with libvirt's key names. Pure: depends
+boundary, converted to and from the wire dicts once, with libvirt's key names. SEV-SNP's
+steps and values are in :mod:`.snp`. Pure: depends
 only on :mod:`sevlaunch.errors` and :mod:`sevlaunch.formats`.
 """
 
 from __future__ import annotations
 
+from sevlaunch.protocol.snp import (
+    GuestAttestationConfig,
+    SnpChallenge,
+    SnpEvidence,
+    SnpRelease,
+    SnpStep,
+)
 from sevlaunch.protocol.steps import Outcome, Step
 from sevlaunch.protocol.values import (
     DomainInfo,
@@ -25,6 +33,7 @@ from sevlaunch.protocol.values import (
 
 __all__ = [
     "DomainInfo",
+    "GuestAttestationConfig",
     "HostEvent",
     "LaunchConfiguration",
     "LaunchSecurityInfo",
@@ -33,6 +42,10 @@ __all__ = [
     "SecretInfo",
     "SecretRelease",
     "SessionOffer",
+    "SnpChallenge",
+    "SnpEvidence",
+    "SnpRelease",
+    "SnpStep",
     "Step",
     "StepReport",
 ]

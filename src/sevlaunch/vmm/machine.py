@@ -13,20 +13,25 @@ import binascii
 import contextlib
 import enum
 import hashlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sevlaunch.errors import FirmwareError, UsageError, VmmError
+from sevlaunch.errors import FirmwareError, FormatError, SnpLaunchError, UsageError, VmmError
 from sevlaunch.formats.ovmf import OvmfFooterTable
+from sevlaunch.protocol.snp import FW_CFG_NAME, GuestAttestationConfig
+from sevlaunch.vmm.cmdline.config import SevSnpGuestConfig
 from sevlaunch.vmm.memory import GuestMemory
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.sev import SevGuest, SevGuestConfig
+from sevlaunch.vmm.snp import SnpGuest
+from sevlaunch.vmm.snp_port import SnpPlatform
 
 if TYPE_CHECKING:  # the guest model (pyca, scrypt) and the VMSA layouts load when first used:
     # a VMM process reaches its measurement without them (bench/vmm_launch.py)
-    from sevlaunch.vmm.guest import BootResult
+    from sevlaunch.vmm.guest import BootMedia, BootResult, Guest
 
 #: Extension event (not in QEMU): the launch measurement can be fetched now. The 2017 design
 #: asked for it; polling ``query-sev-launch-measure`` works exactly as in QEMU regardless.
@@ -62,6 +67,8 @@ class MachineSpec:
     vcpus: int = 1
     cpu_model: str = "qemu64"
     no_shutdown: bool = False  # -no-shutdown: a guest power-off stops the VM, the process stays
+    snp: SevSnpGuestConfig | None = None
+    fw_cfg: tuple[tuple[str, bytes], ...] = ()  # -fw_cfg files the guest can read
 
 
 @dataclass
@@ -77,6 +84,9 @@ class Machine:
     boot_result: BootResult | None = None
     _boot: asyncio.Task[BootResult] | None = None
     shutdown_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    snp_platform: SnpPlatform | None = None
+    snp: SnpGuest | None = None
+    exit_code: int = 0  #: 1 after a failure QEMU answers with exit(1)
 
     def __post_init__(self) -> None:
         self.memory = GuestMemory(self.spec.memory)
@@ -85,7 +95,9 @@ class Machine:
         """Accelerator init, firmware load and machine-init-done, in QEMU's order."""
         self.firmware = _read(self.spec.firmware, "-bios")
         self.memory = GuestMemory(self.spec.memory, len(self.firmware))
-        if self.spec.sev is not None:
+        if self.spec.snp is not None:
+            await self._init_snp(self.spec.snp)
+        elif self.spec.sev is not None:
             if self.platform is None:
                 raise VmmError(
                     "sev-guest: no SEV device: give sev-device=PATH or set SEVLAUNCH_SEV_DEVICE"
@@ -102,6 +114,19 @@ class Machine:
             self.memory.write(self.memory.flash_base, self.firmware)
         if not self.spec.start_paused:
             await self.cont()
+
+    async def _init_snp(self, config: SevSnpGuestConfig) -> None:
+        """SNP_LAUNCH_START at accelerator init; the flash is only queued for the launch."""
+        if self.snp_platform is None:
+            raise VmmError(
+                "sev-snp-guest: no SEV device: give sev-device=PATH or set SEVLAUNCH_SEV_DEVICE"
+            )
+        self.snp = SnpGuest(self.snp_platform, config)
+        await self.snp.kvm_init()
+        self.memory.write(self.memory.flash_base, self.firmware)
+        self.snp.encrypt_flash(self.memory.flash_base, len(self.firmware))
+        if self.spec.kernel is not None and config.kernel_hashes:
+            self.snp.add_kernel_hashes(self.firmware, self._hashes_table())
 
     def _vmsas(self, ap_reset_address: int | None) -> tuple[bytes, ...]:
         """The vCPUs' reset state as KVM syncs it into the VMSAs (SEV-ES only)."""
@@ -143,11 +168,30 @@ class Machine:
             raise VmmError("Resetting the Virtual Machine is required")
         if self.sev is not None:
             await self.sev.vm_running()
+        if self.snp is not None:
+            await self._finish_snp(self.snp)
         first = self._boot is None
         self.state = RunState.RUNNING
         self.emit("RESUME", None)
         if first:
             self._boot = asyncio.create_task(self._run_guest())
+
+    async def _finish_snp(self, snp: SnpGuest) -> None:
+        """``sev_snp_launch_finish`` on the first run; its failure ends the process."""
+        from sevlaunch.vmm.snp_machine import snp_cpuid, snp_vmsas
+
+        try:
+            await snp.vm_running(
+                self.memory,
+                self.firmware,
+                snp_vmsas(self.spec, snp, self.firmware),
+                snp_cpuid(self.spec, snp),
+            )
+        except (SnpLaunchError, UsageError, FormatError) as exc:
+            print(f"sevlaunch-vmm: {exc}", file=sys.stderr, flush=True)
+            self.exit_code = 1
+            self.shutdown_requested.set()
+            raise SnpLaunchError(str(exc)) from exc
 
     async def stop(self) -> None:
         if self.state is RunState.RUNNING:
@@ -179,6 +223,8 @@ class Machine:
         self.shutdown_requested.set()
 
     def query_sev(self) -> dict[str, Any]:
+        if self.snp is not None:
+            return self.snp.query()
         if self.sev is None:
             return {
                 "enabled": False,
@@ -198,6 +244,8 @@ class Machine:
         return {"data": self.sev.launch_measure()}
 
     async def inject_launch_secret(self, header: str, secret: str, gpa: int | None) -> None:
+        if self.snp is not None:  # an SNP guest never enters launch-secret
+            raise VmmError(f"SEV: Not in correct state. (LSECRET) {self.snp.state.index:x}")
         if self.sev is None:
             raise VmmError("SEV not enabled for guest")
         if gpa is None:
@@ -209,6 +257,8 @@ class Machine:
         await self.sev.inject_secret(self.memory, header, secret, gpa)
 
     async def attestation_report(self, mnonce_b64: str) -> dict[str, Any]:
+        if self.snp is not None:  # KVM refuses the legacy report for an SNP VM
+            raise VmmError("SEV: Failed to query the attestation report length ret=-1 fw_err=0 ()")
         if self.sev is None or self.platform is None:
             raise VmmError("SEV is not enabled")
         try:
@@ -232,6 +282,8 @@ class Machine:
 
     async def _guest_read(self, paddr: int, length: int) -> bytes:
         ciphertext = self.memory.read(paddr, length)
+        if self.snp is not None and self.snp_platform is not None:
+            return await self.snp_platform.snp_guest_read(self.snp.handle, paddr, ciphertext)
         if self.sev is None or self.platform is None:
             return ciphertext
         return await self.platform.guest_read(self.sev.handle, paddr, ciphertext)
@@ -248,7 +300,9 @@ class Machine:
             disks=spec.disks,
             disk_names=spec.disk_names,
         )
-        guest = Guest(media, self._guest_read, self.console, sev=self.sev is not None)
+        guest = self._snp_guest(media) if self.snp is not None else None
+        if guest is None:
+            guest = Guest(media, self._guest_read, self.console, sev=self.sev is not None)
         result = await guest.boot()
         self.boot_result = result
         if result.halted:
@@ -260,9 +314,31 @@ class Machine:
             )
         return result
 
+    def _snp_guest(self, media: BootMedia) -> Guest:
+        from sevlaunch.vmm.snp_guest import SnpGuestOs
+
+        snp, platform = self.snp, self.snp_platform
+        if snp is None or platform is None:
+            raise VmmError("SEV-SNP is not enabled")
+        blobs = dict(self.spec.fw_cfg)
+        config = None
+        if FW_CFG_NAME in blobs:
+            try:
+                config = GuestAttestationConfig.from_json(blobs[FW_CFG_NAME])
+            except FormatError as exc:
+                self.console(f"sevlaunch-attest: unreadable fw_cfg {FW_CFG_NAME}: {exc}")
+
+        async def request(page: bytes) -> bytes:
+            return await platform.snp_guest_request(snp.handle, page)
+
+        return SnpGuestOs(media, self._guest_read, self.console, request=request, config=config)
+
     async def teardown(self) -> None:
         if self._boot is not None and not self._boot.done():
             self._boot.cancel()
+        if self.snp is not None and self.snp_platform is not None and self.snp.handle:
+            with contextlib.suppress(FirmwareError):
+                await self.snp_platform.snp_teardown(self.snp.handle)
         if self.sev is not None and self.platform is not None and self.sev.handle:
             with contextlib.suppress(FirmwareError):
                 await self.platform.teardown(self.sev.handle)

@@ -39,6 +39,7 @@ from sevlaunch.vmm.qmp_commands import VmmCommands
 from sevlaunch.vmm.qmp_probe import ProbeCommands, accel_of
 from sevlaunch.vmm.qmp_runtime import RuntimeCommands
 from sevlaunch.vmm.sev import SevGuestConfig
+from sevlaunch.vmm.snp_port import SnpPlatform
 
 PROG = "sevlaunch-vmm"
 DEVICE_ENV = "SEVLAUNCH_SEV_DEVICE"
@@ -52,7 +53,8 @@ def sev_device_path(
     config: VmConfig, default_socket: str = DEFAULT_SOCKET, dev_sev: str = DEFAULT_DEVICE
 ) -> str:
     """The SEV device to open; ``dev_sev`` is where /dev/sev is looked for (tests move it)."""
-    configured = config.sev_guest.sev_device if config.sev_guest else DEFAULT_DEVICE
+    guest = config.sev_guest or config.snp_guest
+    configured = guest.sev_device if guest else DEFAULT_DEVICE
     if configured != DEFAULT_DEVICE:
         return configured
     if DEVICE_ENV in os.environ:
@@ -107,6 +109,8 @@ def machine_spec(config: VmConfig) -> MachineSpec:
         )
     sev = config.sev_guest
     return MachineSpec(
+        snp=config.snp_guest,
+        fw_cfg=fw_cfg_blobs(config),
         name=config.name or "",
         memory=config.memory,
         firmware=Path(config.firmware),
@@ -121,6 +125,20 @@ def machine_spec(config: VmConfig) -> MachineSpec:
         cpu_model=config.cpu_model or "qemu64",
         no_shutdown=config.no_shutdown,
     )
+
+
+def fw_cfg_blobs(config: VmConfig) -> tuple[tuple[str, bytes], ...]:
+    """The ``-fw_cfg`` files' contents, read at start-up as QEMU reads them."""
+    out = []
+    for entry in config.fw_cfg:
+        if entry.string is not None:
+            out.append((entry.name, entry.string.encode()))
+            continue
+        try:
+            out.append((entry.name, Path(entry.file or "").read_bytes()))
+        except OSError as exc:
+            raise VmmStartupError(f"-fw_cfg name={entry.name}: can't load {entry.file}") from exc
+    return tuple(out)
 
 
 def guest_disk_names(disks: Sequence[DiskImage]) -> tuple[str, ...]:
@@ -173,20 +191,27 @@ async def _start_machine(
     if config.machine_type == "none":
         return None
     spec = machine_spec(config)
-    if spec.sev is not None and device is None:
+    if (spec.sev is not None or spec.snp is not None) and device is None:
         raise VmmStartupError(f"sev_common_kvm_init: {device_error}")
 
     def emit(name: str, data: dict[str, Any] | None) -> None:
         # the measurement is announced before QMP listens: latch it for clients that connect later
         server.emit(name, data, latch=name == MEASUREMENT_EVENT)
 
-    machine = Machine(spec, device if spec.sev else None, emit, console)
+    snp = _snp_device(device) if spec.snp is not None else None
+    machine = Machine(spec, device if spec.sev else None, emit, console, snp_platform=snp)
     try:
         await machine.init()
     except (SevlaunchError, FirmwareError, PlatformError) as exc:
         await machine.teardown()
         raise VmmStartupError(str(exc)) from exc
     return machine
+
+
+def _snp_device(device: SevPlatform | None) -> SnpPlatform | None:
+    from sevlaunch.vmm.platform_port import EmulatedSevPlatform
+
+    return device.snp() if isinstance(device, EmulatedSevPlatform) else None
 
 
 async def _listen(server: QMPServer, config: VmConfig) -> None:
@@ -231,7 +256,7 @@ async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> 
         if leftover:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
-    return 0
+    return machine.exit_code if machine is not None else 0
 
 
 def _on_signal(sig: int, machine: Machine | None, server: QMPServer, done: asyncio.Event) -> None:

@@ -8,6 +8,13 @@ to end at 4 GiB. The area addresses are guest-physical and sit in OVMF's MEMFD (
 tail is in the sevctl vectors (reset block 0x80B004, secret 0x80C000/0xC00, hashes
 0x80CC00/0x400). QEMU finds the table in the last 4 KiB, so the image must be at least that
 big; 64 KiB is asked for to keep the filler meaningful.
+
+An SNP-capable image (:data:`AMDSEV_2024`) also carries OVMF's SEV metadata ("ASEV": the pages
+QEMU pre-validates for SEV-SNP) just below the footer table, named by the footer entry
+dc886566-…, laid out as edk2-stable202405's AmdSevX64 build (the sev-snp-measure fixture):
+reset block 0x80B004, secret area 0x810000/0xC00, hashes 0x810C00/0x400, SNP_SEC_MEM at
+0x800000/0x9000 and 0x80A000/0x3000, SECRETS 0x80D000, CPUID 0x80E000, SVSM_CAA 0x80F000,
+SNP_KERNEL_HASHES 0x810000 and SNP_SEC_MEM 0x811000/0xF000.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from sevlaunch.formats.ovmf import (
     SEV_ES_RESET_BLOCK_GUID,
     SEV_HASH_TABLE_GUID,
     SEV_SECRET_BLOCK_GUID,
+    SEV_SNP_METADATA_GUID,
     Area,
     FooterEntry,
     OvmfFooterTable,
 )
+from sevlaunch.formats.snp.metadata import MetadataSection, SectionType, SevMetadata
 
 PAGE = 4096
 MIN_SIZE = 64 * 1024
@@ -45,10 +54,15 @@ class OvmfLayout:
     sev_es_reset_address: int | None = 0x80B004
     secret_area: Area | None = Area(0x80C000, 0xC00)  # noqa: RUF009 - frozen value
     hashes_area: Area | None = Area(0x80CC00, 0x400)  # noqa: RUF009 - frozen value
+    snp_sections: tuple[MetadataSection, ...] = ()  # an SEV metadata table when not empty
 
-    def footer_table(self) -> OvmfFooterTable:
+    def footer_table(self, metadata_offset: int | None = None) -> OvmfFooterTable:
         """Entries nearest the footer first, in the order the AmdSev build has them."""
         entries = []
+        if metadata_offset is not None:
+            entries.append(
+                FooterEntry(SEV_SNP_METADATA_GUID, metadata_offset.to_bytes(4, "little"))
+            )
         if self.sev_es_reset_address is not None:
             entries.append(
                 FooterEntry(
@@ -66,6 +80,23 @@ class OvmfLayout:
 
 
 RHEL9_2022 = OvmfLayout()
+_S = SectionType
+AMDSEV_2024 = OvmfLayout(
+    secret_area=Area(0x810000, 0xC00),
+    hashes_area=Area(0x810C00, 0x400),
+    snp_sections=tuple(
+        MetadataSection(gpa, size, kind)
+        for gpa, size, kind in (
+            (0x800000, 0x9000, _S.SNP_SEC_MEM),
+            (0x80A000, 0x3000, _S.SNP_SEC_MEM),
+            (0x80D000, 0x1000, _S.SNP_SECRETS),
+            (0x80E000, 0x1000, _S.CPUID),
+            (0x80F000, 0x1000, _S.SVSM_CAA),
+            (0x810000, 0x1000, _S.SNP_KERNEL_HASHES),
+            (0x811000, 0xF000, _S.SNP_SEC_MEM),
+        )
+    ),
+)
 
 
 def make_image(
@@ -73,10 +104,17 @@ def make_image(
 ) -> bytes:
     """A ``size``-byte image: filler from ``seed``, footer table, reset-vector stub."""
     _check_size(size)
-    table = layout.footer_table().to_bytes()
-    filler_len = size - len(table) - RESET_VECTOR_SIZE
+    metadata = SevMetadata(layout.snp_sections).to_bytes() if layout.snp_sections else b""
+    if metadata:
+        # the footer table's size does not depend on the offset's value: measure it first
+        probe = layout.footer_table(0).to_bytes()
+        offset = len(probe) + RESET_VECTOR_SIZE + len(metadata)
+        table = layout.footer_table(offset).to_bytes()
+    else:
+        table = layout.footer_table().to_bytes()
+    filler_len = size - len(metadata) - len(table) - RESET_VECTOR_SIZE
     filler = hashlib.shake_256(b"sevlaunch synthetic OVMF\x00" + seed).digest(filler_len)
-    return filler + table + RESET_VECTOR_STUB
+    return filler + metadata + table + RESET_VECTOR_STUB
 
 
 def flash_base(size: int) -> int:

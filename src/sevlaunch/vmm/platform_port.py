@@ -10,7 +10,9 @@ service and answers ASID_OWNED for one in use.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sevlaunch.errors import FirmwareError
 from sevlaunch.formats.generations import GENERATION_MODELS
@@ -18,6 +20,9 @@ from sevlaunch.formats.policy import PolicyFlags
 from sevlaunch.formats.status import Status
 from sevlaunch.platform.client import AsyncPlatformClient
 from sevlaunch.vmm.port import Capabilities, PlatformInfo
+
+if TYPE_CHECKING:
+    from sevlaunch.vmm.snp_platform_port import EmulatedSnpPlatform
 
 
 @dataclass
@@ -42,6 +47,12 @@ class EmulatedSevPlatform:
     def __init__(self, socket_path: str) -> None:
         self.client = AsyncPlatformClient(socket_path)
         self._es: dict[int, bool] = {}
+
+    def snp(self) -> EmulatedSnpPlatform:
+        """The SNP half of the device, on this connection."""
+        from sevlaunch.vmm.snp_platform_port import EmulatedSnpPlatform
+
+        return EmulatedSnpPlatform(self.client)
 
     async def info(self) -> PlatformInfo:
         status = await self.client.ensure_init()
@@ -80,36 +91,18 @@ class EmulatedSevPlatform:
         return handle
 
     async def _activate(self, handle: int, *, es: bool) -> None:
-        """ACTIVATE on a free ASID of the guest's range. The search starts at a slot derived
-        from the (ever-increasing) handle and wraps around, so concurrent launches rarely try
-        the same ASID and recently freed ones, which need a DF_FLUSH, are reused last, as
-        KVM's allocator does."""
+        """ACTIVATE on a free ASID of the guest's range (see :func:`bind_free_asid`)."""
         profile = await self.client.profile()
         first, count = (
             (1, profile.max_es_guests) if es else (profile.max_es_guests + 1, profile.max_guests)
         )
-        flushed = False
-        for step in range(count):
-            asid = first + (handle - 1 + step) % count
-            try:
-                await self.client.activate(handle, asid)
-            except FirmwareError as exc:
-                if exc.status == Status.DF_FLUSH_REQUIRED and not flushed:
-                    await self.client.df_flush()
-                    flushed = True
-                    try:
-                        await self.client.activate(handle, asid)
-                    except FirmwareError as again:
-                        if again.status not in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
-                            raise
-                        continue
-                    return
-                if exc.status in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
-                    continue
-                raise
-            return
-        raise FirmwareError(
-            "ACTIVATE", Status.RESOURCE_LIMIT, f"all {'SEV-ES' if es else 'SEV'} ASIDs are in use"
+        await bind_free_asid(
+            first,
+            count,
+            handle,
+            lambda asid: self.client.activate(handle, asid),
+            self.client.df_flush,
+            "SEV-ES" if es else "SEV",
         )
 
     async def launch_update_data(self, handle: int, paddr: int, plaintext: bytes) -> bytes:
@@ -159,3 +152,39 @@ class EmulatedSevPlatform:
         with contextlib.suppress(FirmwareError):
             await self.client.decommission(handle)
         await self.client.close()
+
+
+async def bind_free_asid(
+    first: int,
+    count: int,
+    seed: int,
+    activate: Callable[[int], Awaitable[None]],
+    df_flush: Callable[[], Awaitable[None]],
+    kind: str,
+) -> int:
+    """Try the ASIDs of ``[first, first + count)`` until one binds. The search starts at a slot
+    derived from ``seed`` (an ever-increasing handle) and wraps around, so concurrent launches
+    rarely try the same ASID and recently freed ones, which need a DF_FLUSH, are reused last,
+    as KVM's allocator does. Several VMM processes share one platform, so a free ASID is found
+    by trying: ACTIVATE is atomic in the service and answers ASID_OWNED for one in use."""
+    flushed = False
+    for step in range(count):
+        asid = first + (seed - 1 + step) % count
+        try:
+            await activate(asid)
+        except FirmwareError as exc:
+            if exc.status == Status.DF_FLUSH_REQUIRED and not flushed:
+                await df_flush()
+                flushed = True
+                try:
+                    await activate(asid)
+                except FirmwareError as again:
+                    if again.status not in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
+                        raise
+                    continue
+                return asid
+            if exc.status in (Status.ASID_OWNED, Status.DF_FLUSH_REQUIRED):
+                continue
+            raise
+        return asid
+    raise FirmwareError("ACTIVATE", Status.RESOURCE_LIMIT, f"all {kind} ASIDs are in use")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sevlaunch.vmm.cmdline.objects import SEV_GUEST_PROPS
+from sevlaunch.vmm.cmdline.snp_object import SNP_GUEST_PROPS
 
 if TYPE_CHECKING:  # built only when a probe asks for the schema, not at every VMM start
     from sevlaunch.qmp.introspect import EnumType, Member, ObjectType
@@ -20,9 +21,18 @@ OBJECT_OPTIONS = "ObjectOptions"
 OBJECT_TYPE = "ObjectType"
 
 #: qom-list-properties' names for the parser's kinds.
-_QOM_KIND = {"str": "string", "bool": "bool", "uint32": "uint32", "OnOffAuto": "OnOffAuto"}
+_QOM_KIND = {
+    "str": "string",
+    "bool": "bool",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "OnOffAuto": "OnOffAuto",
+}
 SEV_GUEST_PROPERTIES: tuple[tuple[str, str], ...] = tuple(
     (name, _QOM_KIND[kind]) for name, kind in SEV_GUEST_PROPS.items()
+)
+SEV_SNP_GUEST_PROPERTIES: tuple[tuple[str, str], ...] = tuple(
+    (name, _QOM_KIND[kind]) for name, kind in SNP_GUEST_PROPS.items()
 )
 
 
@@ -39,15 +49,17 @@ def _memory_backend() -> tuple[Member, ...]:
     )
 
 
-def _sev_guest() -> ObjectType:
+def _sev_guest(
+    name: str = "SevGuestProperties", props: dict[str, str] = SEV_GUEST_PROPS
+) -> ObjectType:
     from sevlaunch.qmp.introspect import ObjectType, member
 
     members = []
-    for name, kind in SEV_GUEST_PROPS.items():
-        required = name == "reduced-phys-bits"  # QEMU: the one mandatory sev-common member
+    for prop, kind in props.items():
+        required = prop == "reduced-phys-bits"  # QEMU: the one mandatory sev-common member
         wire = "OnOffAuto" if kind == "OnOffAuto" else kind
-        members.append(member(name if required else f"*{name}", wire))
-    return ObjectType("SevGuestProperties", tuple(members))
+        members.append(member(prop if required else f"*{prop}", wire))
+    return ObjectType(name, tuple(members))
 
 
 def types() -> tuple[ObjectType | EnumType, ...]:
@@ -76,6 +88,7 @@ def types() -> tuple[ObjectType | EnumType, ...]:
             ),
         ),
         "sev-guest": _sev_guest(),
+        "sev-snp-guest": _sev_guest("SevSnpGuestProperties", SNP_GUEST_PROPS),
     }
     union = ObjectType(
         OBJECT_OPTIONS,

@@ -87,7 +87,7 @@ class VmmCommands:
         return None
 
     async def query_sev(self, _args: Args) -> object:
-        if self.machine is None or self.machine.sev is None:
+        if self.machine is None or (self.machine.sev is None and self.machine.snp is None):
             raise QmpCommandError("SEV feature is not available")
         return self.machine.query_sev()
 

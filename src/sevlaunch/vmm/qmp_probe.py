@@ -27,11 +27,12 @@ MACHINE_VERSION = "9.1"
 MAX_CPUS = {"q35": 4096, "i440fx": 1024}
 #: CPU models the VMM knows the reset state of (formats.vmsa's EPYC generations and QEMU's
 #: default), as QEMU's query-cpu-definitions names them.
-CPU_MODELS = ("qemu64", "EPYC", "EPYC-Rome", "EPYC-Milan", "EPYC-Genoa")
+CPU_MODELS = ("qemu64", "EPYC", "EPYC-Rome", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin")
 
 #: The QOM types of the emulated machine and their parents (qom-list-types).
 QOM_TYPES: Mapping[str, str] = {
     "sev-guest": "sev-common",
+    "sev-snp-guest": "sev-common",
     "sev-common": "confidential-guest-support",
     "confidential-guest-support": "object",
     "memory-backend-ram": "memory-backend",
@@ -85,6 +86,7 @@ QOM_PROPERTIES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("discard-data", "bool"),
     ),
     "sev-guest": tuple((name, kind) for name, kind in qapi_objects.SEV_GUEST_PROPERTIES),
+    "sev-snp-guest": qapi_objects.SEV_SNP_GUEST_PROPERTIES,
 }
 DEVICE_PROPERTIES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "isa-serial": (("chardev", "str"), ("index", "uint32"), ("iobase", "uint32")),

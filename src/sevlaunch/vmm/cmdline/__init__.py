@@ -8,7 +8,7 @@ AHCI, virtio-blk/ide-hd/ide-cd disks, isa-serial ports and the balloon, ``-chard
 socket/file/pty/null (``logfile=``), ``-mon``, ``-qmp``, ``-serial``, ``-bios``, ``-drive``,
 ``-kernel``/``-initrd``/``-append``, ``-m``, ``-smp``, ``-cpu``, ``-uuid``, ``-rtc``,
 ``-boot``, ``-no-acpi``, ``-no-shutdown``, ``-display none``, ``-nodefaults``,
-``-no-user-config``, ``-nographic``, ``-pidfile``, ``-daemonize``, ``-add-fd``
+``-no-user-config``, ``-nographic``, ``-pidfile``, ``-daemonize``, ``-fw_cfg``, ``-add-fd``
 (:mod:`~sevlaunch.vmm.cmdline.fdsets`) and the options libvirt always adds
 (:mod:`~sevlaunch.vmm.cmdline.options`). Anything else fails as QEMU fails:
 ``-foo: invalid option``.
@@ -32,10 +32,12 @@ from sevlaunch.vmm.cmdline.config import (
     DiskImage,
     DriveConfig,
     FdConfig,
+    FwCfgEntry,
     ObjectConfig,
     QmpEndpoint,
     SerialPort,
     SevGuestConfig,
+    SevSnpGuestConfig,
     SmpConfig,
     VmConfig,
 )
@@ -49,10 +51,12 @@ __all__ = [
     "DiskImage",
     "DriveConfig",
     "FdConfig",
+    "FwCfgEntry",
     "ObjectConfig",
     "QmpEndpoint",
     "SerialPort",
     "SevGuestConfig",
+    "SevSnpGuestConfig",
     "SmpConfig",
     "VmConfig",
     "check_cbitpos",
@@ -103,7 +107,16 @@ def _finish(b: Builder) -> VmConfig:
     )
     _check_ids(b)
     b.set(objects=tuple(o for o in b.objects if isinstance(o, ObjectConfig)))
+    _check_fw_cfg(b)
     return _bind_sev(b)
+
+
+def _check_fw_cfg(b: Builder) -> None:
+    seen: set[str] = set()
+    for entry in b.cfg.fw_cfg:
+        if entry.name in seen:
+            raise CommandLineError(None, f"duplicate fw_cfg file name: {entry.name}")
+        seen.add(entry.name)
 
 
 def _legacy_disk(drive: DriveConfig) -> DiskImage | None:
@@ -131,7 +144,7 @@ def _bind_sev(b: Builder) -> VmConfig:
     target = next((o for o in b.objects if o.id == cgs), None)
     if target is None:
         raise CommandLineError(None, f"Device '{cgs}' not found", value=cgs)
-    if not isinstance(target, SevGuestConfig):
+    if not isinstance(target, SevGuestConfig | SevSnpGuestConfig):
         raise CommandLineError(
             None,
             "Invalid parameter type for 'confidential-guest-support', expected: "
@@ -145,13 +158,16 @@ def _bind_sev(b: Builder) -> VmConfig:
             f"of 1 to 63, requested '{target.reduced_phys_bits}'",
             value=target.reduced_phys_bits,
         )
-    b.set(sev_guest=target)
+    if isinstance(target, SevSnpGuestConfig):
+        b.set(snp_guest=target)
+    else:
+        b.set(sev_guest=target)
     return b.cfg
 
 
 def check_cbitpos(config: VmConfig, host_cbitpos: int) -> None:
     """QEMU's accelerator-init check of ``cbitpos`` against the host's CPUID value."""
-    sev = config.sev_guest
+    sev = config.sev_guest or config.snp_guest
     if sev is not None and sev.cbitpos != host_cbitpos:
         raise CommandLineError(
             None,

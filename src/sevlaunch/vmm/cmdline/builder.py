@@ -13,6 +13,7 @@ from sevlaunch.vmm.cmdline.config import (
     DeviceConfig,
     ObjectConfig,
     SevGuestConfig,
+    SevSnpGuestConfig,
     VmConfig,
 )
 
@@ -22,7 +23,7 @@ class Builder:
     """What options have said so far; the simple settings go straight into ``cfg``."""
 
     cfg: VmConfig = field(default_factory=VmConfig)
-    objects: list[SevGuestConfig | ObjectConfig] = field(default_factory=list)
+    objects: list[SevGuestConfig | SevSnpGuestConfig | ObjectConfig] = field(default_factory=list)
     chardevs: dict[str, ChardevConfig] = field(default_factory=dict)
     monitors: list[str] = field(default_factory=list)
     serial_specs: list[str] = field(default_factory=list)

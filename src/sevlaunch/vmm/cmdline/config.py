@@ -32,6 +32,34 @@ class SevGuestConfig:
 
 
 @dataclass(frozen=True)
+class SevSnpGuestConfig:
+    """A ``sev-snp-guest`` object (QEMU ≥ 9.1): the base64 blobs decoded and length-checked
+    as QEMU's property setters do."""
+
+    id: str
+    reduced_phys_bits: int
+    cbitpos: int = 0
+    policy: int = 0x30000
+    guest_visible_workarounds: bytes = bytes(16)
+    id_block: bytes | None = None
+    id_auth: bytes | None = None
+    host_data: bytes = bytes(32)
+    author_key_enabled: bool = False
+    vcek_disabled: bool = False
+    kernel_hashes: bool = False
+    sev_device: str = "/dev/sev"
+
+
+@dataclass(frozen=True)
+class FwCfgEntry:
+    """``-fw_cfg name=opt/...,string=...`` or ``...,file=PATH``: a blob the guest reads."""
+
+    name: str
+    string: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
 class ObjectConfig:
     """Any other accepted ``-object`` (memory backends, secrets), kept as given."""
 
@@ -153,6 +181,8 @@ class VmConfig:
     machine_props: tuple[tuple[str, str], ...] = ()
     confidential_guest_support: str | None = None
     sev_guest: SevGuestConfig | None = None
+    snp_guest: SevSnpGuestConfig | None = None
+    fw_cfg: tuple[FwCfgEntry, ...] = ()
     objects: tuple[ObjectConfig, ...] = ()
     firmware: str | None = None
     nvram: str | None = None

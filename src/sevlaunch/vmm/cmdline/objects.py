@@ -1,12 +1,14 @@
-"""``-object``: the ``sev-guest`` object with QEMU's property types and checks, and the other
-objects libvirt adds (memory backends, its master-key ``secret``), kept as given."""
+"""``-object``: the ``sev-guest`` object with QEMU's property types and checks (``sev-snp-guest``
+in :mod:`.snp_object`), and the other objects libvirt adds (memory backends, its master-key
+``secret``), kept as given."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sevlaunch.vmm.cmdline.config import ObjectConfig, SevGuestConfig
+from sevlaunch.vmm.cmdline.config import ObjectConfig, SevGuestConfig, SevSnpGuestConfig
 from sevlaunch.vmm.cmdline.opts import Props, parse_bool, parse_props, parse_uint, take_str
+from sevlaunch.vmm.cmdline.snp_object import sev_snp_guest
 
 _SEV_PROPS: dict[str, str] = {
     "cbitpos": "uint32",
@@ -23,13 +25,15 @@ SEV_GUEST_PROPS = _SEV_PROPS  # the sev-guest object's QOM properties and their 
 OTHER_OBJECTS = ("memory-backend-ram", "memory-backend-memfd", "memory-backend-file", "secret")
 
 
-def parse_object(text: str) -> SevGuestConfig | ObjectConfig:
+def parse_object(text: str) -> SevGuestConfig | SevSnpGuestConfig | ObjectConfig:
     """One ``-object`` argument, key=value or JSON (``{"qom-type": ...}``)."""
     props, typed = parse_props(text, "qom-type")
     qom_type = take_str(props, "qom-type")
     oid = take_str(props, "id")
     if qom_type == "sev-guest":
         return _sev_guest(oid, props, typed)
+    if qom_type == "sev-snp-guest":
+        return sev_snp_guest(oid, props, typed)
     if qom_type in OTHER_OBJECTS:
         return ObjectConfig(qom_type, oid, tuple(props.items()))
     raise ValueError(f"invalid object type: {qom_type}")

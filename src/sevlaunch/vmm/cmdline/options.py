@@ -16,7 +16,7 @@ import re
 
 from sevlaunch.vmm.cmdline import block, chardev, devices, fdsets
 from sevlaunch.vmm.cmdline.builder import Action, Builder
-from sevlaunch.vmm.cmdline.config import SmpConfig
+from sevlaunch.vmm.cmdline.config import FwCfgEntry, SmpConfig
 from sevlaunch.vmm.cmdline.objects import parse_object
 from sevlaunch.vmm.cmdline.opts import parse_bool, parse_size, parse_uint, split_opts
 
@@ -111,6 +111,22 @@ def _boot(b: Builder, arg: str) -> None:
     b.add("ignored", f"-boot {arg}")
 
 
+def _fw_cfg(b: Builder, arg: str) -> None:
+    """QEMU's ``-fw_cfg [name=]NAME,file=PATH|string=TEXT`` (vl.c parse_fw_cfg)."""
+    opts = dict(split_opts(arg, "name"))
+    name = opts.get("name")
+    if not name:
+        raise ValueError("invalid argument(s)")
+    if ("file" in opts) == ("string" in opts):
+        raise ValueError("invalid argument(s)")
+    if len(name) > 55:
+        raise ValueError("name too long (max. 55 char)")
+    unknown = sorted(set(opts) - {"name", "file", "string", "gen_id"})
+    if unknown:
+        raise ValueError(f"Invalid parameter '{unknown[0]}'")
+    b.add("fw_cfg", FwCfgEntry(name, opts.get("string"), opts.get("file")))
+
+
 def _accel(b: Builder, arg: str) -> None:
     """``-accel TYPE``: nothing to accelerate, but ``query-kvm`` answers as QEMU would."""
     b.set(accel=split_opts(arg, "accel")[0][1])
@@ -158,6 +174,7 @@ OPTIONS: dict[str, tuple[bool, Action]] = {
     "display": (True, _display),
     "nographic": (False, _setter(display="none")),  # with -nodefaults: no serial, no monitor
     "add-fd": (True, fdsets.add_fd),
+    "fw_cfg": (True, _fw_cfg),
     "nodefaults": (False, _setter(nodefaults=True)),
     "no-user-config": (False, _setter(no_user_config=True)),
     "no-shutdown": (False, _setter(no_shutdown=True)),
