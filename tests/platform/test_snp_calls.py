@@ -4,6 +4,8 @@ corrects, a guest request answered through the service."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sevlaunch.crypto.snp import guest_msg
@@ -92,3 +94,29 @@ def test_a_launch_and_a_report_through_the_service(real_service: BackgroundServi
         assert (report.report_data, report.host_data) == (b"R" * 64, b"D" * 32)
         client.run(snp_calls.decommission(GCTX))
         assert client.run(snp_host.info()).guests == 0
+
+
+def test_an_snp_context_is_reached_only_through_its_connection(
+    real_service: BackgroundService,
+) -> None:
+    from sevlaunch.errors import FirmwareError
+
+    with PlatformClient(real_service.socket_path) as owner:
+        owner.run(snp_calls.ensure_snp_init())
+        owner.run(snp_calls.gctx_create(GCTX))
+        owner.run(snp_calls.launch_start(GCTX, 0x30000))
+        with PlatformClient(real_service.socket_path) as stranger:
+            for attempt in (
+                snp_calls.activate(GCTX, 1),
+                snp_calls.decommission(GCTX),
+                snp_host.guest_read(GCTX, WINDOW, bytes(16)),
+            ):
+                with pytest.raises((FirmwareError, PlatformError), match="this connection"):
+                    stranger.run(attempt)
+        owner.run(snp_calls.activate(GCTX, 1))
+        assert owner.run(snp_host.info()).guests == 1
+    with PlatformClient(real_service.socket_path) as later:
+        deadline = time.monotonic() + 10  # the release runs after the close, asynchronously
+        while later.run(snp_host.info()).guests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert later.run(snp_host.info()).guests == 0  # released when its connection closed

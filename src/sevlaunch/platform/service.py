@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from typing import Protocol
 
 from sevlaunch.errors import AddressError, PlatformError, ProtocolError, SevlaunchError
 from sevlaunch.formats.commands import Command, HandleBuffer
+from sevlaunch.formats.snp.commands import SnpAddrBuffer, SnpCommand
 from sevlaunch.formats.status import Status
 from sevlaunch.platform import protocol as p
 from sevlaunch.platform.bindings import GuestBindings, Peer
@@ -103,6 +105,16 @@ def _error_reply(exc: Exception) -> p.ErrorReply:
     return p.ErrorReply(p.ErrorCode.FIRMWARE_FAULT, f"{type(exc).__name__}: {exc}")
 
 
+def _named_context(args: bytes) -> int | None:
+    """The SNP guest context a host operation names (the memory controller's ``gctx``)."""
+    try:
+        doc = json.loads(args)
+    except (ValueError, UnicodeDecodeError):
+        return None  # the firmware refuses it with the reason
+    gctx = doc.get("gctx") if isinstance(doc, dict) else None
+    return gctx if isinstance(gctx, int) and not isinstance(gctx, bool) else None
+
+
 class PlatformService:
     """Answers protocol requests with one firmware; see the module docstring."""
 
@@ -156,12 +168,21 @@ class PlatformService:
                 return reply
             if isinstance(request, p.ServiceRequest):
                 return await asyncio.to_thread(self._service_op, request.op)
-            self.bindings.check_access(peer, request.handle)
-            if isinstance(request, p.GuestReadRequest):
-                return await asyncio.to_thread(self._guest_read, request)
-            if isinstance(request, p.SnpRequest):
-                return await asyncio.to_thread(self._snp, request)
-            return await asyncio.to_thread(self._guest_write, request)
+            return await self._memory_op(request, peer)
+
+    async def _memory_op(
+        self, request: p.GuestReadRequest | p.GuestWriteRequest | p.SnpRequest, peer: Peer
+    ) -> p.Response:
+        """The memory controller and the SNP host operations, under the PSP lock."""
+        if isinstance(request, p.SnpRequest):
+            gctx = _named_context(request.args)
+            if gctx is not None:
+                self.bindings.check_snp_access(peer, gctx)
+            return await asyncio.to_thread(self._snp, request)
+        self.bindings.check_access(peer, request.handle)
+        if isinstance(request, p.GuestReadRequest):
+            return await asyncio.to_thread(self._guest_read, request)
+        return await asyncio.to_thread(self._guest_write, request)
 
     def _mailbox(self, request: p.MailboxRequest) -> p.MailboxReply:
         memory = RegionMemory(request.regions)
@@ -190,6 +211,16 @@ class PlatformService:
                     log.warning(
                         "releasing guest %d of a closed connection: %s", handle, reply.detail
                     )
+        for gctx in self.bindings.release_snp(peer):
+            request = p.MailboxRequest(
+                int(SnpCommand.SNP_DECOMMISSION), SnpAddrBuffer(gctx).to_bytes(), ()
+            )
+            async with self._psp:
+                reply = await asyncio.to_thread(self._mailbox, request)
+            if reply.status != Status.SUCCESS:
+                log.warning(
+                    "releasing SNP guest %#x of a closed connection: %s", gctx, reply.detail
+                )
 
     def _service_op(self, op: p.ServiceOp) -> p.BlobReply:
         fw = self.firmware
