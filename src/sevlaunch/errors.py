@@ -34,6 +34,7 @@ callers can catch what they understand and let the rest travel::
     ├── UsageError                  the caller asked for something inconsistent
     │   ├── CommandLineError        a hypervisor command line QEMU would refuse
     │   ├── UnsuitableFirmwareError a firmware image cannot do what was asked of it
+    │   ├── InputError              a command's input unreadable or its options inconsistent
     │   ├── UnprotectedFileError    a key or token file open to group or others
     │   └── HostSetupError          a host change refused (a real /dev/sev, an unreachable file)
     ├── StorageError                the state's file system is full or read-only
@@ -61,7 +62,10 @@ exc``); ``from None`` only where hiding it is the point, with a comment that say
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+
+TYPE_CHECKING = False  # typing's flag without importing typing: every command loads this tree
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class SevlaunchError(Exception):
@@ -226,6 +230,11 @@ class AddressError(SevlaunchError, ValueError):
 
 class UsageError(SevlaunchError, ValueError):
     """The caller asked for something inconsistent (a bad option value, a missing input)."""
+
+
+class InputError(UsageError):
+    """A command's input cannot be read, or its options name inputs that do not go together
+    (``--initrd`` without ``--kernel``): the CLI reports it as a usage error (exit 2)."""
 
 
 class UnprotectedFileError(UsageError):

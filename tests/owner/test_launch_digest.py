@@ -7,6 +7,7 @@ import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -16,13 +17,15 @@ from sevlaunch.errors import UnsuitableFirmwareError, UsageError
 from sevlaunch.formats import KernelHashes
 from sevlaunch.owner.launch_digest import (
     EMPTY_SHA256,
-    Source,
     iter_chunks,
     launch_digest,
     measure_direct_boot,
     measure_firmware,
 )
 from tests.owner import ovmf_images
+
+if TYPE_CHECKING:
+    from sevlaunch.owner.launch_digest import Source
 
 OVMF = "sevctl/OVMF.amdsev.fd_trimmed_edk2-ovmf-20220126gitbb1bba3d77-4.el9"
 
@@ -192,3 +195,10 @@ def test_digest_is_the_same_streamed_in_any_chunks(
     )
     assert streamed == expected
     assert measure_firmware(_as(kind, fw, cuts), chunk_size=chunk_size).tail == fw[-4096:]
+
+
+def test_the_tail_kept_is_where_qemu_looks_for_the_footer() -> None:
+    from sevlaunch.formats import ovmf
+    from sevlaunch.owner import launch_digest
+
+    assert launch_digest.TAIL_SIZE == ovmf.TAIL_SIZE

@@ -1,28 +1,33 @@
-"""The ``sevlaunch`` command tree. Nothing imports this package; it imports the rest lazily."""
+"""The ``sevlaunch`` command tree. Nothing imports this package; it imports the rest lazily.
+
+:func:`main` first offers the command line to :mod:`sevlaunch.cli._fast` (``--help`` and a
+plain ``owner digest`` run there without click); everything else goes to the click group
+:data:`cli` (:mod:`sevlaunch.cli._root`), imported on first use.
+"""
 
 from __future__ import annotations
 
-import click
+import sys
 
-from sevlaunch import __version__
-from sevlaunch.cli._lazy import LazyGroup
-
-COMMANDS = {
-    "owner": "sevlaunch.cli.owner:owner",
-    "platform": "sevlaunch.cli.platform:platform",
-    "demo": "sevlaunch.cli.demo:demo",
-    "host": "sevlaunch.cli.host:host",
-    "broker": "sevlaunch.cli.broker:broker",
-    "launch": "sevlaunch.cli.launch:launch",
-    "image": "sevlaunch.cli.image:image",
-}
-
-
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sevlaunch")
-def cli() -> None:
-    """Launch AMD SEV confidential VMs with remote attestation."""
+TYPE_CHECKING = False  # typing's flag without importing typing (see cli._fast)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main() -> None:
+    from sevlaunch.cli import _fast
+
+    code = _fast.run(sys.argv)
+    if code is not None:
+        sys.exit(code)
+    from sevlaunch.cli._root import cli
+
     cli()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        from sevlaunch.cli._root import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,28 +14,33 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sevlaunch.errors import FormatError, UnsuitableFirmwareError, UsageError
-from sevlaunch.formats.hashes import PADDED_SIZE, KernelHashes
-from sevlaunch.formats.ovmf import SEV_HASH_TABLE_GUID, TAIL_SIZE, Area, OvmfFooterTable
 
+# typing's own flag without importing typing, and the footer and hashes-table layouts only
+# when a kernel or the footer is asked for: ``owner digest`` of a firmware is one SHA-256,
+# and its start-up should cost what sev-snp-measure's does (bench/digest.py)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hashlib import _Hash
+    from typing import Protocol
+
+    from sevlaunch.formats.hashes import KernelHashes
+    from sevlaunch.formats.ovmf import Area, OvmfFooterTable
+
+    class Readable(Protocol):
+        def read(self, size: int, /) -> bytes: ...
+
+    Source = bytes | bytearray | memoryview | Readable | Iterable[bytes]
 
 CHUNK_SIZE = 1 << 18  # 256 KiB stays in L2 between read and hash; 1 MiB is ~15% slower
 AMDSEV_ADVICE = (
     "use an OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (for example OVMF.amdsev.fd from "
     "Fedora's or RHEL's edk2-ovmf package), or launch without a kernel"
 )
-
-
-@runtime_checkable
-class Readable(Protocol):
-    def read(self, size: int, /) -> bytes: ...
-
-
-Source = bytes | bytearray | memoryview | Readable | Iterable[bytes]
+#: The bytes kept from a firmware's end: QEMU looks for the OVMF footer table "within the
+#: last 4k" (formats.ovmf.TAIL_SIZE, checked equal by the tests).
+TAIL_SIZE = 4096
 
 
 def iter_chunks(source: Source, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
@@ -57,11 +62,12 @@ def iter_chunks(source: Source, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes 
         while n := readinto(buffer):
             yield buffer[:n]
         return
-    if isinstance(source, Readable):
-        while chunk := source.read(chunk_size):
+    read = getattr(source, "read", None)
+    if read is not None:
+        while chunk := read(chunk_size):
             yield chunk
         return
-    yield from source
+    yield from source  # type: ignore[misc]
 
 
 def sha256_of(source: Source, chunk_size: int = CHUNK_SIZE) -> bytes:
@@ -86,10 +92,15 @@ class MeasuredFirmware:
         return self.state.copy().digest()
 
     def footer(self) -> OvmfFooterTable:
+        from sevlaunch.formats.ovmf import OvmfFooterTable
+
         return OvmfFooterTable.from_image(self.tail)
 
     def hashes_area(self) -> Area:
         """Where QEMU puts the kernel-hashes table; refuses a firmware that has none."""
+        from sevlaunch.formats.hashes import PADDED_SIZE
+        from sevlaunch.formats.ovmf import SEV_HASH_TABLE_GUID
+
         try:
             area = self.footer().hashes_area
         except FormatError as exc:
@@ -169,6 +180,8 @@ class DirectBoot:
 
     def hashes(self) -> KernelHashes:
         """The table QEMU builds: cmdline hashed with its NUL, an absent initrd as SHA-256("")."""
+        from sevlaunch.formats.hashes import KernelHashes
+
         return KernelHashes(
             cmdline=hashlib.sha256(self.cmdline + b"\0").digest(),
             initrd=self.initrd_sha256,

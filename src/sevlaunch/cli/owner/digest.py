@@ -1,12 +1,13 @@
 """``sevlaunch owner digest``: the expected SEV launch digest of a firmware and direct boot.
 
 Imports hashlib and the format layer only (no pyca/cryptography), so that it starts as fast
-as a single-purpose tool. The option helpers here are shared with ``owner validate``.
+as a single-purpose tool; a plain command line does not even reach click (see
+:mod:`sevlaunch.cli._fast`, which reads the same option tables, :mod:`sevlaunch.cli._measure`). The option
+helpers here are shared with ``owner validate``.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,13 +17,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
+from sevlaunch.cli import _measure
 from sevlaunch.cli._util import EXIT_USAGE, errors_to_exit, read_file
-from sevlaunch.owner.launch_digest import (
-    DirectBoot,
-    MeasuredFirmware,
-    measure_direct_boot,
-    measure_firmware,
-)
+from sevlaunch.errors import InputError
+from sevlaunch.owner.launch_digest import DirectBoot, MeasuredFirmware
 
 if TYPE_CHECKING:
     from sevlaunch.owner.vmsa import EsVmsas
@@ -31,49 +29,44 @@ if TYPE_CHECKING:
 @contextmanager
 def open_input(path: str, what: str) -> Iterator[BinaryIO]:
     """Open an input for streaming; a missing or unreadable file is a usage error (exit 2)."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the caller streams it)
-    except OSError as exc:
-        raise click.UsageError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    with handle:
+    with _usage_errors(), _measure.open_input(path, what) as handle:
         yield handle
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def click_option(opt: _measure.Opt, **overrides: Any) -> Callable[[Callable[..., Any]], Any]:
+    """The click option for one of :mod:`sevlaunch.cli._measure`'s tables."""
+    kwargs: dict[str, Any] = {"help": opt.help}
+    if opt.path:
+        kwargs["type"] = click.Path(dir_okay=False)
+    if opt.choices:
+        kwargs.update(type=click.Choice(list(opt.choices)), default=opt.default, show_default=True)
+    kwargs.update(overrides)
+    return click.option(*opt.decls, opt.dest, **kwargs)
 
 
 def boot_options(*, multiple_firmware: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--firmware``, ``--kernel``, ``--initrd`` and ``--append`` as QEMU names the inputs."""
-    firmware_help = (
-        "OVMF image QEMU loaded (the whole unified .fd). Repeat to name other candidates: "
-        "the first is the one claimed, the others are tried on a mismatch."
-        if multiple_firmware
-        else "OVMF image QEMU loaded (the whole unified .fd)."
+    firmware = click_option(
+        _measure.FIRMWARE,
+        multiple=multiple_firmware,
+        required=not multiple_firmware,
+        help=_measure.FIRMWARE.help
+        + (
+            " Repeat to name other candidates: the first is the one claimed, the others are "
+            "tried on a mismatch."
+            if multiple_firmware
+            else ""
+        ),
     )
-    options = [
-        click.option(
-            "-f",
-            "--firmware",
-            "firmware",
-            multiple=multiple_firmware,
-            required=not multiple_firmware,
-            type=click.Path(dir_okay=False),
-            help=firmware_help,
-        ),
-        click.option(
-            "-k", "--kernel", type=click.Path(dir_okay=False), help="Kernel passed to -kernel."
-        ),
-        click.option(
-            "-r",
-            "--initrd",
-            type=click.Path(dir_okay=False),
-            help="Initrd passed to -initrd (none: hashed as empty).",
-        ),
-        click.option(
-            "-e",
-            "--append",
-            "--cmdline",
-            "append",
-            help="Kernel command line exactly as passed to -append; whitespace counts.",
-        ),
-    ]
+    options = [firmware, *(click_option(opt) for opt in _measure.DIRECT_BOOT)]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
@@ -87,23 +80,8 @@ def measure_inputs(
     firmwares: Sequence[str], kernel: str | None, initrd: str | None, append: str | None
 ) -> tuple[list[MeasuredFirmware], DirectBoot | None]:
     """Hash the firmware images and the direct boot, refusing an unsuitable firmware early."""
-    if kernel is None and (initrd is not None or append is not None):
-        raise click.UsageError(
-            "--initrd and --append need --kernel: QEMU measures them only for direct kernel boot"
-        )
-    measured = []
-    for index, path in enumerate(firmwares):
-        with open_input(path, "firmware") as handle:
-            measured.append(measure_firmware(handle, name=path))
-        if index == 0 and kernel is not None:
-            measured[0].hashes_area()
-    if kernel is None:
-        return measured, None
-    with open_input(kernel, "kernel") as k:
-        if initrd is None:
-            return measured, measure_direct_boot(k, None, append)
-        with open_input(initrd, "initrd") as r:
-            return measured, measure_direct_boot(k, r, append)
+    with _usage_errors():
+        return _measure.measure_inputs(firmwares, kernel, initrd, append)
 
 
 @dataclass(frozen=True)
@@ -276,19 +254,9 @@ def vmsa_pages(firmware: MeasuredFirmware, es: EsVmsas | None, dump: str | None)
     return pages
 
 
-def format_digest(digest: bytes, output_format: str) -> str:
-    return digest.hex() if output_format == "hex" else base64.b64encode(digest).decode()
-
-
 @click.command()
 @boot_options(multiple_firmware=False)
-@click.option(
-    "--output-format",
-    type=click.Choice(["hex", "base64"]),
-    default="hex",
-    show_default=True,
-    help="How to print the 32-byte digest.",
-)
+@click_option(_measure.OUTPUT_FORMAT)
 @es_options
 def digest(
     firmware: str,
@@ -310,4 +278,4 @@ def digest(
         firmwares, boot = measure_inputs([firmware], kernel, initrd, append)
         pages = vmsa_pages(firmwares[0], es, es_options.dump_vmsa)
         result = firmwares[0].digest(boot.hashes() if boot else None, pages)
-        click.echo(format_digest(result, output_format))
+        click.echo(_measure.format_digest(result, output_format))
