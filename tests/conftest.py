@@ -47,3 +47,14 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> object:
     from tests.tlsca import make
 
     return make(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def emulated_roots_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emulated ARK/ASK cache of this test run, not the user's (sevlaunch.platform.roots):
+    platforms made by the tests, in this process or in the services it starts, share it."""
+    from sevlaunch.platform.roots import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("emulated-roots")
+    os.environ[CACHE_ENV] = str(path)
+    return path

@@ -8,6 +8,7 @@ does (pek-gen, pdh-gen, pek-csr, pek-cert-import, export).
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,13 @@ def platform() -> None:
     help="Group of the socket file (with --socket-mode 0660: libvirt's qemu group, e.g. "
     "libvirt-qemu, as install-libvirt sets it).",
 )
+@click.option(
+    "--fresh-roots",
+    is_flag=True,
+    help="A new state gets emulated ARK/ASK keys of its own instead of the profile's, made "
+    "once and kept in the user's cache directory ($SEVLAUNCH_CACHE_DIR, else "
+    "$XDG_CACHE_HOME/sevlaunch); costs about 2 s.",
+)
 def serve(
     state_dir: str,
     socket_path: str,
@@ -99,15 +107,21 @@ def serve(
     latency: str,
     socket_mode: str,
     socket_group: str | None,
+    fresh_roots: bool,
 ) -> None:
-    """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT."""
+    """Serve one emulated platform on a Unix socket until SIGTERM or SIGINT.
+
+    A new state is a new chip (its own chip id, CEK, PEK, PDH) certified by its profile's
+    emulated ARK and ASK, as AMD certifies every chip of a generation with the same two: they
+    are made the first time (about 2 s) and kept in the user's cache directory.
+    """
     import os
 
     from sevlaunch._files import socket_directory
     from sevlaunch._http import platform_socket
     from sevlaunch._storage import require_writable
     from sevlaunch.platform.latency import MODELS
-    from sevlaunch.platform.service import open_service, run
+    from sevlaunch.platform.service import open_service, real_firmware, run
 
     gid = _group_id(socket_group) if socket_group is not None else None
     logging.basicConfig(level=logging.INFO, format="sevlaunch platform: %(message)s")
@@ -118,7 +132,8 @@ def serve(
     with errors_to_exit():
         require_writable(state_dir, "state directory")
     with errors_to_exit(code=EXIT_USAGE):
-        service = open_service(state_dir, profile, latency=MODELS[latency])
+        factory = functools.partial(real_firmware, fresh_roots=fresh_roots)
+        service = open_service(state_dir, profile, latency=MODELS[latency], factory=factory)
     store = service.store
     if store is None:
         fail(f"the platform service at {state_dir} has no state store", code=EXIT_USAGE)

@@ -17,7 +17,7 @@ Stable interface
     ``naples``, ``rome``, ``milan``, ``genoa``: API version, build id, ``cbitpos``,
     ``reduced_phys_bits``, ``max_sev_asids`` and ``max_es_asids`` (libvirt's ``max-guests``
     and ``max-es-guests``). SEV-ES ASIDs are ``1..max_es_asids``, SEV ASIDs follow.
-``Firmware(profile, *, rng=os.urandom, state=None, rsa_keygen=...)``
+``Firmware(profile, *, rng=os.urandom, state=None, rsa_keygen=..., roots=None)``
     ``state=None`` is a factory-fresh chip (chip ID, CEK, emulated ARK/ASK, self-owned
     OCA/PEK/PDH; about 2 s for the two RSA-4096 keys), else the bytes of an earlier
     :meth:`~Firmware.persistent_state`. A new instance starts in UNINIT with no guests, like

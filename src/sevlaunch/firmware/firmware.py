@@ -76,11 +76,13 @@ class Firmware:
         state: bytes | None = None,
         rsa_keygen: Callable[[], rsa.RSAPrivateKey] = identity.generate_rsa,
         snp_firmware: SnpFirmwareVersion | None = None,
+        roots: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None = None,
     ) -> None:
         """``snp_firmware`` is the SNP firmware installed now (default: the profile's); a
-        newer one than the committed one is provisional until SNP_COMMIT."""
+        newer one than the committed one is provisional until SNP_COMMIT. ``roots`` are the
+        generation's emulated (ARK, ASK) for a new chip (see :func:`identity.factory`)."""
         ident = (
-            identity.factory(rng, profile.api_version, rsa_keygen)
+            identity.factory(rng, profile.api_version, rsa_keygen, roots)
             if state is None
             else persist.decode(state)
         )

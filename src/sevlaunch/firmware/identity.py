@@ -176,11 +176,18 @@ class Identity:
 
 
 def factory(
-    rng: Rng, api: tuple[int, int], rsa_keygen: Callable[[], rsa.RSAPrivateKey]
+    rng: Rng,
+    api: tuple[int, int],
+    rsa_keygen: Callable[[], rsa.RSAPrivateKey],
+    roots: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None = None,
 ) -> Identity:
-    """A factory-fresh chip: chip ID, CEK, emulated ARK/ASK, and a self-owned PEK/PDH."""
-    ark = rsa_keygen()
-    ask = rsa_keygen()
+    """A factory-fresh chip: chip ID, CEK, emulated ARK/ASK, and a self-owned PEK/PDH.
+
+    ``roots`` are the generation's (ARK, ASK) keys when they already exist (AMD certifies
+    every chip of a generation with the same two); without them two are made with
+    ``rsa_keygen``.
+    """
+    ark, ask = roots if roots is not None else (rsa_keygen(), rsa_keygen())
     ark_cert = _amd_cert(ark, ARK_KEY_ID, Usage.ARK, ark, ARK_KEY_ID)
     ask_cert = _amd_cert(ask, ASK_KEY_ID, Usage.ASK, ark, ARK_KEY_ID)
     cek_key = new_p384_scalar(rng)

@@ -67,13 +67,22 @@ class FirmwareLike(Protocol):
 FirmwareFactory = Callable[[str, bytes | None], tuple[FirmwareLike, p.ProfileReply]]
 
 
-def real_firmware(profile: str, state: bytes | None) -> tuple[FirmwareLike, p.ProfileReply]:
-    """Build :class:`sevlaunch.firmware.Firmware` for ``profile``, fresh or from saved state."""
+def real_firmware(
+    profile: str, state: bytes | None, *, fresh_roots: bool = False
+) -> tuple[FirmwareLike, p.ProfileReply]:
+    """Build :class:`sevlaunch.firmware.Firmware` for ``profile``, fresh or from saved state;
+    a fresh one is certified by the profile's kept emulated roots (:mod:`.roots`) unless
+    ``fresh_roots``."""
     from sevlaunch.firmware import Firmware
     from sevlaunch.firmware import profile as find_profile
 
     prof = find_profile(profile)
-    firmware = Firmware(prof, rng=os.urandom, state=state)
+    roots = None
+    if state is None and not fresh_roots:
+        from sevlaunch.platform.roots import cached_roots
+
+        roots = cached_roots(prof.name)
+    firmware = Firmware(prof, rng=os.urandom, state=state, roots=roots)
     info = p.ProfileReply(
         name=prof.name,
         api_major=prof.api_major,
