@@ -3,12 +3,14 @@ raised with their class, an unreachable daemon named by its address."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from sevlaunch.errors import HostError
 from sevlaunch.host.client import HostClient, read_token
+from sevlaunch.protocol import HostEvent
 from tests.host.conftest import Daemon, Media, sev_domain_xml
 
 
@@ -40,3 +42,33 @@ def test_an_unreachable_daemon_is_named(tmp_path: Path, monkeypatch: pytest.Monk
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     assert read_token(str(token)) == "s3cret"
+
+
+def test_a_domain_stream_carries_that_domain_only(module_daemon: Daemon, media: Media) -> None:
+    """``events(domain)`` is filtered by the host: the other domain's events never arrive."""
+    heard: list[HostEvent] = []
+    subscribed = threading.Event()
+
+    def listen() -> None:
+        with HostClient(module_daemon.uri) as watcher:
+            for event in watcher.events("ev-b"):
+                heard.append(event)
+                if event.kind == "subscribed":
+                    subscribed.set()
+                elif event.kind == "lifecycle" and event.fields.get("type") == "Undefined":
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert subscribed.wait(30)
+    with HostClient(module_daemon.uri) as client:
+        for name in ("ev-a", "ev-b"):
+            client.define(sev_domain_xml(name, media, None, kernel=False, disk=False))
+        for name in ("ev-a", "ev-b"):
+            client.undefine(name)
+    thread.join(30)
+    assert not thread.is_alive()
+    assert [(e.domain, e.fields.get("type")) for e in heard if e.kind == "lifecycle"] == [
+        ("ev-b", "Defined"),
+        ("ev-b", "Undefined"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sevlaunch.host import events
 from sevlaunch.host.events import EventBus
@@ -49,3 +50,34 @@ def test_a_slow_subscriber_loses_its_oldest_events_only() -> None:
 
 def test_nobody_listening_costs_nothing() -> None:
     assert EventBus().publish("x", None)["event"] == "x"
+
+
+def test_a_domain_subscriber_gets_that_domains_events_only() -> None:
+    async def body() -> tuple[list[object], list[object], int]:
+        bus = EventBus()
+        async with bus.subscribe("a") as mine, bus.subscribe() as everything:
+            for domain in ("a", "b", None, "a"):
+                bus.publish("step", domain)
+            kept = [mine.get_nowait()["domain"] for _ in range(mine.qsize())]
+            seen = [everything.get_nowait()["domain"] for _ in range(everything.qsize())]
+        return kept, seen, len(bus._by_domain)
+
+    kept, seen, left = asyncio.run(body())
+    assert kept == ["a", "a"]
+    assert seen == ["a", "b", None, "a"]
+    assert left == 0  # a domain's last subscriber gone: nothing kept for it
+
+
+def test_publishing_touches_only_the_events_subscribers() -> None:
+    """The fan-out of one event is its domain's watchers plus the all-domain ones: with a
+    watcher per domain, N events cost N deliveries, not N squared."""
+
+    async def body() -> int:
+        bus = EventBus()
+        async with contextlib.AsyncExitStack() as stack:
+            queues = [await stack.enter_async_context(bus.subscribe(f"d{i}")) for i in range(50)]
+            for i in range(50):
+                bus.publish("measurement-available", f"d{i}")
+            return sum(q.qsize() for q in queues)
+
+    assert asyncio.run(body()) == 50

@@ -19,11 +19,13 @@ class ScriptedHost(HostClient):
         super().__init__("unix:/nonexistent.sock")
         self.script, self.fail = events, fail
         self.release = threading.Event()
+        self.asked: list[str | None] = []
 
     def sibling(self) -> HostClient:
         return self
 
-    def events(self) -> Iterator[HostEvent]:
+    def events(self, domain: str | None = None) -> Iterator[HostEvent]:
+        self.asked.append(domain)
         if self.fail:
             raise HostError("Operation not supported", "no event stream")
         yield HostEvent("subscribed")
@@ -43,6 +45,7 @@ def test_waits_for_this_domains_launch_only() -> None:
         host.release.set()
         assert watch.wait(2, 10.0)
         assert watch.available
+    assert host.asked == ["vm"]  # the host filters: it is not sent the other domains' events
 
 
 def test_a_stopped_domain_ends_the_wait() -> None:

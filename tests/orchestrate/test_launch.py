@@ -176,7 +176,7 @@ def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> Non
 class StreamlessHost(HostClient):
     """A host manager without an event stream (the tool must poll for the measurement)."""
 
-    def events(self) -> Iterator[HostEvent]:
+    def events(self, domain: str | None = None) -> Iterator[HostEvent]:
         raise HostError("Operation not supported", "no event stream here")
 
     def sibling(self) -> HostClient:

@@ -308,8 +308,8 @@ def _address(text: str | None) -> int | None:
 def event(host: Conn, loop: bool, domain: str | None, as_json: bool) -> None:
     """Print lifecycle events and launch steps as they happen (one unless --loop)."""
     with _client(host) as c:
-        for item in c.events():
-            if item.kind == "subscribed" or (domain and item.domain != domain):
+        for item in c.events(domain):  # the host filters by domain
+            if item.kind == "subscribed":
                 continue
             if as_json:
                 click.echo(json.dumps(item.to_wire()))

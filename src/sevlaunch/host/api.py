@@ -215,9 +215,13 @@ def _routes(app: FastAPI, m: HostManager) -> None:
     @app.get(
         "/v1/events", summary="virConnectDomainEventRegisterAny: newline-delimited JSON events"
     )
-    async def events() -> StreamingResponse:
+    async def events(
+        domain: Annotated[
+            str | None, Query(max_length=1024, description="only this domain's events")
+        ] = None,
+    ) -> StreamingResponse:
         async def stream() -> AsyncIterator[bytes]:
-            async with m.events.subscribe() as queue:
+            async with m.events.subscribe(domain) as queue:
                 yield b'{"event": "subscribed"}\n'
                 while True:
                     try:

@@ -172,10 +172,12 @@ class HostClient:
         rows = self._call("GET", f"/v1/domains/{name}/timeline", params=params)
         return [StepReport.from_wire(r) for r in _objects(rows)]
 
-    def events(self) -> Iterator[HostEvent]:
-        """Events as they happen (blocks); keepalives are skipped."""
+    def events(self, domain: str | None = None) -> Iterator[HostEvent]:
+        """Events as they happen (blocks), every domain's or ``domain``'s only (filtered by
+        the host); keepalives are skipped."""
+        params = {"domain": domain} if domain is not None else None
         with self._http.stream(
-            "GET", "/v1/events", timeout=httpx.Timeout(10.0, read=None)
+            "GET", "/v1/events", params=params, timeout=httpx.Timeout(10.0, read=None)
         ) as response:
             for line in response.iter_lines():
                 if line:

@@ -57,7 +57,7 @@ class MeasurementWatch:
 
     def _listen(self) -> None:
         try:
-            for event in self._client.events():
+            for event in self._client.events(self.domain):
                 if event.kind == "subscribed":
                     self._note(subscribed=True)
                 elif event.domain != self.domain:
