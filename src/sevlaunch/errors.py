@@ -43,7 +43,9 @@ callers can catch what they understand and let the rest travel::
         ├── NotFoundError           no such workload, launch, root or secret
         ├── ConflictError           a name already taken
         ├── AccessDeniedError       no or the wrong bearer token for the request
-        └── LaunchRefusedError      no session or no secret for this launch
+        ├── LaunchRefusedError      no session or no secret for this launch
+        ├── LimitExceededError      over a launcher's or a peer's limits (429, Retry-After)
+        └── ServiceUnavailableError a service the broker needs (a key server) did not answer
 
 Errors carry the offending field and value as attributes, and their message says what was
 expected, what was found and, where there is one, what to do. One argument order everywhere:
@@ -459,6 +461,15 @@ class LimitExceededError(BrokerError):
     ``retry_after`` is the number of seconds after which trying again may succeed."""
 
     def __init__(self, reason: str, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason, message)
+
+
+class ServiceUnavailableError(BrokerError):
+    """A service the broker depends on (AMD's key server) did not answer or was throttled
+    (HTTP 503 with Retry-After): nothing was decided, so the same request may succeed later."""
+
+    def __init__(self, reason: str, message: str, retry_after: float = 5.0) -> None:
         self.retry_after = retry_after
         super().__init__(reason, message)
 

@@ -22,7 +22,7 @@ def test_upgrade_matches_metadata_and_is_idempotent(db_url: str) -> None:
         assert db.current_revision(engine) is None
         db.upgrade(engine)
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0003"
+        assert db.current_revision(engine) == "0004"
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
@@ -88,7 +88,7 @@ def test_a_revision_0002_database_upgrades_in_place(db_url: str, platform: FakeP
             ):
                 _insert_v2_launch(conn, launch_id, state, reason)
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0003"
+        assert db.current_revision(engine) == "0004"
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.select(launches.c.id, launches.c.state, launches.c.reason, launches.c.launcher,

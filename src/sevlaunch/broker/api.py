@@ -37,6 +37,7 @@ from sevlaunch.errors import (
     LaunchRefusedError,
     LimitExceededError,
     NotFoundError,
+    ServiceUnavailableError,
     SevlaunchError,
 )
 
@@ -51,6 +52,7 @@ _STATUS: tuple[tuple[type[SevlaunchError], int], ...] = (
     (ConflictError, 409),
     (LaunchRefusedError, 403),
     (IntegrityError, 500),
+    (ServiceUnavailableError, 503),
 )
 
 
@@ -108,7 +110,7 @@ def _sweeping(broker: Broker) -> Callable[[FastAPI], contextlib.AbstractAsyncCon
         if interval <= 0:
             yield
             return
-        sweeper = Sweeper(broker.expire, interval)
+        sweeper = Sweeper(broker.sweep, interval)
         await anyio.to_thread.run_sync(sweeper.sweep)
         sweeper.start()
         try:
@@ -153,7 +155,7 @@ def create_app(
         headers = None
         if isinstance(exc, AccessDeniedError) and exc.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        elif isinstance(exc, LimitExceededError):
+        elif isinstance(exc, LimitExceededError | ServiceUnavailableError):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return JSONResponse(_error_body(exc), status_code=status, headers=headers)
 
@@ -285,6 +287,9 @@ def create_app(
         return [m.AuditOut(**r.__dict__) for r in rows]
 
     app.include_router(launch_router(broker, auth))
+    from sevlaunch.broker.snp_api import snp_router
+
+    app.include_router(snp_router(broker, auth))
 
     from sevlaunch.broker.dashboard import add_dashboard
 

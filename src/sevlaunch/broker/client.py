@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from sevlaunch import _http
+from sevlaunch.broker.snp_client import SnpOwnerCalls
 from sevlaunch.errors import (
     AccessDeniedError,
     BrokerError,
@@ -85,7 +86,7 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-class BrokerClient:
+class BrokerClient(SnpOwnerCalls):
     """Calls the broker's API with one bearer token."""
 
     def __init__(

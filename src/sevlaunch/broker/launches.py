@@ -24,6 +24,7 @@ from sevlaunch.broker.catalog import Catalog, Remembered, View
 from sevlaunch.broker.launcher_store import Gate
 from sevlaunch.broker.launchers import LauncherLimits
 from sevlaunch.broker.seal import Sealer, launch_context, secret_context
+from sevlaunch.broker.snp_admin import SnpSettings
 from sevlaunch.crypto.chain import VerifiedPlatform
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.errors import (
@@ -53,6 +54,7 @@ class Settings:
     launcher_limits: LauncherLimits = field(default_factory=LauncherLimits)
     sweep_interval: float = 5.0
     sweep_batch: int = 100
+    snp: SnpSettings = field(default_factory=SnpSettings)
 
 
 @dataclass(frozen=True)

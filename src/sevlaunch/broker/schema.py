@@ -132,3 +132,64 @@ catalog = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("generation", sa.String(32), nullable=False),
 )
+
+# -- SEV-SNP post-attestation (sevlaunch.broker.snp) -------------------------------------------
+
+# ARKs the owner pins for SNP besides AMD's own (an emulated platform's), by the SHA-256 of
+# their DER as AMD's are pinned; ``product`` is the generation their CN names.
+snp_roots = sa.Table(
+    "snp_roots",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("product", sa.String(16), nullable=False),
+    sa.Column("ark", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# An SNP workload is what its guests' reports must show: the owner's
+# :class:`~sevlaunch.owner.snp.expectations.SnpExpectations` as JSON (the report data is
+# each attestation's own and is never stored).
+snp_workloads = sa.Table(
+    "snp_workloads",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("expectations", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+snp_secrets = sa.Table(
+    "snp_secrets",
+    metadata,
+    sa.Column(
+        "workload",
+        sa.String(64),
+        sa.ForeignKey("snp_workloads.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("guid", sa.String(36), primary_key=True),
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# One row per challenge: the SHA-256 of the nonce (the nonce itself is not kept), the workload
+# it was issued for and its expiry; ``used_at`` is set once, by the attestation that spends it.
+# The sweeper erases rows past their expiry, used or not.
+snp_nonces = sa.Table(
+    "snp_nonces",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("nonce_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "workload",
+        sa.String(64),
+        sa.ForeignKey("snp_workloads.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=True),
+    sa.Column("created_by", sa.String(64), nullable=False),
+)
+sa.Index("ix_snp_nonces_workload", snp_nonces.c.workload, snp_nonces.c.expires_at)
+sa.Index("ix_snp_nonces_expires", snp_nonces.c.expires_at)

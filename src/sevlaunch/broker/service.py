@@ -24,6 +24,9 @@ from sevlaunch.broker.catalog import Catalog
 from sevlaunch.broker.launchers import Launcher, LauncherLimits, Launchers, NewLauncher
 from sevlaunch.broker.launches import LAUNCHER, Launches, LaunchStarted, Released, Settings
 from sevlaunch.broker.seal import Sealer, secret_context
+from sevlaunch.broker.snp_admin import NewSnpWorkload, SnpAdmin, SnpSettings
+from sevlaunch.broker.snp_attest import PeerLimits, SnpAttestations
+from sevlaunch.broker.snp_certs import SnpCertificates
 from sevlaunch.broker.sweeper import Expiry
 from sevlaunch.crypto import ecc
 from sevlaunch.errors import UsageError
@@ -42,9 +45,11 @@ __all__ = [
     "Launcher",
     "LauncherLimits",
     "NewLauncher",
+    "NewSnpWorkload",
     "NewWorkload",
     "Released",
     "Settings",
+    "SnpSettings",
 ]
 
 
@@ -58,8 +63,9 @@ class NewWorkload:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
-class Broker(Launchers, Launches, Expiry):
-    """The service: trust roots, workloads, secrets, launchers and launches over one engine."""
+class Broker(Launchers, Launches, Expiry, SnpAdmin, SnpAttestations):
+    """The service over one engine: trust roots, workloads, secrets, launchers and launches
+    (SEV's pre-attestation); SNP roots, workloads and attestations (SNP's post-attestation)."""
 
     def __init__(
         self,
@@ -79,6 +85,15 @@ class Broker(Launchers, Launches, Expiry):
         self.godh_key = godh_key
         self.catalog = Catalog()
         self._rate_blocked = {}
+        snp = self.snp_settings = self.settings.snp
+        self.snp_certs = SnpCertificates(
+            snp.kds_url, snp.cache_dir, crl_ttl=snp.crl_ttl, clock=clock, monotonic=time.monotonic
+        )
+        self.snp_peers = PeerLimits(snp.peer_rate, snp.peer_burst, clock)
+
+    def sweep(self) -> int:
+        """One sweep: expired launches (their keys erased) and expired SNP nonces."""
+        return self.expire() + self.expire_nonces()
 
     # -- audit ---------------------------------------------------------------------------------
 

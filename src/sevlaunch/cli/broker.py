@@ -18,6 +18,7 @@ from sevlaunch.cli._conn import (
 )
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
 from sevlaunch.cli.broker_admin import client_options, launch, launcher, owner_client, when
+from sevlaunch.cli.broker_snp import snp, snp_serve_options
 from sevlaunch.cli.owner.digest import EsOptions, es_options
 
 
@@ -103,6 +104,7 @@ def broker() -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Least severe log messages printed.",
 )
+@snp_serve_options
 @server_options
 def serve(
     db_url: str,
@@ -121,6 +123,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     insecure_plain_http: bool,
+    snp: Any,
     **limits: Any,
 ) -> None:
     """Run the broker; the database is upgraded to the newest schema first.
@@ -145,6 +148,7 @@ def serve(
             instance=instance or f"{socket.gethostname()}:{os.getpid()}",
             launcher_limits=LauncherLimits(launcher_max_open, launcher_rate, launcher_burst),
             sweep_interval=sweep_interval,
+            snp=snp,
         )
         address = _http.parse(listen, what="broker listener")
         tls = _listen.Tls.of(tls_cert, tls_key)
@@ -478,3 +482,4 @@ def audit(
 
 broker.add_command(launcher)
 broker.add_command(launch)
+broker.add_command(snp)

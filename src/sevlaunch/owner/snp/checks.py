@@ -175,6 +175,9 @@ def check_policy(report: AttestationReport, exp: SnpExpectations) -> Result:
             f"{exp.min_abi[0]}.{exp.min_abi[1]}"
         )
     value = report.policy
+    if exp.allowed_policies and value not in exp.allowed_policies:
+        allowed = ", ".join(f"{p:#x}" for p in exp.allowed_policies)
+        problems.append(f"policy {value:#x} is none of the allowed ({allowed})")
     for bit, allowed, name in _FORBIDDEN:
         if value & bit and not getattr(exp, allowed):
             problems.append(f"{name} is allowed by the guest policy")

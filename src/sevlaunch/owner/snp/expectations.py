@@ -61,6 +61,7 @@ class SnpExpectations:
     host_data: bytes | None = None
     vmpl: int | None = 0
     # guest policy
+    allowed_policies: tuple[int, ...] = ()  # exact 64-bit policies accepted; () = any
     min_abi: tuple[int, int] = (0, 0)
     allow_debug: bool = False
     allow_migrate_ma: bool = False
