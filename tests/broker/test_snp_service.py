@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sevlaunch.broker.schema import snp_nonces
 from sevlaunch.broker.service import SnpSettings
 from sevlaunch.errors import LaunchRefusedError
+from sevlaunch.formats.snp.certtable import VLEK_GUID, CertTable, CertTableEntry
+from sevlaunch.owner.snp.decision import SnpReason
 from sevlaunch.protocol.snp import SnpEvidence
 from tests.broker.conftest import (
     DIGEST,
@@ -34,6 +38,7 @@ from tests.broker.fakeplatform import FakePlatform
 from tests.broker.snp_lab import Guest, SnpLab, snp_lab
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+CSP = "CN=cloud.example"
 NOW = time.time()  # the emulated key server dates its CRLs by the real clock
 
 
@@ -224,3 +229,116 @@ def test_only_a_self_signed_non_amd_ark_is_pinned(
         json={"certificate": base64.b64encode(lab.cert_chain).decode(), "name": "again"},
     )
     assert (r.status_code, r.json()["error"]) == (409, "root-exists")
+
+
+def test_a_vlek_signed_report_verifies_from_its_certificate_table(
+    snp_instance: Callable[..., Instance], sqlite_url: str, lab: SnpLab
+) -> None:
+    """KDS never serves a VLEK: it comes in the host's certificate table, unauthenticated, and
+    verifies to the pinned ARK through KDS's VLEK cert_chain; only a named cloud's is taken."""
+    made = snp_instance(sqlite_url)
+    fw = lab.firmware()
+    tcb = fw.snp.info()["reported_tcb"]
+    fw.snp.vlek_load(fw.snp.host("vlek_hashstick", csp_id=CSP, tcb=tcb))
+    guest = lab.guest(fw)
+    table = CertTable((CertTableEntry(VLEK_GUID, fw.snp.host("vlek_cert", csp_id=CSP, tcb=tcb)),))
+    nonce = _challenge(made)
+    wire = {**_evidence(guest, nonce).to_wire(), "cert-table": _b64(table.to_bytes())}
+    r = made.client.post("/v1/snp/attest", json=wire)
+    assert (r.status_code, r.json()["error"]) == (403, "untrusted-signer")  # no cloud named
+    r = made.client.post(
+        "/v1/snp/workloads",
+        headers=OWNER,
+        json={
+            "name": "cloud",
+            "digests": [guest.measurement.hex()],
+            "vlekCspIds": [CSP],
+            "secrets": {"luks-key": _b64(SECRET)},
+        },
+    )
+    assert r.status_code == 201, r.text
+    nonce = _challenge(made, "cloud")
+    evidence = SnpEvidence("cloud", nonce, guest.report(nonce), guest.public, table.to_bytes())
+    r = _attest(made, evidence)
+    assert r.status_code == 200, r.text
+    entry = [e for e in made.broker.audit() if e.action == "snp.attest"][-1]
+    assert entry.detail is not None
+    assert entry.detail["signer"] == "VLEK"
+
+
+def test_a_workload_without_secrets_releases_nothing_and_says_so(
+    snp_instance: Callable[..., Instance], sqlite_url: str, lab: SnpLab
+) -> None:
+    made = snp_instance(sqlite_url)
+    guest = lab.guest()
+    r = made.client.post(
+        "/v1/snp/workloads",
+        headers=OWNER,
+        json={"name": "empty", "digests": [guest.measurement.hex()]},
+    )
+    assert r.status_code == 201, r.text
+    nonce = _challenge(made, "empty")
+    r = _attest(made, SnpEvidence("empty", nonce, guest.report(nonce), guest.public))
+    assert (r.status_code, r.json()["error"]) == (403, "no-secrets")
+    entry = [e for e in made.broker.audit() if e.action == "snp.attest"][-1]
+    assert (entry.outcome, entry.reason) == ("refused", "no-secrets")
+
+
+@given(data=st.data())
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_no_mutated_report_gets_a_secret(
+    fuzz_instance: tuple[Instance, Guest], data: st.DataObject
+) -> None:
+    """Any one byte of a good report changed, anywhere in its 1184 bytes: refused with a
+    reason code (never released, never a server error), and the refusal audited."""
+    made, guest = fuzz_instance
+    nonce = _challenge(made)
+    report = bytearray(guest.report(nonce))
+    at = data.draw(st.integers(0, len(report) - 1), label="offset")
+    report[at] ^= data.draw(st.integers(1, 255), label="xor")
+    r = _attest(made, SnpEvidence("app", nonce, bytes(report), guest.public))
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] in {str(reason) for reason in SnpReason}
+
+
+@pytest.fixture(scope="module")
+def fuzz_instance(lab: SnpLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from sevlaunch.broker import db
+    from sevlaunch.broker.service import Broker, Settings
+    from tests.broker.conftest import KEK, LAUNCHER_TOKEN, OWNER_TOKEN, Clock
+
+    directory = tmp_path_factory.mktemp("snpfuzz")
+    engine = db.create_engine(f"sqlite:///{directory / 'b.db'}")
+    db.upgrade(engine)
+    clock = Clock()
+    clock.now = NOW
+    snp = SnpSettings(kds_url=lab.kds.url, cache_dir=directory, peer_burst=1000)
+    broker = Broker(engine, KEK, Settings(snp=snp), clock=clock)
+    from fastapi.testclient import TestClient
+
+    from sevlaunch.broker.api import create_app
+
+    made = Instance(broker, TestClient(create_app(broker, OWNER_TOKEN, LAUNCHER_TOKEN)), clock)
+    guest = lab.guest()
+    made.client.post(
+        "/v1/snp/trust-roots", headers=OWNER, json={"certificate": _b64(lab.cert_chain)}
+    )
+    r = made.client.post(
+        "/v1/snp/workloads",
+        headers=OWNER,
+        json={
+            "name": "app",
+            "digests": [guest.measurement.hex()],
+            "requireCrl": False,
+            "secrets": {"luks-key": _b64(SECRET)},
+        },
+    )
+    assert r.status_code == 201, r.text
+    nonce = _challenge(made)
+    assert _attest(made, _evidence(guest, nonce)).status_code == 200  # unmutated: released
+    yield made, guest
+    engine.dispose()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

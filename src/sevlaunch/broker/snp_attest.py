@@ -213,11 +213,17 @@ class SnpAttestations:
                     SnpReason.REPLAY,
                     "the nonce was spent by another attestation, or expired, meanwhile",
                 )
+            sealed = snp.sealed_secrets(conn, evidence.workload) if refusal is None else {}
+            if refusal is None and not sealed:
+                refusal = refuse(
+                    SnpReason.NO_SECRETS,
+                    f"the report verifies, but SNP workload {evidence.workload!r} has no "
+                    "secret to release: set one with 'sevlaunch broker snp secret'",
+                )
             if refusal is not None:
                 detail["message"] = str(refusal)
                 self._audit_attest(conn, evidence.workload, refusal.reason, detail)
             else:
-                sealed = snp.sealed_secrets(conn, evidence.workload)
                 detail["secrets"] = sorted(guid_alias(uuid.UUID(g)) for g in sealed)
                 self._audit_attest(conn, evidence.workload, None, detail)
         if refusal is not None:  # raised once committed: the nonce stays spent, the refusal audited

@@ -138,3 +138,18 @@ def test_wrong_names() -> None:
     with pytest.raises(ChainError, match="one ARK"):
         split_ca((p.ask,))
     assert dataclasses.replace(p.vcek).fingerprint == p.vcek.fingerprint
+
+
+def test_an_altered_outer_signature_algorithm_is_refused() -> None:
+    """The AlgorithmIdentifier after the TBS is not signed; a VCEK whose copy differs from the
+    signed one (here the PSS hash OID's length byte) is refused, not pinned under a new
+    fingerprint."""
+    p = pki(Generation.MILAN)
+    der = bytearray(p.vcek.der)
+    at = der.find(p.vcek.tbs) + len(p.vcek.tbs)
+    signed = p.vcek.fields.signature_algorithm
+    assert der[at : at + len(signed)] == signed
+    der[at + 6] ^= 0x02  # inside the outer AlgorithmIdentifier, as a fuzzer found
+    altered = load_cert(bytes(der))
+    with pytest.raises(ChainError, match="RFC 5280"):
+        verify_chain(altered, p.ask, p.ark, at=AT, trusted_arks=p.trusted)

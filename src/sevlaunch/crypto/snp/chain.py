@@ -97,10 +97,24 @@ def _is_pss_sha384(subject: SnpCert) -> bool:
     )
 
 
+def _outer_algorithm_is_signed(subject: SnpCert) -> bool:
+    """The unsigned AlgorithmIdentifier after the TBS must equal the signed one inside it,
+    else bytes outside the signature change the certificate (and its pinned fingerprint)."""
+    der, tbs = subject.der, subject.tbs
+    at = der.find(tbs)
+    return at >= 0 and der.startswith(subject.fields.signature_algorithm, at + len(tbs))
+
+
 def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
     """``subject`` is signed by ``issuer`` with AMD's PSS parameters; raises ChainError."""
     if not _is_pss_sha384(subject):
         raise ChainError(link, "not signed with RSASSA-PSS SHA-384 as AMD signs")
+    if not _outer_algorithm_is_signed(subject):
+        raise ChainError(
+            link,
+            "the certificate's signatureAlgorithm differs from the one its TBS signs "
+            "(RFC 5280 §4.1.1.2): altered outside the signature",
+        )
     if subject.issuer != issuer.subject:
         raise ChainError(link, f"issued by {subject.issuer_name!r}, not {issuer.common_name!r}")
     key = issuer.public_key

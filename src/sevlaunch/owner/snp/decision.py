@@ -38,6 +38,7 @@ class SnpReason(enum.StrEnum):
     EXPIRED = "expired"
     WRONG_WORKLOAD = "wrong-workload"  #: a nonce issued for another workload
     BAD_KEY = "bad-key"  #: the guest's key is not a P-384 SubjectPublicKeyInfo
+    NO_SECRETS = "no-secrets"  #: the workload has nothing to release (the owner's to fix)
 
 
 #: The reason of each verifier check when it fails (sevlaunch.owner.snp.verdicts.CHECKS).

@@ -1,0 +1,113 @@
+"""Where the broker's SNP certificates come from: a key server that does not answer (or is
+throttled, or fails) decides nothing, one that says the certificate does not exist refuses;
+a CRL is fetched again once older than its TTL, so a revocation reaches the broker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from sevlaunch.broker.snp_certs import SnpCertificates
+from sevlaunch.crypto.snp.certs import load_certs
+from sevlaunch.errors import LaunchRefusedError, ServiceUnavailableError
+from sevlaunch.formats.snp.report import AttestationReport
+from sevlaunch.formats.snp.tcb import Generation
+from tests.broker.snp_lab import SnpLab, snp_lab
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[SnpLab]:
+    with snp_lab() as made:
+        yield made
+
+
+def _server(status: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    return server
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _certs(
+    url: str, tmp_path: Path, ticks: Ticks | None = None, ttl: float = 60
+) -> SnpCertificates:
+    import time
+
+    return SnpCertificates(url, tmp_path, crl_ttl=ttl, clock=time.time, monotonic=ticks or Ticks())
+
+
+def _trusted(lab: SnpLab) -> dict[str, Generation]:
+    return {load_certs(lab.cert_chain)[1].fingerprint: Generation.MILAN}
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_throttled_or_failing_key_server_is_unavailable(
+    lab: SnpLab, tmp_path: Path, status: int
+) -> None:
+    server = _server(status)
+    try:
+        report = AttestationReport.from_bytes(lab.guest().report(bytes(32)))
+        with pytest.raises(ServiceUnavailableError) as info:
+            _certs(f"http://127.0.0.1:{server.server_address[1]}", tmp_path).for_report(
+                report, _trusted(lab), has_table=False
+            )
+        assert info.value.reason == "kds-unavailable"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_no_such_certificate_is_a_refusal(lab: SnpLab, tmp_path: Path) -> None:
+    server = _server(404)
+    try:
+        report = AttestationReport.from_bytes(lab.guest().report(bytes(32)))
+        with pytest.raises(LaunchRefusedError) as info:
+            _certs(f"http://127.0.0.1:{server.server_address[1]}", tmp_path).for_report(
+                report, _trusted(lab), has_table=False
+            )
+        assert info.value.reason == "untrusted-signer"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_key_server_whose_root_is_not_pinned_is_a_refusal(lab: SnpLab, tmp_path: Path) -> None:
+    report = AttestationReport.from_bytes(lab.guest().report(bytes(32)))
+    with pytest.raises(LaunchRefusedError) as info:
+        _certs(lab.kds.url, tmp_path).for_report(report, {}, has_table=False)
+    assert info.value.reason == "untrusted-signer"
+    assert "pinned" in str(info.value)
+
+
+def test_the_crl_is_fetched_again_after_its_ttl(lab: SnpLab, tmp_path: Path) -> None:
+    tcb = lab.older_tcb(3)
+    report = AttestationReport.from_bytes(lab.guest(lab.firmware(tcb)).report(bytes(32)))
+    ticks = Ticks()
+    certs = _certs(lab.kds.url, tmp_path, ticks, ttl=60)
+    first = certs.for_report(report, _trusted(lab), has_table=False)
+    assert first.leaf is not None
+    lab.kds.snp.revoke(tcb.to_int())
+    ticks.now = 59
+    assert certs.for_report(report, _trusted(lab), has_table=False).crl == first.crl
+    ticks.now = 61
+    assert certs.for_report(report, _trusted(lab), has_table=False).crl != first.crl
