@@ -4,12 +4,14 @@ QMP errors as libvirt words them, and finding a guest again without trusting a s
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qemu.qmp import ConnectError
 
 from sevlaunch.errors import HostError
 from sevlaunch.host import driver
@@ -60,6 +62,24 @@ def test_a_hypervisor_dying_at_start_is_reported_with_its_words(paths: driver.Ru
     assert caught.value.kind == "internal error"
     assert "process exited while connecting to monitor" in caught.value.detail
     assert "-bogus: invalid option" in caught.value.detail
+
+
+def test_a_monitor_socket_nobody_answers_times_out_with_the_connect_error_as_cause(
+    paths: driver.RunPaths, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """The socket path exists but nothing listens: the wait retries only on connection errors
+    and, at its deadline, names the last one and keeps it as the cause."""
+    paths.root.mkdir(parents=True)
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(paths.qmp))  # bound, never listening: connect() is refused
+    try:
+        with pytest.raises(HostError) as caught:
+            asyncio.run(driver.connect(sleeper.pid, paths, timeout=0.3))
+    finally:
+        dead.close()
+    assert caught.value.kind == "internal error"
+    assert caught.value.detail.startswith(f"timed out waiting for the monitor socket {paths.qmp}: ")
+    assert isinstance(caught.value.__cause__, ConnectError)
 
 
 def test_qmp_errors_read_like_libvirts(paths: driver.RunPaths) -> None:

@@ -3,8 +3,11 @@ or the stream ending (then the caller polls)."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from sevlaunch.errors import HostError
 from sevlaunch.host.client import HostClient
@@ -59,3 +62,44 @@ def test_without_a_stream_the_watch_is_unavailable() -> None:
     with MeasurementWatch(ScriptedHost([], fail=True), "vm") as watch:
         assert not watch.available
         assert not watch.wait(1, 0.1)
+
+
+def test_a_stream_the_host_breaks_ends_the_watch_on_the_http_error_only(short_dir: Path) -> None:
+    """A host that drops the connection mid-stream: the reading thread ends on the HTTP
+    client's own error (caught by name, no broad catch) and raises nothing further."""
+    path = short_dir / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            line = b'{"event": "subscribed"}\n'
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            head += b"Transfer-Encoding: chunked\r\n\r\n"
+            conn.sendall(head + f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            time.sleep(0.2)  # then the host goes away without ending the body
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    seen: list[type[BaseException]] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        seen.append(args.exc_type)
+
+    threading.excepthook = hook
+    try:
+        with HostClient(f"unix:{path}") as host, MeasurementWatch(host, "vm") as watch:
+            opened = watch.available
+            watch._thread.join(10)
+            assert not watch._thread.is_alive()
+            assert not watch.available
+    finally:
+        threading.excepthook = previous
+        thread.join(10)
+        server.close()
+    assert opened
+    assert seen == []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import ExecuteError, QMPClient
+from qemu.qmp import ConnectError, ExecuteError, QMPClient
 
 from sevlaunch.errors import HostError, QemuCommandError
 
@@ -114,20 +114,24 @@ async def connect(
 ) -> QMPClient:
     """Wait for the QMP socket and negotiate; a process that dies first is reported with its log."""
     deadline = time.monotonic() + timeout
+    last: ConnectError | None = None
     while True:
         if (exited is not None and exited.done()) or (exited is None and not pid_alive(proc_pid)):
             tail = log_tail(paths.log)
-            raise internal_error(f"process exited while connecting to monitor: {tail}")
+            raise internal_error(f"process exited while connecting to monitor: {tail}") from last
         if paths.qmp.exists():
             client = QMPClient(f"pid-{proc_pid}")
             try:
                 await client.connect(str(paths.qmp))
-            except Exception:
-                await asyncio.sleep(0.02)
+            except ConnectError as exc:  # the socket exists before QEMU listens on it
+                last = exc
             else:
                 return client
         if time.monotonic() > deadline:
-            raise internal_error(f"timed out waiting for the monitor socket {paths.qmp}")
+            why = f": {last}" if last is not None else ""
+            raise internal_error(
+                f"timed out waiting for the monitor socket {paths.qmp}{why}"
+            ) from last
         await asyncio.sleep(0.02)
 
 

@@ -10,6 +10,8 @@ import logging
 import threading
 import time
 
+import httpx
+
 from sevlaunch.errors import SevlaunchError
 from sevlaunch.host.client import HostClient
 
@@ -69,7 +71,7 @@ class MeasurementWatch:
                     self._note(stopped=True)
         except (SevlaunchError, OSError, ValueError) as exc:
             log.debug("event stream of %s ended: %s", self.domain, exc)
-        except Exception as exc:  # httpx's stream errors when the watch closes it
+        except (httpx.HTTPError, httpx.StreamError) as exc:  # as when the watch closes it
             log.debug("event stream of %s closed: %s: %s", self.domain, type(exc).__name__, exc)
         with self._changed:
             self._ended = True
