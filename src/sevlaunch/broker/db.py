@@ -358,6 +358,8 @@ def _arguments(positions: Sequence[str] | None) -> Callable[[Mapping[str, Any]],
     """How the driver takes the parameters: a tuple in order (qmark), or the mapping itself."""
     if positions is None:
         return dict
+    if not positions:
+        return lambda _params: ()
     if len(positions) == 1:
         name = positions[0]
         return lambda params: (params[name],)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import logging
 import math
@@ -29,7 +30,7 @@ import sqlalchemy as sa
 from sevlaunch.broker import db
 from sevlaunch.broker import snp_store as snp
 from sevlaunch.broker.seal import Sealer
-from sevlaunch.broker.snp_admin import SnpSettings, expectations_of, snp_secret_context
+from sevlaunch.broker.snp_admin import SnpSettings, snp_secret_context
 from sevlaunch.broker.snp_certs import Certificates, SnpCertificates
 from sevlaunch.crypto.snp import release
 from sevlaunch.crypto.snp.chain import AMD_ARKS
@@ -39,6 +40,7 @@ from sevlaunch.formats.snp.report import AttestationReport
 from sevlaunch.formats.snp.tcb import Generation
 from sevlaunch.owner import secret as owner_secret
 from sevlaunch.owner.snp.decision import SnpReason, decide, refuse
+from sevlaunch.owner.snp.expectations import SnpExpectations
 from sevlaunch.owner.snp.verdicts import Verdicts
 from sevlaunch.owner.snp.verifier import SnpEvidence as VerifierEvidence
 from sevlaunch.owner.snp.verifier import check_report
@@ -136,10 +138,11 @@ class SnpAttestations:
         outcome but an unknown workload or an unavailable key server is audited."""
         self.snp_peers.admit(peer)
         now = self.clock()
-        with db.reading(self.engine) as conn:
-            workload = snp.get_workload(conn, evidence.workload)
-            found = snp.find_nonce(conn, nonce_hash(evidence.nonce))
-            trusted = {**AMD_ARKS, **_pinned(conn)}
+        with db.lean_read(self.engine) as tx:
+            stored = _expectations(snp.expectations_text(tx, evidence.workload))
+            found = snp.nonce_by_hash(tx, nonce_hash(evidence.nonce))
+            pinned = snp.pinned(tx)
+        trusted = {**AMD_ARKS, **{fp: Generation(p) for fp, p in pinned.items()}}
         base: dict[str, Any] = {"peer": peer}
         if found is not None:
             base["attestation"] = found.id
@@ -149,11 +152,12 @@ class SnpAttestations:
             self._snp_refused(evidence.workload, exc, base, spend=None)
             raise
         try:
-            verdicts = self._snp_verify(evidence, expectations_of(workload), trusted, now)
+            verdicts, report = self._snp_verify(evidence, stored, trusted, now)
         except LaunchRefusedError as exc:
             self._snp_refused(evidence.workload, exc, base, spend=nonce.id)
             raise
-        return self._snp_settle(evidence, nonce, verdicts, base)
+        detail = {**base, **_verdict_detail(verdicts, report)}
+        return self._snp_settle(evidence, nonce, verdicts, detail)
 
     def expire_nonces(self) -> int:
         """Erase the nonces past their expiry (the sweeper's); a read first, so an idle sweep
@@ -170,10 +174,10 @@ class SnpAttestations:
     def _snp_verify(
         self,
         evidence: SnpEvidence,
-        stored: Any,
+        stored: SnpExpectations,
         trusted: Mapping[str, Generation],
         now: float,
-    ) -> Verdicts:
+    ) -> tuple[Verdicts, AttestationReport | None]:
         try:
             release.load_public(evidence.tee_pubkey)
         except CryptoError as exc:
@@ -192,28 +196,27 @@ class SnpAttestations:
         given = VerifierEvidence(
             evidence.report, certs.leaf, certs.ca or None, certs.crl, evidence.cert_table
         )
-        return check_report(given, expectations, at=at, trusted_arks=trusted)
+        return check_report(given, expectations, at=at, trusted_arks=trusted), report
 
     def _snp_settle(
         self,
         evidence: SnpEvidence,
         nonce: snp.NonceRow,
         verdicts: Verdicts,
-        base: dict[str, Any],
+        detail: dict[str, Any],
     ) -> SnpRelease:
-        detail = {**base, **_verdict_detail(verdicts, evidence.report)}
         refusal: LaunchRefusedError | None = None
         try:
             decide(verdicts, f"SNP workload {evidence.workload!r}")
         except LaunchRefusedError as exc:
             refusal = exc
-        with db.writing(self.engine) as conn:
-            if not snp.spend_nonce(conn, nonce.id, self.clock()):
+        with db.lean_transaction(self.engine) as tx:
+            if not snp.spend(tx, nonce.id, self.clock()):
                 refusal = refuse(
                     SnpReason.REPLAY,
                     "the nonce was spent by another attestation, or expired, meanwhile",
                 )
-            sealed = snp.sealed_secrets(conn, evidence.workload) if refusal is None else {}
+            sealed = snp.sealed_of(tx, evidence.workload) if refusal is None else {}
             if refusal is None and not sealed:
                 refusal = refuse(
                     SnpReason.NO_SECRETS,
@@ -222,10 +225,10 @@ class SnpAttestations:
                 )
             if refusal is not None:
                 detail["message"] = str(refusal)
-                self._audit_attest(conn, evidence.workload, refusal.reason, detail)
+                self._audit_attest(tx, evidence.workload, refusal.reason, detail)
             else:
                 detail["secrets"] = sorted(guid_alias(uuid.UUID(g)) for g in sealed)
-                self._audit_attest(conn, evidence.workload, None, detail)
+                self._audit_attest(tx, evidence.workload, None, detail)
         if refusal is not None:  # raised once committed: the nonce stays spent, the refusal audited
             raise refusal
         plain = {
@@ -245,22 +248,24 @@ class SnpAttestations:
         spend: str | None,
     ) -> None:
         """Audit a refusal made before the verifier's verdicts (spending ``spend``)."""
-        with db.writing(self.engine) as conn:
+        with db.lean_transaction(self.engine) as tx:
             if spend is not None:
-                snp.spend_nonce(conn, spend, self.clock())
-            self._audit_attest(conn, workload, exc.reason, {**detail, "message": str(exc)})
+                snp.spend(tx, spend, self.clock())
+            self._audit_attest(tx, workload, exc.reason, {**detail, "message": str(exc)})
 
     def _audit_attest(
-        self, conn: sa.Connection, workload: str, reason: str | None, detail: dict[str, Any]
+        self, tx: db.Tx, workload: str, reason: str | None, detail: dict[str, Any]
     ) -> None:
         outcome = "refused" if reason else "released"
         self._audit(
-            conn, GUEST, "snp.attest", outcome, reason=reason, workload=workload, detail=detail
+            tx, GUEST, "snp.attest", outcome, reason=reason, workload=workload, detail=detail
         )
 
 
-def _pinned(conn: sa.Connection) -> dict[str, Generation]:
-    return {r.fingerprint: Generation(r.product) for r in snp.list_roots(conn)}
+@functools.lru_cache(maxsize=256)
+def _expectations(text: str) -> SnpExpectations:
+    """A stored workload's expectations, parsed once per distinct text (they are frozen)."""
+    return SnpExpectations.from_json(text)
 
 
 def _usable(found: snp.NonceRow | None, workload: str, now: float) -> snp.NonceRow:
@@ -283,7 +288,7 @@ def _usable(found: snp.NonceRow | None, workload: str, now: float) -> snp.NonceR
     return found
 
 
-def _verdict_detail(verdicts: Verdicts, raw: bytes) -> dict[str, Any]:
+def _verdict_detail(verdicts: Verdicts, report: AttestationReport | None) -> dict[str, Any]:
     """The audit entry's ``checks`` list ({name, verdict, detail}, for the dashboard) and
     what identifies the guest: its measurement, chip and TCB."""
     detail: dict[str, Any] = {
@@ -298,9 +303,7 @@ def _verdict_detail(verdicts: Verdicts, raw: bytes) -> dict[str, Any]:
         detail["product"] = verdicts.product
     if verdicts.signer:
         detail["signer"] = verdicts.signer
-    try:
-        report = AttestationReport.from_bytes(raw)
-    except SevlaunchError:
+    if report is None:
         return detail
     detail["measurement"] = report.measurement.hex()
     detail["chip"] = report.chip_id[:8].hex()

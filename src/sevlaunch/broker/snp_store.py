@@ -8,10 +8,11 @@ attestations presenting it, across every instance sharing the database, exactly 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 
+from sevlaunch.broker.db import Prepared, Tx
 from sevlaunch.broker.schema import snp_nonces, snp_roots, snp_secrets, snp_workloads
 from sevlaunch.broker.store import _is_unique_violation
 from sevlaunch.errors import ConflictError, NotFoundError
@@ -174,29 +175,6 @@ def add_nonce(conn: sa.Connection, row: NonceRow) -> None:
     conn.execute(sa.insert(snp_nonces).values(**row.__dict__))
 
 
-def find_nonce(conn: sa.Connection, nonce_hash: str) -> NonceRow | None:
-    row = (
-        conn.execute(sa.select(snp_nonces).where(snp_nonces.c.nonce_hash == nonce_hash))
-        .mappings()
-        .first()
-    )
-    return NonceRow(**row) if row is not None else None
-
-
-def spend_nonce(conn: sa.Connection, nonce_id: str, now: float) -> bool:
-    """Mark the nonce used; True for exactly one caller, and only before it expires."""
-    statement = (
-        sa.update(snp_nonces)
-        .where(
-            snp_nonces.c.id == nonce_id,
-            snp_nonces.c.used_at.is_(None),
-            snp_nonces.c.expires_at > now,
-        )
-        .values(used_at=now)
-    )
-    return conn.execute(statement).rowcount == 1
-
-
 def any_expired_nonce(conn: sa.Connection, now: float) -> bool:
     query = sa.select(snp_nonces.c.id).where(snp_nonces.c.expires_at <= now).limit(1)
     return conn.execute(query).first() is not None
@@ -205,3 +183,58 @@ def any_expired_nonce(conn: sa.Connection, now: float) -> bool:
 def erase_expired_nonces(conn: sa.Connection, now: float) -> int:
     """Erase every nonce past its expiry, spent or not (what the sweeper calls)."""
     return int(conn.execute(sa.delete(snp_nonces).where(snp_nonces.c.expires_at <= now)).rowcount)
+
+
+# -- the attestation path: prepared statements (see sevlaunch.broker.db.Prepared) ---------------
+
+_NONCE_FIELDS = tuple(f.name for f in fields(NonceRow))
+_FIND_NONCE = Prepared(
+    sa.select(*(snp_nonces.c[n] for n in _NONCE_FIELDS)).where(
+        snp_nonces.c.nonce_hash == sa.bindparam("hash")
+    )
+)
+_EXPECTATIONS = Prepared(
+    sa.select(snp_workloads.c.expectations).where(snp_workloads.c.name == sa.bindparam("name"))
+)
+_PINNED = Prepared(sa.select(snp_roots.c.fingerprint, snp_roots.c.product))
+_SPEND = Prepared(
+    sa.update(snp_nonces)
+    .where(
+        (snp_nonces.c.id == sa.bindparam("b_id"))
+        & snp_nonces.c.used_at.is_(None)
+        & (snp_nonces.c.expires_at > sa.bindparam("b_now"))
+    )
+    .values(used_at=sa.bindparam("b_used"))
+)
+_SEALED = Prepared(
+    sa.select(snp_secrets.c.guid, snp_secrets.c.sealed).where(
+        snp_secrets.c.workload == sa.bindparam("name")
+    )
+)
+
+
+def expectations_text(tx: Tx, workload: str) -> str:
+    """The workload's stored expectations (JSON), or NotFoundError."""
+    rows = _EXPECTATIONS.rows(tx, {"name": workload})
+    if not rows:
+        raise NotFoundError("no-such-workload", f"no SNP workload named {workload!r}")
+    return str(rows[0][0])
+
+
+def nonce_by_hash(tx: Tx, nonce_hash: str) -> NonceRow | None:
+    rows = _FIND_NONCE.rows(tx, {"hash": nonce_hash})
+    return NonceRow(*rows[0]) if rows else None
+
+
+def pinned(tx: Tx) -> dict[str, str]:
+    """Fingerprint -> product of every pinned SNP root."""
+    return {str(fp): str(product) for fp, product in _PINNED.rows(tx, {})}
+
+
+def spend(tx: Tx, nonce_id: str, now: float) -> bool:
+    """Mark the nonce used; True for exactly one caller, and only before it expires."""
+    return _SPEND.rowcount(tx, {"b_id": nonce_id, "b_now": now, "b_used": now}) == 1
+
+
+def sealed_of(tx: Tx, workload: str) -> dict[str, bytes]:
+    return {str(guid): bytes(sealed) for guid, sealed in _SEALED.rows(tx, {"name": workload})}

@@ -144,3 +144,18 @@ def _dotted(oid: bytes) -> str:
             arcs.append(value)
             value = 0
     return ".".join(map(str, arcs))
+
+
+def test_an_unreadable_subject_key_is_a_format_error() -> None:
+    """pyca reads the key only when asked: a certificate whose SubjectPublicKeyInfo is broken
+    parses, and its key is then a FormatError, not pyca's ValueError (a fuzzer found it)."""
+    from sevlaunch.formats.snp.tcb import Generation
+    from tests.snp_pki import pki
+
+    der = bytearray(pki(Generation.MILAN).ark.der)
+    spki = der.find(bytes.fromhex("06092a864886f70d010101"))  # rsaEncryption OID
+    assert spki > 0
+    der[spki + 2] ^= 0x11  # the OID names another algorithm; the key bits stay RSA's
+    cert = load_cert(bytes(der))
+    with pytest.raises(FormatError, match="subjectPublicKeyInfo"):
+        _ = cert.public_key

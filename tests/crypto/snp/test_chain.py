@@ -153,3 +153,18 @@ def test_an_altered_outer_signature_algorithm_is_refused() -> None:
     altered = load_cert(bytes(der))
     with pytest.raises(ChainError, match="RFC 5280"):
         verify_chain(altered, p.ask, p.ark, at=AT, trusted_arks=p.trusted)
+
+
+def test_a_signature_with_unused_bits_is_refused() -> None:
+    """The BIT STRING's unused-bits count is not signed either: 1 instead of 0 (with an even
+    last byte) still verifies under pyca, as another certificate."""
+    p = pki(Generation.MILAN)
+    signature = p.vcek.cert.signature
+    der = bytearray(p.vcek.der)
+    at = der.rfind(b"\x03\x82" + (len(signature) + 1).to_bytes(2, "big") + b"\x00")
+    assert at > 0
+    der[at + 4] = 1
+    if signature[-1] & 1:
+        pytest.skip("this key's signature ends in an odd byte: pyca refuses it already")
+    with pytest.raises(ChainError, match="unused bits"):
+        verify_chain(load_cert(bytes(der)), p.ask, p.ark, at=AT, trusted_arks=p.trusted)

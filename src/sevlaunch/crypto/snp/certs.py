@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
@@ -96,7 +97,12 @@ class SnpCert:
 
     @cached
     def public_key(self) -> CertificatePublicKeyTypes:
-        return self.cert.public_key()
+        """The subject's key; pyca parses it lazily, so a malformed SubjectPublicKeyInfo in a
+        certificate that parsed is a FormatError here."""
+        try:
+            return self.cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise FormatError(STRUCTURE, "subjectPublicKeyInfo", f"unreadable: {exc}") from exc
 
     @cached
     def extensions(self) -> AmdExtensions:
@@ -256,7 +262,7 @@ def _from_der(data: bytes) -> SnpCert:
             # deliberate: AMD issues VCEKs/VLEKs with serial 0 (see the module docstring)
             warnings.filterwarnings("ignore", _SERIAL_WARNING, CryptographyDeprecationWarning)
             return _wrap(data, x509.load_der_x509_certificate(data))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         reason = str(exc)
         if "serial" in reason.lower():
             reason += " (AMD's VCEK/VLEK carry serial 0; this pyca version refuses it)"

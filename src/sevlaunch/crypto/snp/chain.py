@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert
+from sevlaunch.crypto.snp.certs import AmdExtensions, SnpCert, _tlv
 from sevlaunch.errors import ChainError, UntrustedRootError
 from sevlaunch.formats.snp.tcb import Generation
 
@@ -98,11 +98,16 @@ def _is_pss_sha384(subject: SnpCert) -> bool:
 
 
 def _outer_algorithm_is_signed(subject: SnpCert) -> bool:
-    """The unsigned AlgorithmIdentifier after the TBS must equal the signed one inside it,
-    else bytes outside the signature change the certificate (and its pinned fingerprint)."""
-    der, tbs = subject.der, subject.tbs
+    """Nothing outside the signature may vary: the unsigned AlgorithmIdentifier after the TBS
+    equals the signed one inside it, and the signature BIT STRING has no unused bits (pyca
+    ignores a non-zero count whose bits happen to be zero). Else other bytes would verify
+    as the same certificate under another fingerprint."""
+    der, tbs, algorithm = subject.der, subject.tbs, subject.fields.signature_algorithm
     at = der.find(tbs)
-    return at >= 0 and der.startswith(subject.fields.signature_algorithm, at + len(tbs))
+    if at < 0 or not der.startswith(algorithm, at + len(tbs)):
+        return False
+    tag, start, end = _tlv(der, at + len(tbs) + len(algorithm))
+    return tag == 0x03 and start < end and der[start] == 0
 
 
 def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
@@ -113,7 +118,8 @@ def verify_pss_link(issuer: SnpCert, subject: SnpCert, link: str) -> None:
         raise ChainError(
             link,
             "the certificate's signatureAlgorithm differs from the one its TBS signs "
-            "(RFC 5280 §4.1.1.2): altered outside the signature",
+            "(RFC 5280 §4.1.1.2), or its signature has unused bits: altered outside the "
+            "signature",
         )
     if subject.issuer != issuer.subject:
         raise ChainError(link, f"issued by {subject.issuer_name!r}, not {issuer.common_name!r}")
