@@ -18,12 +18,9 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from sevlaunch.firmware import PROFILES, Firmware
+from sevlaunch.orchestrate.services import Service, start_service
 from sevlaunch.platform.libvirt_setup import Identity, Layout, Request, emulator_problems
 from sevlaunch.platform.libvirt_setup import install as install_libvirt
 from sevlaunch.platform.libvirt_setup import uninstall as uninstall_libvirt
@@ -131,8 +129,8 @@ class Libvirtd:
     root: Path
     platform_socket: Path
     qemu_user: str | None
-    proc: subprocess.Popen[bytes] | None = None
-    platform: subprocess.Popen[bytes] | None = None
+    proc: Service | None = None
+    platform: Service | None = None
 
     @property
     def uri(self) -> str:
@@ -147,23 +145,19 @@ class Libvirtd:
         conf = self.root / "libvirtd.conf"
         conf.write_text(LIBVIRTD_CONF.format(root=self.root))
         env = {**os.environ, "PATH": f"{self.bindir}:{os.environ.get('PATH', '/usr/bin')}"}
-        log = (self.root / "libvirtd.out").open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = start_service(
+            "libvirtd",
             ["libvirtd", "--config", str(conf), "--pid-file", str(self.root / "libvirtd.pid")],
+            log=self.root / "libvirtd.out",
+            ready=self.root / "sock" / "libvirt-sock",
+            connect=True,
             env=env,
-            stdout=log,
-            stderr=log,
+            timeout=WAIT,
         )
-        _wait_socket(self.root / "sock" / "libvirt-sock", self.proc, "libvirtd")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=WAIT)
+        if self.proc is not None:
+            self.proc.stop(WAIT)
         self.proc = None
 
     def restart(self) -> None:
@@ -194,37 +188,22 @@ class Libvirtd:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _wait_socket(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode} before listening")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-            return
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            probe.close()
-    raise AssertionError(f"{what} did not listen on {path} within {WAIT} s")
-
-
-def _start_platform(root: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_platform(root: Path) -> tuple[Service, Path]:
     state = root / "platform-state"
     state.mkdir(mode=0o700)
     stored = StoredState(PROFILE, Firmware(PROFILES[PROFILE]).persistent_state())
     (state / STATE_FILE).write_bytes(stored.to_bytes())
     (state / STATE_FILE).chmod(0o600)
     sock = root / "platform.sock"
-    log = (root / "platform.log").open("ab")
-    proc = subprocess.Popen(
-        [SEVLAUNCH, "platform", "serve", "--state", str(state), "--listen", str(sock)],
-        stdout=log,
-        stderr=log,
+    service = start_service(
+        "platform",
+        [str(SEVLAUNCH), "platform", "serve", "--state", str(state), "--listen", str(sock)],
+        log=root / "platform.log",
+        ready=sock,
+        connect=True,
+        timeout=WAIT,
     )
-    _wait_socket(sock, proc, "sevlaunch platform serve")
-    return proc, sock
+    return service, sock
 
 
 def _qemu_user() -> str | None:
@@ -289,7 +268,6 @@ def _teardown(daemon: Libvirtd, layout: Layout, snapshot: Snapshot) -> None:
     with contextlib.suppress(Exception):
         if layout.manifest.exists():
             uninstall_libvirt(layout, log=lambda _line: None)
-    if daemon.platform is not None and daemon.platform.poll() is None:
-        daemon.platform.send_signal(signal.SIGTERM)
-        daemon.platform.wait(timeout=WAIT)
+    if daemon.platform is not None:
+        daemon.platform.stop(WAIT)
     snapshot.restore()

@@ -3,11 +3,7 @@ file open to others is refused at start as ssh refuses such a key (issue 13, 4).
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +11,7 @@ import pytest
 
 from sevlaunch._files import read_private, write_atomic
 from sevlaunch.errors import UnprotectedFileError, UsageError
+from sevlaunch.orchestrate.services import cli, start_service
 from tests.services import broker_files, run_cli, service
 from tests.tlsca import TlsFiles
 
@@ -77,28 +74,20 @@ def test_host_state_and_socket_are_private_under_umask_022(short: Path) -> None:
 
 def test_platform_state_and_socket_are_private_under_umask_022(short: Path) -> None:
     state, sock = short / "p", short / "p.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sevlaunch.cli", "platform", "serve", "--state", str(state),
-         "--listen", f"unix:{sock}", "--profile", "milan"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=lambda: os.umask(LOOSE),  # noqa: PLW1509 (the test's subject)
+    platform = start_service(
+        "platform",
+        cli("platform", "serve", "--state", str(state), "--listen", f"unix:{sock}",
+            "--profile", "milan"),
+        log=short / "p.log", ready=sock, connect=True, umask=LOOSE,  # the test's subject
     )  # fmt: skip
     try:
-        for _ in range(600):  # bounded: a fresh platform makes its keys first
-            if sock.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         done = run_cli("platform", "init", "--platform", str(sock))
         assert done.returncode == 0, done.stderr
         assert any(state.iterdir())
         _assert_private(state)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
+        platform.stop(10)
 
 
 def _loosen(path: Path, mode: int) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sevlaunch.orchestrate.services import start_service
 from sevlaunch.protocol import Step
 from tests.orchestrate.stack import BIN, RunningStack, running_stack, unique
 from tests.services import broker_argv, free_port
@@ -167,17 +168,16 @@ def tls_broker(env: RunningStack, tls: TlsFiles) -> Iterator[str]:
     port = free_port()
     argv = broker_argv(stack.root, f"tcp:127.0.0.1:{port}", files)
     argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--instance", "tls"]
-    proc = subprocess.Popen(
-        [SEVLAUNCH, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    broker = start_service(
+        "broker",
+        [SEVLAUNCH, *argv],
+        log=stack.root / "broker-tls.log",
+        until=lambda s: "listening on" in s.log_tail(1 << 20),
     )
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert "listening on" in line, line + proc.stderr.read()
         yield f"https://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+        broker.stop(10)
 
 
 def test_the_vm_tool_reaches_an_https_broker_with_its_ca_file(

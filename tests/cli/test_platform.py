@@ -19,6 +19,8 @@ from sevlaunch.cli import cli
 from sevlaunch.formats.chain import PlatformChain
 from sevlaunch.formats.sevcert import SIZE as CERT_SIZE
 from sevlaunch.formats.sevcert import SevCert
+from sevlaunch.orchestrate.services import cli as cli_argv
+from sevlaunch.orchestrate.services import start_service
 from sevlaunch.platform.service import BackgroundService, open_service
 from tests.platform.conftest import copy_template
 from tests.platform.test_client import _owner_signed
@@ -240,24 +242,21 @@ def test_a_socket_that_is_not_a_platform_is_named_quickly(
     assert expected in result.output
 
 
-def test_kds_listens_on_the_one_address_syntax(sock: Path) -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sevlaunch.cli", "platform", "kds", "--platform", str(sock),
-         "--listen", "tcp:127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def test_kds_listens_on_the_one_address_syntax(sock: Path, tmp_path: Path) -> None:
+    kds = start_service(
+        "kds",
+        cli_argv("platform", "kds", "--platform", str(sock), "--listen", "tcp:127.0.0.1:0"),
+        log=tmp_path / "kds.log",
+        capture=True,
+    )
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+        assert kds.process.stdout is not None
+        url = kds.process.stdout.readline().decode().strip()
         assert url.startswith("http://127.0.0.1:")
         with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10):
             pass
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+        kds.stop(10)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     port = busy.getsockname()[1]

@@ -28,6 +28,7 @@ from sevlaunch._files import write_atomic
 from sevlaunch.cli import cli
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.crypto.launch import TransportKeys
+from sevlaunch.orchestrate.services import Service, start_service
 from sevlaunch.owner.measurement import decode_measurement
 from sevlaunch.owner.secret import build_packet, secret_table
 from sevlaunch.platform.state import STATE_FILE
@@ -115,7 +116,11 @@ class Platform:
     chain: Path
     ark: Path
     root: Path
-    proc: subprocess.Popen[bytes]
+    service: Service
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.service.process
 
 
 @pytest.fixture(scope="session")
@@ -127,21 +132,19 @@ def platform(short_root: Path) -> Iterator[Platform]:
     (state / STATE_FILE).write_bytes(template_state())
     (state / STATE_FILE).chmod(0o600)
     sock = root / "plat.sock"
-    log = (root / "platform.log").open("wb")
-    proc = subprocess.Popen(
+    service = start_service(
+        "platform",
         [SEVLAUNCH, "platform", "serve", "--state", str(state), "--listen", str(sock)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log=root / "platform.log",
+        ready=sock,
+        connect=True,
         env=env(),
     )
-    wait_for(sock.exists, 30, "the platform socket")
     chain, ark = root / "chain", root / "ark"
     run_cli("platform", "export", "--platform", str(sock), "--out", str(chain), "--full")
     run_cli("platform", "export-root", "--platform", str(sock), "--out", str(ark))
-    yield Platform(sock, chain, ark, root, proc)
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    yield Platform(sock, chain, ark, root, service)
+    service.stop(10)
 
 
 def run_cli(*args: str) -> str:
@@ -272,13 +275,19 @@ class Daemon:
 
     state: Path
     uri: str
-    proc: subprocess.Popen[bytes]
     argv: list[str]
     token: str | None = None
     log: Path = field(init=False)
+    service: Service | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.log = self.state.parent / f"{self.state.name}.log"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self.service is None:
+            raise AssertionError("the host daemon was not started")
+        return self.service.process
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
         if self.uri.startswith("unix:"):
@@ -298,41 +307,31 @@ class Daemon:
             assert result.returncode == 0, (command, result.stdout, result.stderr)
         return result
 
-    def kill9(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+    def start(self) -> Daemon:
+        """Start ``host serve`` through the one harness, ready once its API answers."""
+        self.service = start_service(
+            "host", self.argv, log=self.log, until=lambda _s: self._answers(), env=env()
+        )
+        return self
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.proc = _spawn_daemon(self.argv, self.log)
-        _wait_ready(self)
-
-
-def _spawn_daemon(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env())
-
-
-def _wait_ready(daemon: Daemon) -> None:
-    def ready() -> bool:
-        if daemon.proc.poll() is not None:
-            raise AssertionError(f"host daemon exited: {daemon.log.read_text()}")
+    def _answers(self) -> bool:
         try:
-            with daemon.client(5) as c:
+            with self.client(5) as c:
                 return c.get("/v1/domains").status_code in (200, 401)
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, 30, "the host daemon")
+    def kill9(self) -> None:
+        if self.service is not None:
+            self.service.stop(10, kill=True)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop(15)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 def free_port() -> int:
@@ -362,11 +361,9 @@ def _daemons(short_root: Path) -> Iterator[Callable[..., Daemon]]:
         else:
             uri = f"unix:{state / 'host.sock'}"
             argv += ["--listen", uri]
-        daemon = Daemon(state, uri, _spawn_daemon(argv, state.parent / f"{state.name}.log"), argv)
-        daemon.token = token
+        daemon = Daemon(state, uri, argv, token)
         daemons.append(daemon)
-        _wait_ready(daemon)
-        return daemon
+        return daemon.start()
 
     try:
         yield start

@@ -29,7 +29,6 @@ def server(short_dir: Path) -> Iterator[Server]:
     copy_template(short_dir / "state")
     srv = Server(short_dir)
     srv.start()
-    srv.wait_ready()
     yield srv
     srv.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sevlaunch.errors import PlatformError
+from sevlaunch.orchestrate.services import Service, start_service
 from sevlaunch.platform.client import PlatformClient
 from sevlaunch.platform.state import STATE_FILE, StoredState
 from tests.platform.conftest import copy_template
@@ -24,48 +24,43 @@ START_LIMIT = 60.0  # a bound on waiting, not an assertion about speed
 
 
 class Server:
+    """``sevlaunch platform serve`` on ``root``, started through the one process harness."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / "state"
         self.sock = root / "sock"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.service: Service | None = None
 
-    def start(self, *extra: str) -> subprocess.Popen[bytes]:
-        log = (self.root / "serve.log").open("ab")
-        self.proc = subprocess.Popen(
-            [SEVLAUNCH, "platform", "serve", "--state", self.state, "--listen", self.sock, *extra],
-            stdout=log,
-            stderr=log,
-        )
-        return self.proc
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self.service is None:
+            raise AssertionError("the platform service was not started")
+        return self.service.process
 
-    def wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_LIMIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"serve exited {self.proc.returncode}: {self.log()}")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(self.sock))
-                return
-            except OSError:
-                time.sleep(0.02)
-            finally:
-                probe.close()
-        pytest.fail(f"serve did not listen within {START_LIMIT} s: {self.log()}")
+    def start(self, *extra: str) -> Service:
+        """Start and wait until the socket accepts (a stale one left by kill -9 does not)."""
+        self.service = start_service(
+            "platform",
+            [str(SEVLAUNCH), "platform", "serve", "--state", str(self.state),
+             "--listen", str(self.sock), *extra],
+            log=self.root / "serve.log",
+            ready=self.sock,
+            connect=True,
+            timeout=START_LIMIT,
+        )  # fmt: skip
+        return self.service
 
     def log(self) -> str:
         return (self.root / "serve.log").read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
-        assert self.proc is not None
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
+        if self.service is not None:
+            self.service.stop(kill=True)
 
 
 @pytest.fixture
@@ -90,7 +85,6 @@ def _identity(sock: Path) -> tuple[bytes, bytes, bytes, bytes, bytes]:
 
 def test_identity_survives_kill_9_and_the_stale_socket_is_reclaimed(server: Server) -> None:
     server.start()
-    server.wait_ready()
     with PlatformClient(server.sock) as client:
         client.pek_gen()  # a new PEK, OCA and PDH: only on disk if saved
         client.pdh_gen()
@@ -99,7 +93,6 @@ def test_identity_survives_kill_9_and_the_stale_socket_is_reclaimed(server: Serv
     assert stat.S_ISSOCK(server.sock.lstat().st_mode)  # left behind, stale
 
     server.start()
-    server.wait_ready()
     assert _identity(server.sock) == before
     state_file = server.state / STATE_FILE
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
@@ -107,7 +100,6 @@ def test_identity_survives_kill_9_and_the_stale_socket_is_reclaimed(server: Serv
 
 def test_kill_9_in_a_stream_of_state_writes_leaves_a_loadable_state(server: Server) -> None:
     server.start()
-    server.wait_ready()
     chip, _, pek, oca, _ = _identity(server.sock)
     done = threading.Event()
 
@@ -129,7 +121,6 @@ def test_kill_9_in_a_stream_of_state_writes_leaves_a_loadable_state(server: Serv
     state = StoredState.from_bytes((server.state / STATE_FILE).read_bytes(), path=server.state)
     assert state.profile == "milan"
     server.start()
-    server.wait_ready()
     after = _identity(server.sock)
     assert (after[0], after[2], after[3]) == (chip, pek, oca)
     assert not list(server.state.glob(".platform.*"))
@@ -137,7 +128,6 @@ def test_kill_9_in_a_stream_of_state_writes_leaves_a_loadable_state(server: Serv
 
 def test_sigterm_stops_cleanly_and_removes_the_socket(server: Server) -> None:
     server.start("--latency", "real")
-    server.wait_ready()
     assert stat.S_IMODE(server.sock.stat().st_mode) == 0o600
     assert server.kill(signal.SIGTERM) == 0
     assert not server.sock.exists()
@@ -146,7 +136,6 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(server: Server) -> None:
 
 def test_a_second_service_on_the_same_state_dir_is_refused(server: Server) -> None:
     server.start()
-    server.wait_ready()
     second = subprocess.run(
         [SEVLAUNCH, "platform", "serve", "--state", server.state, "--listen", server.root / "s2"],
         capture_output=True,
