@@ -22,7 +22,8 @@ from sevlaunch.formats.secret import LUKS_KEY_GUID
 from sevlaunch.owner.snp.verdicts import CHECKS
 from sevlaunch.protocol.snp import GuestAttestationConfig, SnpEvidence
 from sevlaunch.vmm.attest_agent import BrokerAgent
-from tests.broker.conftest import OWNER_TOKEN, SECRET
+from tests.broker.conftest import DIGEST, LAUNCHER_TOKEN, OWNER_TOKEN, POLICY, SECRET
+from tests.broker.fakeplatform import FakePlatform
 from tests.broker.servers import broker_process, write_files
 from tests.broker.snp_lab import Guest, SnpLab, snp_lab
 
@@ -217,3 +218,53 @@ def test_a_guest_needs_no_token_but_the_owner_routes_do(broker: str, lab: SnpLab
         assert (r.status_code, r.json()["error"]) == (413, "payload-too-large")
         r = plain.post("/v1/snp/attest", json={**big, "report": "A" * 4096})
         assert r.status_code in (400, 422)  # refused by the field's cap, not parsed
+
+
+def test_two_instances_serve_sev_and_snp_and_a_nonce_crosses_them(
+    lab: SnpLab, tmp_path: Path, db_url: str, platform: FakePlatform
+) -> None:
+    """Two broker processes on one database (SQLite, PostgreSQL): a nonce issued by one is
+    spent on the other, and its replay on the first is refused; an SEV launch started on one
+    finishes on the other beside it."""
+    files = write_files(tmp_path)
+    a_sock = Path(f"/tmp/sevsnp-{uuid.uuid4().hex[:8]}.sock")
+    b_sock = Path(f"/tmp/sevsnp-{uuid.uuid4().hex[:8]}.sock")
+    kds = ["--kds-url", lab.kds.url, "--kds-cache-dir", str(tmp_path / "kds")]
+    a, b = f"unix:{a_sock}", f"unix:{b_sock}"
+    try:
+        with (
+            broker_process(db_url, files, a_sock, "snp-a", *kds),
+            broker_process(db_url, files, b_sock, "snp-b", *kds),
+        ):
+            with BrokerClient(a, OWNER_TOKEN) as owner:
+                owner.add_snp_root(lab.cert_chain, "lab")
+                owner.add_root(platform.ca_file, "sev-lab")
+                owner.add_workload("web", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
+            name = workload(a, lab)
+            guest = lab.guest()
+            evidence = evidence_of(guest, name, challenge(a, name))
+            with BrokerClient(a, LAUNCHER_TOKEN) as launcher:
+                launch = launcher.start_launch("web", platform.node)
+            released = attest(b, evidence)
+            assert refused(a, evidence) == "replay"
+            keys = platform.launch_start(launch.dh_cert_b64, launch.session_b64, POLICY)
+            measurement = platform.launch_measure(keys, DIGEST, POLICY)
+            with BrokerClient(b, LAUNCHER_TOKEN) as launcher:
+                launcher.finish_launch(launch.launch_id, platform.launch_info(measurement, POLICY))
+            with BrokerClient(a, OWNER_TOKEN) as owner:
+                rows = owner.audit(workload=name)
+                sev = owner.audit(launch=launch.launch_id)
+        decisions = [(r["instance"], r["action"], r["outcome"]) for r in rows[1:]]
+        assert decisions == [
+            ("snp-a", "snp.challenge", "ok"),
+            ("snp-b", "snp.attest", "released"),
+            ("snp-a", "snp.attest", "refused"),
+        ]
+        assert rows[2]["detail"]["attestation"] == released.attestation
+        assert [(r["instance"], r["outcome"]) for r in sev] == [
+            ("snp-a", "ok"),
+            ("snp-b", "released"),
+        ]
+    finally:
+        a_sock.unlink(missing_ok=True)
+        b_sock.unlink(missing_ok=True)
