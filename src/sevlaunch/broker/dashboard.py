@@ -335,7 +335,22 @@ def _detail_html(detail: dict[str, Any] | None) -> str:
         return ""
     parts = []
     for key, value in sorted(detail.items()):
+        if key == "checks" and isinstance(value, list):
+            parts.append(_checks_html(value))
+            continue
         shown = value if isinstance(value, str) else json.dumps(value)
         css = ' class="long"' if key in ("message", "diagnosis") else ""
         parts.append(f'<div{css}><span class="key">{esc(key)}</span> {esc(shown)}</div>')
     return "".join(parts)
+
+
+def _checks_html(checks: list[Any]) -> str:
+    """An SNP attestation's verdicts, one line per check (see broker.snp_attest)."""
+    items = "".join(
+        f'<li class="verdict-{esc(str(c.get("verdict", "")))}"><span class="key">'
+        f"{esc(str(c.get('name', '')))}</span> {esc(str(c.get('verdict', '')))}: "
+        f"{esc(str(c.get('detail', '')))}</li>"
+        for c in checks
+        if isinstance(c, dict)
+    )
+    return f'<ul class="checks">{items}</ul>'
