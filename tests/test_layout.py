@@ -29,7 +29,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "broker/snp_models.py": "broker/test_snp_admin.py",
     "broker/snp_store.py": "broker/test_snp_service.py",
     "broker/store.py": "broker/test_db.py",
-    "broker/dashboard.py": "web/test_broker_dashboard.py",
     "host/dashboard.py": "web/test_host_dashboard.py",
     # The CLI's plumbing: every command's test goes through it.
     "cli/__main__.py": "cli/test_fast.py",
