@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sevlaunch import _storage
+from sevlaunch.errors import SevlaunchError
 
 log = logging.getLogger("sevlaunch.http")
 Scope = MutableMapping[str, Any]
@@ -41,8 +42,9 @@ class Limits:
     max_connections: int = 512  # the VM tool holds two per launch (calls + events)
 
 
-class _RefusedError(Exception):
-    """Raised into the app once the guard has answered for it."""
+class _RefusedError(SevlaunchError):
+    """Raised into the app once the guard has answered for it (the guard catches it; the app's
+    own answer, if it makes one, is dropped)."""
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -8,6 +8,7 @@ import pytest
 
 from sevlaunch.errors import UsageError
 from sevlaunch.formats import Area, OvmfFooterTable
+from sevlaunch.formats.ovmf import RESET_VECTOR_SIZE
 from sevlaunch.vmm.ovmf_image import (
     DEFAULT_SIZE,
     RESET_VECTOR_STUB,
@@ -28,6 +29,7 @@ def test_default_image_reads_back() -> None:
     assert table.sev_es_reset_address == 0x80B004
     assert table.secret_area == Area(0x80C000, 0xC00)
     assert table.hashes_area == Area(0x80CC00, 0x400)
+    assert len(RESET_VECTOR_STUB) == RESET_VECTOR_SIZE == 32  # the stub ends at 4 GiB
     assert image[-32:] == RESET_VECTOR_STUB
 
 

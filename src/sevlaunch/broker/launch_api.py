@@ -14,7 +14,7 @@ from sevlaunch.broker import store
 from sevlaunch.broker.auth import Auth, Principal
 from sevlaunch.broker.launchers import Launcher
 from sevlaunch.broker.service import LAUNCHER, OWNER, Broker
-from sevlaunch.errors import FormatError
+from sevlaunch.errors import AccessDeniedError, FormatError
 from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
 
 Name = Annotated[str, Path(pattern=m.NAME_PATTERN)]
@@ -73,14 +73,14 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
         tags=["launcher"],
     )
     def start_launch(body: m.LaunchIn, who: Principal = launcher_only) -> m.LaunchOut:
-        assert who.launcher is not None  # a launcher principal always names its launcher
+        launcher = _launcher(who)
         started = broker.start_launch(
             body.workload,
             b64(body.pdh, "pdh"),
             b64(body.cert_chain, "cert-chain"),
             b64(body.cek, "cek") if body.cek else None,
             body.policy,
-            launcher=who.launcher,
+            launcher=launcher,
         )
         return m.LaunchOut(
             id=started.id,
@@ -131,14 +131,14 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
     def measurement(
         launch_id: LaunchId, body: m.MeasurementIn, who: Principal = launcher_only
     ) -> m.SecretOut:
-        assert who.launcher is not None
+        launcher = _launcher(who)
         wire = body.model_dump(by_alias=True, exclude={"configuration"})
         report = LaunchSecurityInfo.from_wire(wire)
         given = body.configuration
         configuration = (
             LaunchConfiguration(given.direct_boot, given.kernel_hashes) if given else None
         )
-        released = broker.finish_launch(launch_id, report, configuration, launcher=who.launcher)
+        released = broker.finish_launch(launch_id, report, configuration, launcher=launcher)
         return m.SecretOut(
             id=released.id, secret_header=released.secret_header, secret=released.secret
         )
@@ -183,3 +183,10 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
         return launcher_out(broker.revoke_launcher(name))
 
     return router
+
+
+def _launcher(who: Principal) -> str:
+    """The launcher's name: the launcher role's dependency passes only principals naming one."""
+    if who.launcher is None:
+        raise AccessDeniedError(403, "forbidden", "this call needs a named launcher's token")
+    return who.launcher

@@ -122,8 +122,9 @@ def _attempt(url: str, timeout: float, max_size: int) -> bytes | _GetFailedError
     return box[0]
 
 
-class _GetFailedError(Exception):
-    """One failed GET (stays inside this module; callers see DownloadError)."""
+class _GetFailedError(TrustStoreError):
+    """One failed GET: its reason, HTTP status and Retry-After (stays inside this module;
+    callers see the DownloadError that lists every attempt)."""
 
     def __init__(
         self, reason: str, status: int | None = None, retry_after: str | None = None

@@ -14,10 +14,12 @@ It serves GET only (a body is never read), drops a connection that sends nothing
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sevlaunch.errors import SevlaunchError
 from sevlaunch.platform.client import PlatformClient
 from sevlaunch.platform.kds_snp import SnpRoutes, Throttle
 
@@ -28,6 +30,8 @@ _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
     b"Connection: close\r\n\r\ntoo busy\n"
 )
+
+log = logging.getLogger(__name__)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,7 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             snp = self.server.snp.answer(self.path)
             body = self.server.lookup(self.path) if snp is None else None
-        except Exception as exc:
+        except Exception as exc:  # every request gets an answer; a bug is logged, not hidden
+            if not isinstance(exc, SevlaunchError):
+                log.exception("KDS request %s failed", self.path)
             self._send(502, f"platform service error: {exc}".encode(), "text/plain")
             return
         if snp is not None:

@@ -249,7 +249,7 @@ def install(request: Request, layout: Layout = Layout(), log: Log = print) -> Ma
                 "--qemu-user root",
             )
         if request.default_emulator_dir is not None:
-            _link_default_emulator(request, manifest, log)
+            _link_default_emulator(request, request.default_emulator_dir, manifest, log)
         _drop_caches(layout, request, manifest, log)
     except BaseException:
         _revert(manifest, layout, log)
@@ -327,17 +327,16 @@ def _open_socket(socket: Path, who: Identity, manifest: Manifest, log: Log) -> N
     )
 
 
-def _link_default_emulator(request: Request, manifest: Manifest, log: Log) -> None:
-    assert request.default_emulator_dir is not None
-    link = request.default_emulator_dir / DEFAULT_EMULATOR_NAME
+def _link_default_emulator(request: Request, directory: Path, manifest: Manifest, log: Log) -> None:
+    link = directory / DEFAULT_EMULATOR_NAME
     if link.exists() or link.is_symlink():
         raise HostSetupError(str(link), "exists already")
-    request.default_emulator_dir.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     link.symlink_to(request.emulator)
     manifest.default_emulator = str(link)
     log(
         f"linked {link} -> {request.emulator}: start libvirtd with "
-        f"PATH={request.default_emulator_dir}:$PATH for nodesevinfo"
+        f"PATH={directory}:$PATH for nodesevinfo"
     )
 
 

@@ -44,7 +44,6 @@ MAX_SIZE = 64 << 20  # QEMU maps -bios below 4 GiB; real OVMF images are 2-4 MiB
 # The last 32 bytes: 12 x nop, the "VTF\0" volume-top-file tag, then at 0xFFFFFFF0 (the x86
 # reset vector) cli; hlt; jmp back to the hlt, padded with nop.
 RESET_VECTOR_STUB = b"\x90" * 12 + b"VTF\x00" + b"\xfa\xf4\xeb\xfd" + b"\x90" * 12
-assert len(RESET_VECTOR_STUB) == RESET_VECTOR_SIZE
 
 
 @dataclass(frozen=True)

@@ -65,12 +65,7 @@ class VerifiedChain:
     ask: SnpCert  # the ASK, or the ASVK for a VLEK chain
     leaf: SnpCert
     extensions: AmdExtensions
-
-    @property
-    def leaf_key(self) -> ec.EllipticCurvePublicKey:
-        key = self.leaf.public_key
-        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by verify_chain
-        return key
+    leaf_key: ec.EllipticCurvePublicKey  # the leaf's key, proven ECDSA P-384 by verify_chain
 
 
 #: The AlgorithmIdentifiers AMD's certificates carry: RSASSA-PSS with SHA-384, MGF1-SHA-384,
@@ -181,7 +176,7 @@ def verify_chain(
     key = leaf.public_key
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise ChainError(kind.value, "the key is not ECDSA P-384")
-    return VerifiedChain(product, kind, ark, ask, leaf, leaf.extensions)
+    return VerifiedChain(product, kind, ark, ask, leaf, leaf.extensions, key)
 
 
 def verify_intermediate(

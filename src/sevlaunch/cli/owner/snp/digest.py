@@ -23,8 +23,10 @@ from sevlaunch.owner.vmsa import VcpuType, vcpu_type
 
 
 def _int(value: str | None, what: str) -> int | None:
-    if value is None:
-        return None
+    return None if value is None else _number(value, what)
+
+
+def _number(value: str, what: str) -> int:
     try:
         return int(value, 0)
     except ValueError as exc:
@@ -110,8 +112,7 @@ def _collect(given: dict[str, Any]) -> GuestOptions:
             model=given["vcpu_model"],
             stepping=given["vcpu_stepping"],
         )
-    features = _int(given["guest_features"], "--guest-features")
-    assert features is not None
+    features = _number(given["guest_features"] or "0x1", "--guest-features")  # click's default
     boot = None
     if given["kernel"] is not None:
         with errors_to_exit(code=2), open_input(given["kernel"], "kernel") as kernel:
