@@ -317,7 +317,7 @@ def http_bench(
             owner.add_root(p.ca_file, "bench")
             owner.add_workload("w", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
             made = owner.add_launcher("bench", max_open=10**6, rate=1e6, burst=10**6)
-            token = str(made["token"]).encode()
+            token = str(made.token).encode()
         http_throughput(p, f"unix:{sock}", token, 8, 1.0)  # warm up: pools, caches
         levels = (1, 8, 32)
         rates: dict[int, list[float]] = {c: [] for c in levels}

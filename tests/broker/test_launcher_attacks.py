@@ -34,7 +34,7 @@ class Service:
 
     def add(self, name: str, **limits: object) -> str:
         with self.owner() as owner:
-            return str(owner.add_launcher(name, **limits)["token"])  # type: ignore[arg-type]
+            return str(owner.add_launcher(name, **limits).token)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_another_launchers_launch_cannot_be_read_or_burnt(
     assert table.get(LUKS) == SECRET
     with service.owner() as owner:
         entries = owner.audit(launch=launch["id"])
-    assert [(e["launcher"], e["outcome"]) for e in entries] == [
+    assert [(e.launcher, e.outcome) for e in entries] == [
         ("alice", "ok"),
         ("alice", "released"),
     ]
@@ -107,7 +107,7 @@ def test_a_revoked_token_is_refused_everywhere_and_its_launches_end(
         with service.owner() as owner:
             owner.revoke_launcher("leaver")
             shown = owner.launch(launch["id"])
-        assert (shown["state"], shown["reason"]) == ("refused", "launcher-revoked")
+        assert (shown.state, shown.reason) == ("refused", "launcher-revoked")
         for r in (
             _start(leaver, platform),
             leaver.get(f"/v1/launches/{launch['id']}"),
@@ -145,11 +145,9 @@ def test_a_launcher_over_its_rate_gets_429_with_retry_after(
         assert {(r.status_code, r.json()["error"]) for r in refused} == {(429, "rate-limited")}
         assert all(50 <= int(r.headers["retry-after"]) <= 60 for r in refused)
     with service.owner() as owner:
-        audited = [
-            e for e in owner.audit(launcher="hasty", limit=1000) if e["outcome"] == "refused"
-        ]
-        listed = {r["name"]: r for r in owner.launchers()}
-    assert [e["reason"] for e in audited] == ["rate-limited"]  # repeats are answered from memory
-    assert listed["hasty"]["open"] == 2
+        audited = [e for e in owner.audit(launcher="hasty", limit=1000) if e.outcome == "refused"]
+        listed = {r.name: r for r in owner.launchers()}
+    assert [e.reason for e in audited] == ["rate-limited"]  # repeats are answered from memory
+    assert listed["hasty"].open == 2
     with service.http(LAUNCHER_TOKEN) as default:  # limits are per launcher
         assert _start(default, platform).status_code == 201

@@ -47,7 +47,7 @@ def test_killed_instance_leaves_its_launch_to_the_other(
         assert table.get(LUKS) == SECRET
         with BrokerClient(f"unix:{b_sock}", OWNER_TOKEN) as owner:
             rows = owner.audit(launch=launch.launch_id)
-        assert [(r["instance"], r["outcome"]) for r in rows] == [
+        assert [(r.instance, r.outcome) for r in rows] == [
             ("proc-a", "ok"),
             ("proc-b", "released"),
         ]
@@ -89,9 +89,9 @@ def test_two_processes_expire_every_stale_launch_once(
                 return len(owner.launches(state="expired")) == len(ids)
 
             assert _wait_for(all_expired), owner.launches()
-            expiries = [e for e in owner.audit(limit=1000) if e["action"] == "launch.expire"]
-    assert sorted(e["launch"] for e in expiries) == sorted(ids)
-    assert {e["instance"] for e in expiries} <= {"sweep-a", "sweep-b"}
+            expiries = [e for e in owner.audit(limit=1000) if e.action == "launch.expire"]
+    assert sorted(str(e.launch) for e in expiries) == sorted(ids)
+    assert {e.instance for e in expiries} <= {"sweep-a", "sweep-b"}
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -117,7 +117,7 @@ def test_open_launch_limit_holds_across_processes(
         with BrokerClient(f"unix:{a_sock}", OWNER_TOKEN) as owner:
             owner.add_root(platform.ca_file, "lab")
             owner.add_workload("web", [POLICY], [DIGEST])
-            token = str(owner.add_launcher("capped", max_open=3)["token"]).encode()
+            token = str(owner.add_launcher("capped", max_open=3).token).encode()
         barrier = threading.Barrier(12)
         outcomes: list[str] = []
 

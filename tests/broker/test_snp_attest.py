@@ -85,7 +85,7 @@ def refused(broker: str, evidence: SnpEvidence) -> str:
 
 def audit(broker: str, name: str) -> list[dict[str, Any]]:
     with BrokerClient(broker, OWNER_TOKEN) as owner:
-        return [e for e in owner.audit(workload=name) if e["action"] == "snp.attest"]
+        return [e.to_wire() for e in owner.audit(workload=name) if e.action == "snp.attest"]
 
 
 def test_the_guest_model_opens_the_released_secret(broker: str, lab: SnpLab) -> None:
@@ -254,14 +254,14 @@ def test_two_instances_serve_sev_and_snp_and_a_nonce_crosses_them(
             with BrokerClient(a, OWNER_TOKEN) as owner:
                 rows = owner.audit(workload=name)
                 sev = owner.audit(launch=launch.launch_id)
-        decisions = [(r["instance"], r["action"], r["outcome"]) for r in rows[1:]]
+        decisions = [(r.instance, r.action, r.outcome) for r in rows[1:]]
         assert decisions == [
             ("snp-a", "snp.challenge", "ok"),
             ("snp-b", "snp.attest", "released"),
             ("snp-a", "snp.attest", "refused"),
         ]
-        assert rows[2]["detail"]["attestation"] == released.attestation
-        assert [(r["instance"], r["outcome"]) for r in sev] == [
+        assert (rows[2].detail or {})["attestation"] == released.attestation
+        assert [(r.instance, r.outcome) for r in sev] == [
             ("snp-a", "ok"),
             ("snp-b", "released"),
         ]

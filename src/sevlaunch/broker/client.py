@@ -7,8 +7,9 @@ tool can tell a replay from a measurement mismatch without parsing text.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 
@@ -31,6 +32,7 @@ from sevlaunch.protocol import (
     SecretRelease,
     SessionOffer,
 )
+from sevlaunch.protocol.admin import AuditEntry, Launcher, LaunchRecord, TrustRoot, Workload
 
 URL_ENV = "SEVLAUNCH_BROKER_URL"
 _HINT = "start one with 'sevlaunch broker serve' or pass --broker ADDRESS (or SEVLAUNCH_BROKER_URL)"
@@ -86,6 +88,30 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
+class _Record(Protocol):
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, object]) -> Self: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def _one(kind: type[R], answer: object) -> R:
+    """One record of the broker's answer, or BrokerError("bad-answer") naming what is wrong."""
+    if not isinstance(answer, dict):
+        raise BrokerError("bad-answer", f"the broker's answer is not an object: {answer!r:.80}")
+    try:
+        return kind.from_wire(answer)
+    except FormatError as exc:
+        raise BrokerError("bad-answer", f"the broker's answer is malformed: {exc}") from exc
+
+
+def _many(kind: type[R], answer: object) -> list[R]:
+    if not isinstance(answer, list):
+        raise BrokerError("bad-answer", f"the broker's answer is not a list: {answer!r:.80}")
+    return [_one(kind, item) for item in answer]
+
+
 class BrokerClient(SnpOwnerCalls):
     """Calls the broker's API with one bearer token."""
 
@@ -128,12 +154,12 @@ class BrokerClient(SnpOwnerCalls):
         return None if response.status_code == 204 else response.json()
 
     # owner
-    def add_root(self, certificate: bytes, name: str | None = None) -> dict[str, Any]:
+    def add_root(self, certificate: bytes, name: str | None = None) -> TrustRoot:
         body = {"certificate": base64.b64encode(certificate).decode(), "name": name}
-        return dict(self._call("POST", "/v1/trust-roots", json=body))
+        return _one(TrustRoot, self._call("POST", "/v1/trust-roots", json=body))
 
-    def roots(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/trust-roots"))
+    def roots(self) -> list[TrustRoot]:
+        return _many(TrustRoot, self._call("GET", "/v1/trust-roots"))
 
     def remove_root(self, name: str) -> None:
         self._call("DELETE", f"/v1/trust-roots/{name}")
@@ -147,7 +173,7 @@ class BrokerClient(SnpOwnerCalls):
         min_api: tuple[int, int] = (0, 0),
         min_build: int = 0,
         secrets: dict[str, bytes] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Workload:
         body = {
             "name": name,
             "policies": policies,
@@ -157,13 +183,13 @@ class BrokerClient(SnpOwnerCalls):
             "minBuild": min_build,
             "secrets": {g: base64.b64encode(v).decode() for g, v in (secrets or {}).items()},
         }
-        return dict(self._call("POST", "/v1/workloads", json=body))
+        return _one(Workload, self._call("POST", "/v1/workloads", json=body))
 
-    def workloads(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/workloads"))
+    def workloads(self) -> list[Workload]:
+        return _many(Workload, self._call("GET", "/v1/workloads"))
 
-    def workload(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/workloads/{name}"))
+    def workload(self, name: str) -> Workload:
+        return _one(Workload, self._call("GET", f"/v1/workloads/{name}"))
 
     def remove_workload(self, name: str) -> None:
         self._call("DELETE", f"/v1/workloads/{name}")
@@ -172,9 +198,9 @@ class BrokerClient(SnpOwnerCalls):
         body = {"value": base64.b64encode(value).decode()}
         self._call("PUT", f"/v1/workloads/{workload}/secrets/{guid}", json=body)
 
-    def audit(self, **params: Any) -> list[dict[str, Any]]:
+    def audit(self, **params: Any) -> list[AuditEntry]:
         query = {k: v for k, v in params.items() if v is not None}
-        return list(self._call("GET", "/v1/audit", params=query))
+        return _many(AuditEntry, self._call("GET", "/v1/audit", params=query))
 
     def add_launcher(
         self,
@@ -183,24 +209,27 @@ class BrokerClient(SnpOwnerCalls):
         max_open: int | None = None,
         rate: float | None = None,
         burst: int | None = None,
-    ) -> dict[str, Any]:
-        """A new launcher; the answer's ``token`` is shown this once."""
+    ) -> Launcher:
+        """A new launcher; its ``token`` is in this answer only."""
         body = {"name": name, "maxOpen": max_open, "rate": rate, "burst": burst}
-        return dict(self._call("POST", "/v1/launchers", json=body))
+        made = _one(Launcher, self._call("POST", "/v1/launchers", json=body))
+        if made.token is None:
+            raise BrokerError("bad-answer", "the broker's new launcher answer has no token")
+        return made
 
-    def launchers(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/launchers"))
+    def launchers(self) -> list[Launcher]:
+        return _many(Launcher, self._call("GET", "/v1/launchers"))
 
-    def revoke_launcher(self, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/v1/launchers/{name}/revoke"))
+    def revoke_launcher(self, name: str) -> Launcher:
+        return _one(Launcher, self._call("POST", f"/v1/launchers/{name}/revoke"))
 
     # owner (every launch) or launcher (its own)
-    def launches(self, **params: Any) -> list[dict[str, Any]]:
+    def launches(self, **params: Any) -> list[LaunchRecord]:
         query = {k: v for k, v in params.items() if v is not None}
-        return list(self._call("GET", "/v1/launches", params=query))
+        return _many(LaunchRecord, self._call("GET", "/v1/launches", params=query))
 
-    def launch(self, launch_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/launches/{launch_id}"))
+    def launch(self, launch_id: str) -> LaunchRecord:
+        return _one(LaunchRecord, self._call("GET", f"/v1/launches/{launch_id}"))
 
     # launcher
     def start_launch(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, jso
 from sevlaunch.cli.broker_admin import client_options, launch, launcher, owner_client, when
 from sevlaunch.cli.broker_snp import snp, snp_serve_options
 from sevlaunch.cli.owner.digest import EsOptions, es_options
+
+if TYPE_CHECKING:
+    from sevlaunch.protocol.admin import Workload
 
 
 @click.group()
@@ -325,18 +328,16 @@ def workload_add(
     _print_workload(out, as_json)
 
 
-def _print_workload(w: dict[str, Any], as_json: bool) -> None:
+def _print_workload(w: Workload, as_json: bool) -> None:
     if as_json:
-        emit_json(w)
+        emit_json(w.to_wire())
         return
-    click.echo(f"workload {w['name']}")
-    click.echo("  policies: " + ", ".join(f"{p:#06x}" for p in w["policies"]))
-    for d in w["digests"]:
-        click.echo(f"  digest:   {d}")
-    click.echo(
-        f"  minimum firmware: API {w['minApiMajor']}.{w['minApiMinor']} build {w['minBuild']}"
-    )
-    click.echo("  secrets:  " + (", ".join(w["secrets"]) or "none"))
+    click.echo(f"workload {w.name}")
+    click.echo("  policies: " + ", ".join(f"{p:#06x}" for p in w.policies))
+    for d in w.digests:
+        click.echo(f"  digest:   {d.hex()}")
+    click.echo(f"  minimum firmware: API {w.min_api[0]}.{w.min_api[1]} build {w.min_build}")
+    click.echo("  secrets:  " + (", ".join(w.secrets) or "none"))
 
 
 @workload.command("list")
@@ -347,12 +348,12 @@ def workload_list(broker: Conn, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.workloads()
     if as_json:
-        emit_json(rows)
+        emit_json([w.to_wire() for w in rows])
         return
     for w in rows:
         click.echo(
-            f"{w['name']}\tpolicies={','.join(hex(p) for p in w['policies'])}"
-            f"\tdigests={len(w['digests'])}\tsecrets={len(w['secrets'])}"
+            f"{w.name}\tpolicies={','.join(hex(p) for p in w.policies)}"
+            f"\tdigests={len(w.digests)}\tsecrets={len(w.secrets)}"
         )
 
 
@@ -416,10 +417,10 @@ def trust_add(file: str, name: str | None, broker: Conn, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         out = client.add_root(data, name)
     if as_json:
-        emit_json(out)
+        emit_json(out.to_wire())
     else:
-        kind = "AMD root" if out["amd"] else "root"
-        click.echo(f"trusted {kind} {out['name']} (key fingerprint {out['fingerprint']})")
+        kind = "AMD root" if out.amd else "root"
+        click.echo(f"trusted {kind} {out.name} (key fingerprint {out.fingerprint})")
 
 
 @trust.command("list")
@@ -430,12 +431,12 @@ def trust_list(broker: Conn, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.roots()
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     for r in rows:
         click.echo(
-            f"{r['name']}\t{'amd' if r['amd'] else 'user'}\t"
-            f"{'ask+ark' if r['hasAsk'] else 'ark'}\t{r['fingerprint']}"
+            f"{r.name}\t{'amd' if r.amd else 'user'}\t"
+            f"{'ask+ark' if r.has_ask else 'ark'}\t{r.fingerprint}"
         )
 
 
@@ -472,11 +473,12 @@ def audit(
             after=after, limit=limit, workload=workload_name, launch=launch, launcher=launcher_name
         )
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     for r in rows:
-        parts = [str(r["id"]), when(r["at"]), r["instance"], r["actor"], r["action"], r["outcome"]]
-        parts += [f"{k}={r[k]}" for k in ("reason", "workload", "launch", "launcher") if r.get(k)]
+        parts = [str(r.id), when(r.at), r.instance, r.actor, r.action, r.outcome]
+        named = {"reason": r.reason, "workload": r.workload, "launch": r.launch}
+        parts += [f"{k}={v}" for k, v in (named | {"launcher": r.launcher}).items() if v]
         click.echo("  ".join(parts))
 
 

@@ -4,19 +4,24 @@ launch and of every launch (expired ones included)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from sevlaunch.cli._conn import OWNER_TOKEN_ENV, Conn, broker_connection, token_file
 from sevlaunch.cli._util import emit_json, errors_to_exit, fail, json_option
 
+if TYPE_CHECKING:
+    from sevlaunch.broker.client import BrokerClient
+    from sevlaunch.protocol.admin import Launcher
+
 client_options = broker_connection("owner")
 STATES = ("awaiting-measurement", "released", "refused", "expired")
 
 
-def owner_client(conn: Conn) -> Any:
+def owner_client(conn: Conn) -> BrokerClient:
     from sevlaunch.broker.client import BrokerClient, read_token
 
     path = token_file(conn.token_file, "--owner-token-file", OWNER_TOKEN_ENV)
@@ -89,13 +94,13 @@ def launcher_add(
     """
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         made = client.add_launcher(name, max_open=max_open, rate=rate, burst=burst)
-    token = made.pop("token")
+    token = made.token or ""  # the client refuses an answer without one
     if out is not None:
         _write_token(out, token)
     if as_json:
-        emit_json(made if out else {**made, "token": token})
+        emit_json(replace(made, token=None).to_wire() if out else made.to_wire())
         return
-    click.echo(f"added launcher {made['name']} ({_limits(made)})")
+    click.echo(f"added launcher {made.name} ({_limits(made)})")
     if out is not None:
         click.echo(f"its token is in {out}; it is not shown again")
     else:
@@ -103,12 +108,12 @@ def launcher_add(
         click.echo(token)
 
 
-def _limits(row: dict[str, Any]) -> str:
-    defaults = set(row.get("defaults", ()))
+def _limits(row: Launcher) -> str:
+    defaults = set(row.defaults)
     parts = [
-        f"max-open {row['maxOpen']}",
-        f"rate {row['rate']:g}/min",
-        f"burst {row['burst']}",
+        f"max-open {row.max_open}",
+        f"rate {row.rate:g}/min",
+        f"burst {row.burst}",
     ]
     keys = ("max_open", "rate", "burst")
     return ", ".join(
@@ -124,11 +129,11 @@ def launcher_list(broker: Conn, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.launchers()
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     for r in rows:
-        status = f"revoked {when(r['revokedAt'])}" if r["revokedAt"] else "active"
-        click.echo(f"{r['name']}\t{status}\topen={r['open']}\t{_limits(r)}")
+        status = f"revoked {when(r.revoked_at)}" if r.revoked_at else "active"
+        click.echo(f"{r.name}\t{status}\topen={r.open}\t{_limits(r)}")
 
 
 @launcher.command("revoke")
@@ -169,14 +174,11 @@ def launch_list(
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.launches(launcher=launcher_name, workload=workload, state=state, limit=limit)
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     for r in rows:
-        reason = f" ({r['reason']})" if r["reason"] else ""
-        click.echo(
-            f"{r['id']}  {when(r['createdAt'])}  {r['launcher']}  {r['workload']}  "
-            f"{r['state']}{reason}"
-        )
+        reason = f" ({r.reason})" if r.reason else ""
+        click.echo(f"{r.id}  {when(r.created_at)}  {r.launcher}  {r.workload}  {r.state}{reason}")
 
 
 @launch.command("show")
@@ -188,12 +190,10 @@ def launch_show(launch_id: str, broker: Conn, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         r = client.launch(launch_id)
     if as_json:
-        emit_json(r)
+        emit_json(r.to_wire())
         return
-    click.echo(f"launch {r['id']}")
-    click.echo(
-        f"  workload: {r['workload']}  launcher: {r['launcher']}  policy: {r['policy']:#06x}"
-    )
-    click.echo(f"  state:    {r['state']}" + (f" ({r['reason']})" if r["reason"] else ""))
-    click.echo(f"  created:  {when(r['createdAt'])}  expires: {when(r['expiresAt'])}")
-    click.echo(f"  ended:    {when(r['finishedAt'])}")
+    click.echo(f"launch {r.id}")
+    click.echo(f"  workload: {r.workload}  launcher: {r.launcher}  policy: {r.policy:#06x}")
+    click.echo(f"  state:    {r.state}" + (f" ({r.reason})" if r.reason else ""))
+    click.echo(f"  created:  {when(r.created_at)}  expires: {when(r.expires_at)}")
+    click.echo(f"  ended:    {when(r.finished_at)}")

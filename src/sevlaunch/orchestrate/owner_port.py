@@ -12,7 +12,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sevlaunch.errors import UsageError
 from sevlaunch.formats.policy import Policy
@@ -23,6 +23,9 @@ from sevlaunch.protocol import (
     SecretRelease,
     SessionOffer,
 )
+
+if TYPE_CHECKING:
+    from sevlaunch.owner.session import LaunchSession
 
 
 class GuestOwner(Protocol):
@@ -73,6 +76,37 @@ class BrokerOwner:
 
 
 @dataclass(frozen=True)
+class EsShape:
+    """owner.json's ``es``: the SEV-ES guest's vCPUs as QEMU starts them (``-smp``, ``-cpu``,
+    ``legacy-vm-type``), which its VMSAs, and so its launch digest, depend on."""
+
+    vcpus: int = 1
+    vcpu_type: str = "qemu64"
+    legacy_vm_type: str = "auto"
+
+    @classmethod
+    def from_json(cls, raw: object) -> EsShape:
+        """From owner.json's object; an unknown key or a wrong type is refused, naming it."""
+        if not isinstance(raw, dict):
+            raise UsageError(f"owner.json es is an object such as {_ES_EXAMPLE}, got {raw!r}")
+        unknown = sorted(set(raw) - {"vcpus", "vcpu-type", "legacy-vm-type"})
+        if unknown:
+            raise UsageError(f"owner.json es has unknown keys {unknown}: it takes {_ES_EXAMPLE}")
+        vcpus = raw.get("vcpus", 1)
+        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
+            raise UsageError(f"owner.json es vcpus is a count of at least 1, got {vcpus!r}")
+        texts = {key: raw.get(key, default) for key, default in _ES_TEXTS.items()}
+        for key, value in texts.items():
+            if not isinstance(value, str):
+                raise UsageError(f"owner.json es {key} is a string, got {value!r}")
+        return cls(vcpus, texts["vcpu-type"], texts["legacy-vm-type"])
+
+
+_ES_TEXTS = {"vcpu-type": "qemu64", "legacy-vm-type": "auto"}
+_ES_EXAMPLE = '{"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"}'
+
+
+@dataclass(frozen=True)
 class OwnerConfig:
     """``owner.json`` in an owner directory; paths are relative to the directory.
 
@@ -94,7 +128,7 @@ class OwnerConfig:
     cmdline: str | None = None
     digests: tuple[bytes, ...] = ()
     secrets: dict[str, Path] = field(default_factory=dict)
-    es: dict[str, Any] = field(default_factory=dict)
+    es: EsShape = EsShape()
     min_api: tuple[int, int] = (0, 0)
     min_build: int = 0
 
@@ -122,7 +156,7 @@ class OwnerConfig:
             cmdline=raw.get("cmdline"),
             digests=tuple(bytes.fromhex(d) for d in raw.get("digests", [])),
             secrets={k: directory / v for k, v in raw.get("secrets", {}).items()},
-            es=dict(raw.get("es", {})),
+            es=EsShape.from_json(raw.get("es", {})),
             min_api=_api_version(str(raw.get("min-api", "0.0"))),
             min_build=int(raw.get("min-build", 0)),
         )
@@ -133,7 +167,7 @@ class LocalOwner:
 
     def __init__(self, config: OwnerConfig) -> None:
         self.config = config
-        self._launches: dict[str, Any] = {}
+        self._launches: dict[str, LaunchSession] = {}  # launch id -> its TEK/TIK, until step 11
         self._digests = list(config.digests)
         if config.firmware is not None:
             self._digests.append(_reference_digest(config, config.firmware))
@@ -216,9 +250,9 @@ def _reference_digest(config: OwnerConfig, firmware: Path) -> bytes:
 
         es = config.es
         shape = EsVmsas(
-            int(es.get("vcpus", 1)),
-            cpu=vcpu_type(name=str(es.get("vcpu-type", "qemu64"))),
-            legacy=legacy_from_option(str(es.get("legacy-vm-type", "auto"))),
+            es.vcpus,
+            cpu=vcpu_type(name=es.vcpu_type),
+            legacy=legacy_from_option(es.legacy_vm_type),
         )
         pages = es_pages(measured, shape)
     return measured.digest(hashes, pages)

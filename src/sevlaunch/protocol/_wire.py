@@ -28,9 +28,11 @@ def text(structure: str, wire: Mapping[str, object], key: str) -> str:
 
 
 def optional_number(structure: str, wire: Mapping[str, object], key: str) -> float | None:
+    return None if wire.get(key) is None else number(structure, wire, key)
+
+
+def number(structure: str, wire: Mapping[str, object], key: str) -> float:
     value = wire.get(key)
-    if value is None:
-        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FormatError(structure, key, "expected a number", value=value)
     return float(value)
