@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from sevlaunch.broker import db
 from sevlaunch.broker.api import create_app as broker_app
+from sevlaunch.broker.dashboard import Filters, LaunchView, detail_html, render_launches
 from sevlaunch.broker.service import Broker, Settings
 from sevlaunch.crypto.launch import TransportKeys
 from tests.broker.conftest import (
@@ -195,7 +196,7 @@ def test_expired_launches_and_launchers_are_shown(
         assert service.expire() == 2
         text = _get(client, "/ui/fragments/launches")
         rows = re.findall(
-            r'<tr class="launch decision-(\w+)" data-launch="(\w+)">.*?<td class="launcher">'
+            r'<tr class="launch decision-(\w+)" data-launch="(\w+)" data-domain="">.*?<td class="launcher">'
             r"(\w+)</td>.*?badge decision\">(\w+)<",
             text,
         )
@@ -217,3 +218,53 @@ def test_expired_launches_and_launchers_are_shown(
         assert "launcher nightly@broker-web" in audit
     finally:
         engine.dispose()
+
+
+def test_a_launch_names_its_domain_and_shows_its_measurement_whole(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    body = {"workload": "web", "pdh": fake_platform.pdh_b64,
+            "cert-chain": fake_platform.chain_b64, "domain": "guest-7"}  # fmt: skip
+    launch = broker.post("/v1/launches", headers=LAUNCHER, json=body).json()
+    keys = fake_platform.launch_start(str(launch["dhCert"]), str(launch["session"]), POLICY)
+    info = fake_platform.info(fake_platform.launch_measure(keys, bytes(32), POLICY), POLICY)
+    r = broker.post(f"/v1/launches/{launch['id']}/measurement", headers=LAUNCHER, json=info)
+    assert r.status_code == 403
+    text = _get(broker, "/ui/fragments/launches")
+    assert f'data-launch="{launch["id"]}" data-domain="guest-7"' in text
+    measurement = info["sev-measurement"]
+    assert f'<code class="value">{measurement}</code>' in text  # the whole value, no "…"
+    assert f'data-copy="{measurement}"' in text
+    assert f'data-copy="{launch["id"]}"' in text
+    assert "…" not in text
+    assert _get(broker, "/ui/fragments/launches", q="guest-7").count("data-launch=") == 1
+    bad = {**body, "domain": "a/b"}
+    assert broker.post("/v1/launches", headers=LAUNCHER, json=bad).status_code in (400, 422)
+
+
+def test_audit_details_read_as_words(broker: TestClient, fake_platform: FakePlatform) -> None:
+    setup_owner(broker, fake_platform)
+    text = _get(broker, "/ui/fragments/audit", q="workload.add")
+    assert "[&#x27;" not in text
+    assert "[&quot;" not in text
+    assert re.search(r'<span class="key">secrets</span> <ul class="values"><li>luks-key</li>', text)
+    assert '<tr class="audit-detail outcome-ok">' in text  # the detail under its entry
+    workloads = _get(broker, "/ui/fragments/workloads")
+    assert "<td>any</td>" in workloads
+    assert "API 0.0 build 0" not in workloads
+
+
+def test_a_launch_shows_its_checks_when_its_audit_entry_has_them() -> None:
+    checks = [
+        {"name": "signature", "verdict": "pass", "detail": "VCEK signed the report"},
+        {"name": "tcb", "verdict": "fail", "detail": "<old> TCB"},
+    ]
+    view = LaunchView("ab" * 16, "web", 1_700_000_000.0, "refused", "tcb", 1, checks=tuple(checks))
+    html = render_launches([view], Filters())
+    assert re.findall(r'<li class="verdict-(\w+)"><span class="key">(\w+)</span>', html) == [
+        ("pass", "signature"),
+        ("fail", "tcb"),
+    ]
+    assert "&lt;old&gt; TCB" in html
+    assert detail_html({"checks": "not a list"}).count("<ul") == 0

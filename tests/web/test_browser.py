@@ -9,6 +9,7 @@ only: Playwright never downloads a browser here). Screenshots go to $SEVLAUNCH_T
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -274,18 +275,57 @@ def test_host_page_follows_a_launch_live(page: Page, stack: WebStack, artifacts:
     page.wait_for_selector("#live.on", timeout=WAIT_MS)  # subscribed to /v1/events
     page.wait_for_selector("#node dl.facts", timeout=WAIT_MS)
     assert "emulated (milan)" in page.inner_text("#node")
+    assert "No events yet" in page.inner_text("#events")  # not blank before the first event
     page.evaluate(RECORD_CARD, "web-live")
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(stack.launch, "web-live", stack.art.firmware).result(timeout=WAIT * 2)
     assert result.ok, result.error
+    # wait on the state the card ends in, not on a row that appears before it gets there
+    page.wait_for_selector(f"{_card('web-live')}.verdict-ok.state-running", timeout=WAIT_MS)
     booted = f'{_card("web-live")} tr[data-step="13"]:has-text("guest booted")'
     page.wait_for_selector(booted, timeout=WAIT_MS)
     seen: list[str] = page.evaluate("window.seen")
     assert len(seen) >= 2, seen  # the card changed while the launch ran, without a reload
-    assert "13:" not in seen[0]
-    assert page.get_attribute(_card("web-live"), "class") == "domain verdict-ok state-running"
-    assert page.locator("#events li").count() > 0
+    assert "13:step outcome-ok" not in seen[0]
+    assert page.locator("#events li.event").count() > 0
+    assert page.locator("#events li.no-events").count() == 0
+    rows = _step_rows(page, _card("web-live"))
+    assert [r["step"] for r in rows] == list(range(1, 14))  # all 13, none twice
+    assert all(r["outcome"] == "ok" and r["duration"] not in ("", "—") for r in rows), rows
+    _same_figures_as_the_terminal(rows, result)
+    ends = {r["step"]: r["start"] + r["seconds"] for r in rows}
+    assert rows[8]["start"] >= ends[8] - 0.0015, rows  # step 9 begins where step 8 ended
     page.screenshot(path=str(artifacts / "host-live-launch.png"), full_page=True)
+
+
+STEP_ROWS = """card => [...document.querySelectorAll(`${card} tr[data-step]`)].map(r => {
+  const cells = r.querySelectorAll("td");
+  const time = cells[3].querySelector("time");
+  return {step: Number(r.dataset.step), outcome: cells[5].innerText.trim(),
+          duration: cells[4].innerText.trim(), detail: cells[6].innerText,
+          start: time ? Date.parse(time.getAttribute("datetime")) / 1000 : null,
+          text: time ? time.innerText : ""};
+})"""
+
+
+def _step_rows(page: Page, card: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = page.evaluate(STEP_ROWS, card)
+    for row in rows:
+        text = row["duration"]
+        number = float(text.split()[0]) if text[:1].isdigit() else None
+        row["seconds"] = None if number is None else number / (1000 if text.endswith(" ms") else 1)
+    return rows
+
+
+def _same_figures_as_the_terminal(rows: list[dict[str, Any]], result: LaunchResult) -> None:
+    """The page's duration of each step is the one the VM tool printed (to its precision)."""
+    for row, record in zip(rows, result.steps, strict=True):
+        assert record.duration is not None, record
+        assert row["seconds"] == pytest.approx(record.duration, abs=0.006), (row, record)
+        assert row["start"] == pytest.approx(record.started, abs=0.002), (row, record)
+
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$")
 
 
 def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: Path) -> None:
@@ -294,17 +334,31 @@ def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: 
     _sign_in(page, stack.host_url, stack.host_token)
     card = _card("web-tampered")
     page.wait_for_selector(f"{card}.verdict-failed", timeout=WAIT_MS)
-    assert "never happened" in page.inner_text(f"{card} .alert-failed")
+    alert = page.inner_text(f"{card} .alert-failed")
+    assert "step 11 (measurement checked) failed" in alert
+    assert "matches none of the workload's 1 expected launch digest(s)" in alert
     assert page.locator(f'{card} tr.outcome-failed[data-step="11"]').count() == 1
+    rows = _step_rows(page, card)
+    assert [r["step"] for r in rows] == list(range(1, 14))
+    assert [r["outcome"] for r in rows[11:]] == ["not reached", "not reached"]
+    assert result.measurement
+    assert result.measurement in rows[9]["detail"]
+    assert all(ISO.match(r["text"]) for r in rows[:11]), rows  # date, time and zone
+    launch_id = page.get_attribute(f"{card} .owner-launch", "data-launch")
+    assert launch_id == result.launch_id
     page.locator(card).scroll_into_view_if_needed()
     page.locator(card).screenshot(path=str(artifacts / "host-refused-launch.png"))
 
     _sign_in(page, stack.broker_url, stack.launcher_token)  # not the owner's: refused
     page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
     page.wait_for_selector("#toast:has-text('needs the owner token')", timeout=WAIT_MS)
+    assert "needs the owner token" in page.inner_text("#login-error")
+    assert "--owner-token-file" in page.inner_text("#login")  # where the token is
     page.fill("#token", stack.owner_token)
     page.click("#login button[type=submit]")
     page.wait_for_selector("#workloads table.workloads", timeout=WAIT_MS)
+    assert page.locator("#login-error").is_hidden()  # no stale "refused" after a good login
+    assert page.locator("#toast.auth").count() == 0 or page.locator("#toast").is_hidden()
     page.select_option("#f-decision", "refused")
     page.wait_for_function(
         "() => document.querySelectorAll('#launches tr.launch').length > 0 && "
@@ -315,8 +369,47 @@ def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: 
     refused = page.inner_text("#launches")
     assert "measurement-mismatch" in refused
     assert "matches none of the workload's 1 expected launch digest(s)" in refused
+    row = f'#launches tr.launch[data-launch="{launch_id}"]'
+    assert page.get_attribute(row, "data-domain") == "web-tampered"  # the broker names it
+    assert result.measurement in page.inner_text("#launches .measurement")
     assert page.locator("#audit tr.audit-entry.outcome-refused").count() >= 1
     page.screenshot(path=str(artifacts / "broker-refused-launch.png"), full_page=True)
+
+
+def test_the_broker_page_at_800_px(browser: Browser, stack: WebStack, artifacts: Path) -> None:
+    refused = stack.launch("web-narrow", stack.art.tampered)  # a launch with every detail
+    assert refused.failed_step == 11
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.broker_url)
+    page = context.new_page()
+    try:
+        _sign_in(page, stack.broker_url, stack.owner_token)
+        page.wait_for_selector("#audit table.audit", timeout=WAIT_MS)
+        page.wait_for_selector("#launches table.launches", timeout=WAIT_MS)
+        page.screenshot(path=str(artifacts / "broker-800px.png"), full_page=True)
+        size = page.evaluate(
+            "() => ({width: document.documentElement.scrollWidth, "
+            "height: document.documentElement.scrollHeight, "
+            "detail: Math.min(...[...document.querySelectorAll('#audit td.detail')]"
+            ".map(c => c.getBoundingClientRect().width)), "
+            "entries: document.querySelectorAll('#audit tr.audit-entry').length, "
+            "overflow: [...document.querySelectorAll('#launches, #audit, #workloads')]"
+            ".map(c => c.scrollWidth - c.clientWidth)})"
+        )
+        assert size["width"] <= 800, size  # nothing sticks out of the window
+        assert size["overflow"] == [0, 0, 0], size  # no table wider than its card
+        assert size["detail"] >= 400, size  # the detail has the row's width, not 5 characters
+        assert size["height"] <= 800 + 200 * size["entries"], size  # no 5000 px page
+        times = page.eval_on_selector_all("#audit time", "els => els.map(e => e.innerText)")
+        assert times
+        assert all(ISO.match(t) for t in times), times
+        launch_id = page.get_attribute("#launches tr.launch", "data-launch")
+        assert launch_id
+        page.click(f'#launches tr.launch[data-launch="{launch_id}"] button.copy')
+        page.wait_for_selector("#toast:has-text('Copied')", timeout=WAIT_MS)
+        assert page.evaluate("navigator.clipboard.readText()") == launch_id  # whole, not cut
+    finally:
+        context.close()
 
 
 def test_resume_and_destroy_buttons(page: Page, stack: WebStack, artifacts: Path) -> None:

@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from sevlaunch.formats.sevcert import SevCert
 from sevlaunch.host.api import create_app
 from sevlaunch.host.dashboard import generation, key_id, verdict
+from sevlaunch.host.launchref import with_launch_ref
 from sevlaunch.host.store import DomainRow, StepRow
 from sevlaunch.host.timeline import GUEST_BOOTED
 from sevlaunch.orchestrate.demo import Artifacts, domain_xml
-from sevlaunch.protocol import Step
+from sevlaunch.protocol import Step, StepReport
 from tests.broker.fakeplatform import FakePlatform
 from tests.web.conftest import CHIP_ID, HOST_TOKEN, NodeManager
 
@@ -115,10 +116,10 @@ def test_a_failed_step_is_highlighted_and_escaped(host: TestClient, manager: Nod
     manager.store.add_step(row.uuid, 2, 8, start.title, start.party, "failed", evil)
     text = host.get("/ui/fragments/domains", headers=AUTH).text
     assert "step 8 (hypervisor started paused (-S)) failed" in text
-    assert '<tr class="step outcome-failed failing" data-step="8">' in text
+    assert '<tr class="step outcome-failed failing" data-step="8"' in text
     assert evil not in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
-    assert 'data-step="10"' not in text
+    assert '<tr class="step outcome-unreached" data-step="10">' in text  # not launch 1's
 
 
 def test_buttons_follow_the_state(host: TestClient, manager: NodeManager) -> None:
@@ -161,3 +162,59 @@ def test_verdicts() -> None:
     assert (stopped.kind, stopped.step) == ("failed", 11)
     running = DomainRow("u", "vm", "<domain/>", "paused", "user", 1, None, 1)
     assert (verdict(running, booted[:6]).kind, verdict(running, booted[:6]).step) == ("running", 13)
+
+
+def _report(launch: int, step: int, started: float, outcome: str = "ok") -> StepReport:
+    return StepReport(launch, Step.of(step), outcome, started, 0.25, f"vm tool {step}")
+
+
+def test_a_launch_shows_its_13_steps_once_each(host: TestClient, manager: NodeManager) -> None:
+    row = _define(manager, "whole-vm")
+    manager.store.set_runtime(row.uuid, launch=1, state="running", reason="booted")
+    now = time.time()
+    _steps(manager, row, 1, 10)
+    injected, resumed = Step.SECRET_INJECTED, Step.RESUMED_BOOTED
+    manager.store.add_step(row.uuid, 1, 12, injected.title, injected.party, "ok", "",
+                           started=now + 12, duration=0.01)  # fmt: skip
+    manager.store.add_step(row.uuid, 1, 13, resumed.title, resumed.party, "ok", "resumed",
+                           started=now + 13, duration=0.5)  # fmt: skip
+    manager.store.add_step(row.uuid, 1, 13, resumed.title, resumed.party, "ok",
+                           f"{GUEST_BOOTED} (console)", started=now + 15)  # fmt: skip
+    reports = [_report(1, n, now + n * 0.1) for n in (1, 2, 3, 4, 5, 11)]
+    assert manager.report_steps("whole-vm", reports) == 6
+    text = host.get("/ui/fragments/domains", headers=AUTH).text
+    rows = re.findall(r'<tr class="step[^"]*" data-step="(\d+)"[^>]*>(.*?)</tr>', text, re.S)
+    assert [int(n) for n, _ in rows] == list(range(1, 14))  # all 13, none twice
+    cells = {int(n): re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for n, body in rows}
+    assert all("—" not in cells[n][4] for n in cells), cells  # every duration is there
+    assert cells[13][4] == "2.00 s"  # from the resume to the boot report, merged
+    assert "resumed; guest booted" in cells[13][6]
+    assert cells[11][6] == "vm tool 11"
+
+
+def test_the_host_keeps_only_the_vm_tools_steps_once(
+    host: TestClient, manager: NodeManager
+) -> None:
+    row = _define(manager, "reported-vm")
+    manager.store.set_runtime(row.uuid, launch=2, state="running", reason="booted")
+    now = time.time()
+    reports = [_report(2, 1, now), _report(2, 1, now + 1), _report(2, 8, now), _report(1, 2, now)]
+    assert manager.report_steps("reported-vm", reports) == 1  # 1 once; 8 is the host's; 2 is old
+    assert [s.step for s in manager.store.steps(row.uuid, 2)] == [1]
+    body = {"steps": [_report(2, 11, now).to_wire() | {"outcome": "maybe"}]}
+    r = host.post("/v1/domains/reported-vm/timeline", headers=AUTH, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == "outcome"
+    r = host.post("/v1/domains/reported-vm/timeline", headers=AUTH, json={"steps": [{"step": 99}]})
+    assert r.status_code == 400, r.text
+
+
+def test_the_card_names_the_owners_launch_id(host: TestClient, manager: NodeManager) -> None:
+    art = Artifacts(*(Path(f"/srv/{n}") for n in ("fw", "bad", "vmlinuz", "initrd", "disk", "pw")))
+    launch_id = "0123456789abcdef0123456789abcdef"
+    xml = with_launch_ref(domain_xml("linked-vm", art, art.firmware), launch_id)
+    asyncio.run(manager.define(xml))
+    text = host.get("/ui/fragments/domains", headers=AUTH).text
+    assert f'class="owner-launch" data-launch="{launch_id}"' in text
+    assert f'<code class="value" title="{launch_id}">{launch_id}</code>' in text  # whole
+    assert f'data-copy="{launch_id}"' in text

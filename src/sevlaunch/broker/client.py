@@ -233,16 +233,24 @@ class BrokerClient(SnpOwnerCalls):
 
     # launcher
     def start_launch(
-        self, workload: str, node: NodeSevInfo, cek: bytes | None = None
+        self,
+        workload: str,
+        node: NodeSevInfo,
+        cek: bytes | None = None,
+        *,
+        domain: str | None = None,
     ) -> SessionOffer:
         """Steps 4-5: the platform of ``node`` verified (with AMD's signed ``cek`` when the
-        chain's is unsigned), a session made for ``workload``."""
+        chain's is unsigned), a session made for ``workload``; ``domain`` is recorded with the
+        launch so that its guest can be found on the host."""
         body = {
             "workload": workload,
             "pdh": base64.b64encode(node.pdh).decode(),
             "cert-chain": base64.b64encode(node.cert_chain).decode(),
             "cek": base64.b64encode(cek).decode() if cek else None,
         }
+        if domain is not None:
+            body["domain"] = domain
         answer = self._call("POST", "/v1/launches", json=body)
         try:
             return SessionOffer(

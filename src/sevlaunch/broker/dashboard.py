@@ -25,7 +25,7 @@ from sevlaunch.broker.service import Broker
 from sevlaunch.errors import FormatError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.formats.secret import guid_alias
-from sevlaunch.web import clock, esc, fragment, mount_shell, short
+from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, short
 
 RECENT = 100
 AUDIT_SCAN = 2000
@@ -105,12 +105,19 @@ def _workload_row(row: store.WorkloadRow) -> str:
         )
         or '<span class="muted">none</span>'
     )
-    minimum = f"API {row.min_api_major}.{row.min_api_minor} build {row.min_build}"
+    minimum = minimum_firmware(row.min_api_major, row.min_api_minor, row.min_build)
     return (
         f'<tr data-workload="{esc(row.name)}"><th>{esc(row.name)}</th><td>{policies}</td>'
         f"<td>{digests}</td><td>{esc(minimum)}</td><td>{secrets}</td>"
         f"<td>{clock(row.created_at)}</td></tr>"
     )
+
+
+def minimum_firmware(major: int, minor: int, build: int) -> str:
+    """A workload's minimum firmware in words: API 0.0 build 0 admits every firmware."""
+    if (major, minor, build) == (0, 0, 0):
+        return "any"
+    return f"API {major}.{minor} build {build} or later"
 
 
 def _policy(value: int) -> str:
@@ -133,7 +140,8 @@ def _guid(text: str) -> str:
 @dataclass(frozen=True)
 class LaunchView:
     """One launch decision: a row of the launches table, or a session request refused before
-    a launch existed (then ``id`` is None)."""
+    a launch existed (then ``id`` is None). ``domain`` and ``host_launch`` name the guest on
+    its host manager as the VM tool reported them; ``measurement`` is what step 11 checked."""
 
     id: str | None
     workload: str
@@ -144,6 +152,10 @@ class LaunchView:
     message: str = ""
     diagnosis: str = ""
     launcher: str = ""
+    domain: str = ""
+    host_launch: int | None = None
+    measurement: str = ""
+    checks: tuple[dict[str, Any], ...] = ()
 
     @property
     def decision(self) -> str:
@@ -154,27 +166,28 @@ _DECISIONS = (store.RELEASED, store.REFUSED, store.EXPIRED)
 
 
 def launch_views(engine: sa.Engine, limit: int = RECENT) -> list[LaunchView]:
-    """The latest launches, newest first, with the words of their refusals from the audit log."""
+    """The latest launches, newest first, with what the audit log says of each: the domain
+    (at its start), the measurement and the words of a refusal (at its finish)."""
     columns = [c for c in launches.c if c.name != "sealed_keys"]
     with db.reading(engine) as conn:
         rows = conn.execute(
             sa.select(*columns).order_by(launches.c.created_at.desc()).limit(limit)
         ).mappings()
         found = [dict(r) for r in rows]
-        refusals = conn.execute(
+        entries = conn.execute(
             sa.select(audit)
-            .where(audit.c.outcome == "refused", audit.c.action.like("launch.%"))
+            .where(audit.c.action.like("launch.%"))
             .order_by(audit.c.id.desc())
             .limit(AUDIT_SCAN)
         ).mappings()
-        refused = [dict(r) for r in refusals]
+        scanned = [dict(r) for r in entries]
     words: dict[str, dict[str, Any]] = {}
     early: list[LaunchView] = []
-    for entry in refused:
+    for entry in reversed(scanned):  # oldest first: a later entry's words win
         detail = _detail(entry["detail"])
         if entry["launch"] is not None:
-            words.setdefault(entry["launch"], detail)
-        elif entry["action"] == "launch.start":
+            words.setdefault(entry["launch"], {}).update(detail)
+        elif entry["action"] == "launch.start" and entry["outcome"] == "refused":
             early.append(_early(entry, detail))
     views = [_view(r, words.get(r["id"], {})) for r in found] + early
     views.sort(key=lambda v: v.at, reverse=True)
@@ -182,6 +195,8 @@ def launch_views(engine: sa.Engine, limit: int = RECENT) -> list[LaunchView]:
 
 
 def _view(row: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
+    host_launch = detail.get("host-launch")
+    checks = detail.get("checks")
     return LaunchView(
         id=row["id"],
         workload=row["workload"],
@@ -192,6 +207,10 @@ def _view(row: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         message=str(detail.get("message", "")),
         diagnosis=str(detail.get("diagnosis", "")),
         launcher=row["launcher"],
+        domain=str(detail.get("domain", "")),
+        host_launch=host_launch if isinstance(host_launch, int) else None,
+        measurement=str(detail.get("measurement", "")),
+        checks=tuple(checks) if isinstance(checks, list) and _is_checks(checks) else (),
     )
 
 
@@ -205,6 +224,7 @@ def _early(entry: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         policy=None,
         message=str(detail.get("message", "")),
         launcher=entry["launcher"] or "",
+        domain=str(detail.get("domain", "")),
     )
 
 
@@ -232,30 +252,56 @@ def render_launches(views: Sequence[LaunchView], filters: Filters) -> str:
             v.message,
             v.diagnosis,
             v.launcher,
+            v.domain,
+            v.measurement,
         )
     ]
     if not shown:
         return '<p class="empty">No launches match.</p>'
     body = "".join(_launch_rows(v) for v in shown)
     return (
-        '<table class="launches"><thead><tr><th>When</th><th>Launch</th><th>Workload</th>'
-        "<th>Launcher</th><th>Policy</th><th>Decision</th><th>Reason</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
+        '<table class="launches"><thead><tr><th>When</th><th>Launch</th><th>Domain</th>'
+        "<th>Workload</th><th>Launcher</th><th>Policy</th><th>Decision</th><th>Reason</th>"
+        f"</tr></thead><tbody>{body}</tbody></table>"
     )
 
 
 def _launch_rows(view: LaunchView) -> str:
-    ident = short(view.id) if view.id else '<span class="muted">no session</span>'
+    ident = (
+        short(view.id, 8, what="launch id") if view.id else '<span class="muted">no session</span>'
+    )
     policy = f"{view.policy:#06x}" if view.policy is not None else "—"
+    domain = esc(view.domain) if view.domain else '<span class="muted">not reported</span>'
+    if view.host_launch is not None:
+        domain += f' <span class="muted">launch #{view.host_launch}</span>'
     row = (
-        f'<tr class="launch decision-{view.decision}" data-launch="{esc(view.id or "")}">'
-        f"<td>{clock(view.at)}</td><td>{ident}</td><td>{esc(view.workload)}</td>"
+        f'<tr class="launch decision-{view.decision}" data-launch="{esc(view.id or "")}" '
+        f'data-domain="{esc(view.domain)}">'
+        f'<td>{clock(view.at)}</td><td>{ident}</td><td class="domain-name">{domain}</td>'
+        f"<td>{esc(view.workload)}</td>"
         f'<td class="launcher">{esc(view.launcher)}</td><td>{policy}</td>'
         f'<td><span class="badge decision">{esc(_state(view))}</span></td>'
         f'<td class="reason">{esc(view.reason or "")}</td></tr>'
     )
-    if view.decision != "refused" or not (view.message or view.diagnosis):
+    why = ""
+    if view.measurement:
+        why += (
+            '<div class="measurement"><span class="key">sev-measurement</span> '
+            f'<code class="value">{esc(view.measurement)}</code>'
+            f"{copy_button(view.measurement, 'measurement')}</div>"
+        )
+    if view.decision == "refused":
+        why += _refusal_html(view)
+    if view.checks:
+        why += _checks_html(list(view.checks))
+    if not why:
         return row
+    return row + (
+        f'<tr class="why decision-{view.decision}"><td></td><td colspan="7">{why}</td></tr>'
+    )
+
+
+def _refusal_html(view: LaunchView) -> str:
     why = f'<p class="message">{esc(view.message)}</p>' if view.message else ""
     if view.diagnosis:
         why += (
@@ -264,7 +310,7 @@ def _launch_rows(view: LaunchView) -> str:
         )
     elif view.reason == "measurement-mismatch":
         why += f'<p class="hint">{esc(UNEXPLAINED)}</p>'
-    return row + f'<tr class="why decision-refused"><td></td><td colspan="6">{why}</td></tr>'
+    return why
 
 
 def _state(view: LaunchView) -> str:
@@ -308,20 +354,27 @@ def render_audit(rows: Sequence[store.AuditRow], filters: Filters, limit: int = 
     body = "".join(_audit_row(r) for r in shown)
     return (
         '<table class="audit"><thead><tr><th>#</th><th>When</th><th>Who</th><th>Action</th>'
-        "<th>Outcome</th><th>Reason</th><th>Workload</th><th>Launch</th><th>Detail</th></tr>"
+        "<th>Outcome</th><th>Reason</th><th>Workload</th><th>Launch</th></tr>"
         f"</thead><tbody>{body}</tbody></table>"
     )
 
 
 def _audit_row(row: store.AuditRow) -> str:
-    return (
+    """One entry: its facts in a row, its detail (when any) in a full-width row under it, so
+    that a narrow window squeezes neither."""
+    main = (
         f'<tr class="audit-entry outcome-{esc(row.outcome)}"><td class="num">{row.id}</td>'
         f"<td>{clock(row.at)}</td><td>{esc(_who(row))}@{esc(row.instance)}</td>"
         f"<td><code>{esc(row.action)}</code></td>"
         f'<td><span class="badge outcome">{esc(row.outcome)}</span></td>'
         f'<td class="reason">{esc(row.reason or "")}</td><td>{esc(row.workload or "")}</td>'
-        f"<td>{short(row.launch) if row.launch else ''}</td>"
-        f'<td class="detail">{_detail_html(row.detail)}</td></tr>'
+        f"<td>{short(row.launch, 8, what='launch id') if row.launch else ''}</td></tr>"
+    )
+    if not row.detail:
+        return main
+    return (
+        main + f'<tr class="audit-detail outcome-{esc(row.outcome)}"><td></td>'
+        f'<td colspan="7" class="detail">{detail_html(row.detail)}</td></tr>'
     )
 
 
@@ -330,18 +383,45 @@ def _who(row: store.AuditRow) -> str:
     return f"{row.actor} {row.launcher}" if row.actor == "launcher" and row.launcher else row.actor
 
 
-def _detail_html(detail: dict[str, Any] | None) -> str:
-    if not detail:
-        return ""
+def detail_html(detail: dict[str, Any]) -> str:
+    """An audit entry's detail, whatever its keys: text as text, lists as lists, a ``checks``
+    list of {name, verdict, detail} (the SNP verifier's verdicts) one line per check."""
     parts = []
     for key, value in sorted(detail.items()):
         if key == "checks" and isinstance(value, list):
             parts.append(_checks_html(value))
             continue
-        shown = value if isinstance(value, str) else json.dumps(value)
-        css = ' class="long"' if key in ("message", "diagnosis") else ""
-        parts.append(f'<div{css}><span class="key">{esc(key)}</span> {esc(shown)}</div>')
+        css = "long" if key in ("message", "diagnosis") else "field"
+        parts.append(
+            f'<div class="{css}"><span class="key">{esc(key)}</span> {_value(value)}</div>'
+        )
     return "".join(parts)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, list):
+        if not value:
+            return '<span class="muted">none</span>'
+        return '<ul class="values">' + "".join(f"<li>{_value(v)}</li>" for v in value) + "</ul>"
+    if isinstance(value, dict):
+        return (
+            '<dl class="values">'
+            + "".join(f"<dt>{esc(k)}</dt><dd>{_value(v)}</dd>" for k, v in value.items())
+            + "</dl>"
+        )
+    if isinstance(value, str) and len(value) > 24 and " " not in value:
+        return short(value, 24)
+    if isinstance(value, str) and "\n" in value:
+        return f"<pre>{esc(value)}</pre>"
+    return esc("none" if value is None else value)
+
+
+def _is_checks(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(c, dict) and "name" in c and "verdict" in c for c in value)
+    )
 
 
 def _checks_html(checks: list[Any]) -> str:

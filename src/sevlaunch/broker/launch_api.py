@@ -81,6 +81,7 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
             b64(body.cek, "cek") if body.cek else None,
             body.policy,
             launcher=launcher,
+            domain=body.domain,
         )
         return m.LaunchOut(
             id=started.id,

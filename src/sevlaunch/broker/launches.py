@@ -82,6 +82,7 @@ class _Request:
     policy: int | None
     fingerprint: str
     launcher: str
+    domain: str | None = None  #: the guest's domain on its host, as the VM tool named it
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes | None]:
@@ -128,6 +129,7 @@ class Launches:
         policy: int | None = None,
         *,
         launcher: str = store.DEFAULT_LAUNCHER,
+        domain: str | None = None,
     ) -> LaunchStarted:
         """Steps 4-5 for ``launcher``: verify the platform, make a session, keep TEK/TIK
         sealed.
@@ -141,7 +143,9 @@ class Launches:
         """
         self._check_rate_memo(launcher)
         fingerprint = attest.platform_fingerprint(pdh, cert_chain, cek)
-        request = _Request(workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher)
+        request = _Request(
+            workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher, domain
+        )
         attempt = self._attempt(self.catalog.view, None, request)
         if attempt is None or (attempt := self._commit_start(request, attempt)) is None:
             with db.writing(self.engine) as conn:
@@ -201,6 +205,8 @@ class Launches:
             "root": root,
             "chain-cache": "hit" if hit else "miss",
         }
+        if request.domain is not None:
+            detail["domain"] = request.domain
         return _Attempt(view.generation, row, started, detail)
 
     def _commit_start(self, request: _Request, attempt: _Attempt) -> _Attempt | None:
@@ -229,7 +235,7 @@ class Launches:
                 action,
                 "refused",
                 reason=exc.reason,
-                detail=_refusal(exc),
+                detail=_refusal(exc) | ({"domain": request.domain} if request.domain else {}),
                 workload=request.workload,
                 launcher=request.launcher,
             )
@@ -438,7 +444,9 @@ def _missing(what: str) -> BrokerError:
 
 
 def _report(report: LaunchSecurityInfo) -> dict[str, Any]:
+    """What step 11 was given, for the audit log: the measurement and the firmware's words."""
     return {
+        "measurement": report.measurement_b64,
         "api": f"{report.api_major}.{report.api_minor}",
         "build": report.build_id,
         "policy": report.policy,

@@ -70,6 +70,12 @@ class LaunchIn(_Model):
     )
     cek: str | None = Field(default=None, max_length=B64_CERT, description="AMD-signed CEK")
     policy: int | None = Field(default=None, ge=0, le=U32)
+    domain: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f/]+$",
+        description="the guest's domain name on its host manager (the VM tool's)",
+    )
 
 
 class LaunchOut(_Model):

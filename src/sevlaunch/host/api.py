@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sevlaunch._guard import Guard, Limits, Scope, bearer
-from sevlaunch.errors import HostError, QemuCommandError
+from sevlaunch.errors import FormatError, HostError, QemuCommandError
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow
+from sevlaunch.protocol import StepReport
 
 _STATUS = {
     "Domain not found": 404,
@@ -65,6 +66,13 @@ class LaunchSecurityState(BaseModel):
     sev_secret_set_address: int | None = Field(
         default=None, alias="sev-secret-set-address", ge=0, lt=1 << 64
     )
+
+
+class StepReports(BaseModel):
+    """Launch steps as the VM tool observed them: the protocol's StepReport on the wire."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: list[dict[str, Any]] = Field(max_length=13)
 
 
 class SecretValue(BaseModel):
@@ -120,6 +128,7 @@ def create_app(
 
     app.add_middleware(Guard, authorized=authorized, render=render_error, limits=limits)
     _routes(app, manager)
+    _report_routes(app, manager)
     from sevlaunch.host.dashboard import add_dashboard
 
     add_dashboard(app, manager, token_required=token is not None)
@@ -259,3 +268,18 @@ def _routes(app: FastAPI, m: HostManager) -> None:
     async def secret_undefine(uuid: str) -> dict[str, Any]:
         m.secret_undefine(uuid)
         return {}
+
+
+def _report_routes(app: FastAPI, m: HostManager) -> None:
+    """What the VM tool reports to the host: the steps it sees and the host does not."""
+
+    @app.post(
+        "/v1/domains/{name}/timeline",
+        summary="the VM tool's record of the steps the host does not see (1-5, 11)",
+    )
+    async def report_steps(name: str, body: StepReports) -> dict[str, Any]:
+        try:
+            reports = [StepReport.from_wire(r) for r in body.steps]
+        except FormatError as exc:
+            raise HostError("invalid argument", str(exc), field="steps", value=None) from exc
+        return {"recorded": m.report_steps(name, reports)}

@@ -172,6 +172,13 @@ class HostClient:
         rows = self._call("GET", f"/v1/domains/{name}/timeline", params=params)
         return [StepReport.from_wire(r) for r in _objects(rows)]
 
+    def report_steps(self, name: str, reports: list[StepReport]) -> int:
+        """Give the host the VM tool's record of steps 1-5 and 11; how many it kept."""
+        body = {"steps": [r.to_wire() for r in reports]}
+        answer = _as_object(self._call("POST", f"/v1/domains/{name}/timeline", json=body))
+        recorded = answer.get("recorded")
+        return recorded if isinstance(recorded, int) else 0
+
     def events(self, domain: str | None = None) -> Iterator[HostEvent]:
         """Events as they happen (blocks), every domain's or ``domain``'s only (filtered by
         the host); keepalives are skipped."""

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 
-from sevlaunch.errors import FormatError, HostError
+from sevlaunch.errors import DomainXMLError, FormatError, HostError
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Algorithm, SevCert, Usage
 from sevlaunch.host import platform_port
+from sevlaunch.host.launchref import launch_ref
 from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow, StepRow
 from sevlaunch.host.timeline import booted
-from sevlaunch.protocol import Step
-from sevlaunch.web import clock, esc, fragment, mount_shell, seconds, short
+from sevlaunch.protocol import Step, StepReport, one_per_step
+from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, seconds, short
 
 #: The steps the host takes part in, in order; a missing one is inferred from the protocol.
 HOST_STEPS = tuple(s for s in Step if s >= Step.BLOBS_PASSED)
@@ -171,7 +172,9 @@ def verdict(row: DomainRow, steps: list[StepRow]) -> Verdict:
 
 
 def _next_step(steps: list[StepRow]) -> Step | None:
-    done = max(s.step for s in steps)
+    """The host's next step after the last one recorded (the VM tool's step 11 counts)."""
+    counted = [s.step for s in steps if s.step >= Step.BLOBS_PASSED]
+    done = max(counted, default=0)
     return next((n for n in HOST_STEPS if n > done), None)
 
 
@@ -196,7 +199,8 @@ def render_domain(row: DomainRow, steps: list[StepRow]) -> str:
         f'data-name="{esc(row.name)}" data-state="{esc(row.state)}">'
         f'<header><h3>{esc(row.name)}</h3><span class="badge state-{esc(row.state)}">'
         f'{esc(state)}</span><span class="reason">{esc(row.reason)}</span>'
-        f'<span class="muted">launch #{row.launch} · {short(row.uuid, 8)}</span>'
+        f'<span class="muted">launch #{row.launch} · {short(row.uuid, 8, what="domain UUID")}'
+        f"</span>{_owner_launch(row)}"
         '<span class="actions">'
         f'<button type="button" data-action="resume" data-domain="{esc(row.name)}"{resume}>'
         "Resume</button>"
@@ -206,21 +210,34 @@ def render_domain(row: DomainRow, steps: list[StepRow]) -> str:
     )
 
 
+def _owner_launch(row: DomainRow) -> str:
+    """The guest owner's launch id, as the VM tool wrote it into the domain's metadata: the
+    broker's records of this launch (steps 4, 5, 11 and its audit log) are keyed by it."""
+    try:
+        ident = launch_ref(row.xml)
+    except DomainXMLError:
+        ident = None
+    if ident is None:
+        return ""
+    return (
+        f'<span class="owner-launch" data-launch="{esc(ident)}">broker launch '
+        f"{short(ident, 8, what='broker launch id')}</span>"
+    )
+
+
 def render_timeline(steps: list[StepRow], judged: Verdict) -> str:
+    """All 13 steps of the launch, one row each: the host's records of its steps and the VM
+    tool's of the others (merged as the terminal merges them), or why a step has none."""
     if not steps:
         return '<p class="empty">No launch steps recorded.</p>'
-    first = steps[0].started
-    body = "".join(_step_row(s, first, judged) for s in steps)
-    if judged.step is not None and judged.step not in {s.step for s in steps}:
-        name, party = judged.step.title, judged.step.party
-        outcome = "not reached" if judged.kind == "failed" else "waiting"
-        css = "failed inferred" if judged.kind == "failed" else "pending"
-        body += (
-            f'<tr class="step outcome-{css}" data-step="{int(judged.step)}">'
-            f'<td class="num">{int(judged.step)}</td><td>{esc(name)}</td><td>{esc(party)}</td>'
-            f'<td></td><td></td><td><span class="badge outcome">{outcome}</span></td>'
-            f"<td>{'inferred by the dashboard' if judged.kind == 'failed' else ''}</td></tr>"
-        )
+    merged = one_per_step(StepReport.from_wire(s.as_dict()) for s in steps)
+    first = min(r.started for r in merged.values())
+    body = "".join(
+        _step_row(merged[step], first, judged)
+        if step in merged
+        else _missing_row(step, judged, merged)
+        for step in Step
+    )
     return (
         '<table class="timeline"><thead><tr><th>#</th><th>Step</th><th>Party</th>'
         "<th>Start</th><th>Duration</th><th>Outcome</th><th>Detail</th></tr></thead>"
@@ -228,16 +245,54 @@ def render_timeline(steps: list[StepRow], judged: Verdict) -> str:
     )
 
 
-def _step_row(step: StepRow, first: float, judged: Verdict) -> str:
+def _missing_row(step: Step, judged: Verdict, merged: dict[Step, StepReport]) -> str:
+    """A step with no record: not reached (after a failure), waiting, or not reported."""
+    if judged.step == step and judged.kind == "failed":
+        outcome, css, why = "not reached", "failed inferred", "inferred by the dashboard"
+    elif judged.step == step and judged.kind == "running":
+        outcome, css, why = "waiting", "pending", ""
+    elif any(s > step for s in merged):
+        outcome, css = "not reported", "unreported"
+        why = (
+            "done by the VM tool and the guest owner; this VM tool did not report it to the host"
+            if step not in HOST_STEPS
+            else "the host has no record of it"
+        )
+    else:
+        outcome, css, why = "not reached", "unreached", ""
+    return (
+        f'<tr class="step outcome-{css}" data-step="{int(step)}">'
+        f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
+        f'<td></td><td></td><td><span class="badge outcome">{outcome}</span></td>'
+        f'<td class="detail">{esc(why)}</td></tr>'
+    )
+
+
+def _step_row(step: StepReport, first: float, judged: Verdict) -> str:
     failing = step.outcome == "failed" and judged.step == step.step
     css = f"step outcome-{esc(step.outcome)}" + (" failing" if failing else "")
     offset = f'<span class="muted offset">+{step.started - first:.3f} s</span>'
+    who = "host" if step.step in HOST_STEPS and step.step != Step.MEASUREMENT_CHECKED else "VM tool"
     return (
-        f'<tr class="{css}" data-step="{step.step}"><td class="num">{step.step}</td>'
-        f"<td>{esc(step.name)}</td><td>{esc(step.party)}</td>"
+        f'<tr class="{css}" data-step="{int(step.step)}" data-by="{who}">'
+        f'<td class="num">{int(step.step)}</td>'
+        f"<td>{esc(step.step.title)}</td><td>{esc(step.step.party)}</td>"
         f"<td>{clock(step.started)} {offset}</td><td>{seconds(step.duration)}</td>"
         f'<td><span class="badge outcome">{esc(step.outcome)}</span></td>'
-        f'<td class="detail">{esc(step.detail)}</td></tr>'
+        f'<td class="detail">{_detail(step.detail)}</td></tr>'
+    )
+
+
+def _detail(text: str) -> str:
+    """A step's detail; a measurement in it is copyable whole."""
+    head, sep, value = text.partition("sev-measurement ")
+    if not sep:
+        return esc(text)
+    measurement, _, rest = value.partition(" ")
+    return (
+        f'{esc(head)}<span class="measurement"><span class="key">sev-measurement</span> '
+        f'<code class="value">{esc(measurement)}</code>'
+        f"{copy_button(measurement, 'measurement')}</span>{esc(' ' + rest if rest else '')}"
     )
 
 

@@ -73,8 +73,10 @@ async def _start(guests: Guests, hv: Hypervisor, row: DomainRow, launch: int, pa
     sev = domain.launch_security
     shutil.rmtree(paths.root, ignore_errors=True)
     paths.root.mkdir(parents=True, mode=0o700)
+    began = time.time()
     if sev is not None and sev.type == "sev":
-        guests.step(row, launch, Step.BLOBS_PASSED, Outcome.OK, blobs_detail(sev))
+        guests.step(row, launch, Step.BLOBS_PASSED, Outcome.OK, blobs_detail(sev), began)
+    began = time.time()
     binary, argv = prepare_start(
         domain,
         paths,
@@ -84,13 +86,16 @@ async def _start(guests: Guests, hv: Hypervisor, row: DomainRow, launch: int, pa
         host_sev=hv.host_sev(),
     )
     if sev is not None:
-        guests.step(row, launch, Step.SEV_GUEST_BUILT, Outcome.OK, f"policy {sev.policy_text}")
+        detail = f"policy {sev.policy_text}"
+        guests.step(row, launch, Step.SEV_GUEST_BUILT, Outcome.OK, detail, began)
     began = time.time()
     runtime = await _spawn(guests, hv, row, binary, argv, paths)
     guests.step(row, launch, Step.STARTED_PAUSED, Outcome.OK, f"pid {runtime.pid}", began)
     guests.events.lifecycle(row.name, "Started", "Booted")
     guests.events.lifecycle(row.name, "Suspended", "Paused")
     if sev is not None:
+        # step 9 begins where step 8 ended: the firmware's measurement, confirmed by query-sev
+        began = time.time()
         sev_state = as_dict(await driver.qmp_execute(runtime.client, "query-sev"))
         guests.store.set_runtime(row.uuid, sev_handle=sev_state.get("handle"))
         outcome = Outcome.OK if sev_state.get("state") == "launch-secret" else Outcome.FAILED

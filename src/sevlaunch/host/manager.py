@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import time
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ from sevlaunch.host.runtime import (
 from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
 from sevlaunch.host.store import DomainRow, Store
+from sevlaunch.host.timeline import record_report
 from sevlaunch.host.validate import validate_define
-from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, Outcome, Step
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, Outcome, Step, StepReport
 
 
 class HostManager:
@@ -262,12 +263,14 @@ class HostManager:
         async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
             runtime = self.guests.running(row)
+            began = time.time()
             measure = await driver.qmp_execute(runtime.client, "query-sev-launch-measure")
             sev = await driver.qmp_execute(runtime.client, "query-sev")
         info = launchsec.security_info(measure, sev)
         if not runtime.measurement_read:
             runtime.measurement_read = True
-            self.guests.step(row, row.launch, Step.MEASUREMENT_READ, Outcome.OK, "")
+            detail = f"sev-measurement {info.measurement_b64}"
+            self.guests.step(row, row.launch, Step.MEASUREMENT_READ, Outcome.OK, detail, began)
         return info
 
     async def set_launch_security_state(self, key: str, params: Mapping[str, Any]) -> None:
@@ -304,6 +307,21 @@ class HostManager:
     def timeline(self, key: str, launch: int | None = None) -> list[dict[str, Any]]:
         row = self._row(key)
         return [s.as_dict() for s in self.store.steps(row.uuid, launch)]
+
+    def report_steps(self, key: str, reports: Sequence[StepReport]) -> int:
+        """The VM tool's record of the steps the host does not see (1-5, 11) for the domain's
+        current launch, kept in its timeline once each; how many were new."""
+        row = self._row(key)
+        for report in reports:
+            if report.outcome not in set(Outcome):
+                raise HostError(
+                    "invalid argument",
+                    f"step {int(report.step)}: outcome must be ok or failed",
+                    field="outcome",
+                    value=report.outcome,
+                )
+        recorded = {s.step for s in self.store.steps(row.uuid, row.launch)}
+        return sum(record_report(self.store, self.events, row, r, recorded) for r in reports)
 
     # ---- secrets (virSecret*, with libvirt's rules: sevlaunch.host.secretstore)
 

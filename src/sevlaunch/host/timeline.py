@@ -10,12 +10,25 @@ from collections.abc import Iterable
 
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.store import DomainRow, StepRow, Store
-from sevlaunch.protocol import Outcome, Step
+from sevlaunch.protocol import Outcome, Step, StepReport
 
 #: Step 13 is recorded twice: when the vCPUs resume, and when the guest reports its boot (the
 #: second record's detail starts with one of these).
 GUEST_BOOTED = "guest booted"
 GUEST_HALTED = "guest halted"
+#: The steps the host does not see: the VM tool and the guest owner do them, and the VM tool
+#: reports them (:func:`record_report`) so that the timeline holds all 13 of a launch.
+REPORTED = frozenset(
+    {
+        Step.LAUNCH_REQUESTED,
+        Step.NODE_SEV_INFO,
+        Step.PDH_EXPORTED,
+        Step.PLATFORM_VERIFIED,
+        Step.SESSION_MADE,
+        Step.MEASUREMENT_CHECKED,
+    }
+)
+DETAIL_MAX = 2000
 
 
 def record_step(
@@ -71,3 +84,38 @@ def booted(steps: Iterable[StepRow]) -> bool:
         and s.detail.startswith(GUEST_BOOTED)
         for s in steps
     )
+
+
+def record_report(
+    store: Store, events: EventBus, row: DomainRow, report: StepReport, recorded: set[int]
+) -> bool:
+    """Record a step the VM tool reports (one of :data:`REPORTED`, of the domain's current
+    launch, once: ``recorded`` holds the steps already there); whether it was recorded."""
+    if report.step not in REPORTED or report.launch != row.launch or report.step in recorded:
+        return False
+    outcome = Outcome(report.outcome)
+    detail = report.detail[:DETAIL_MAX]
+    store.add_step(
+        row.uuid,
+        row.launch,
+        int(report.step),
+        report.step.title,
+        report.step.party,
+        str(outcome),
+        detail,
+        started=report.started,
+        duration=report.duration,
+    )
+    recorded.add(int(report.step))
+    events.publish(
+        "launch-step",
+        row.name,
+        launch=row.launch,
+        step=int(report.step),
+        name=report.step.title,
+        party=report.step.party,
+        outcome=str(outcome),
+        detail=detail,
+        duration=report.duration,
+    )
+    return True

@@ -23,6 +23,7 @@ from sevlaunch.errors import HostError, LaunchFailedError, QemuCommandError, Sev
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
 from sevlaunch.host.domxml import Domain, LaunchSecurity
+from sevlaunch.host.launchref import with_launch_ref
 from sevlaunch.orchestrate.host_port import HostPort, Watch
 from sevlaunch.orchestrate.owner_port import GuestOwner
 from sevlaunch.protocol import (
@@ -33,6 +34,8 @@ from sevlaunch.protocol import (
     SecretRelease,
     SessionOffer,
     Step,
+    StepReport,
+    one_per_step,
 )
 
 
@@ -64,6 +67,17 @@ T = TypeVar("T")
 MEASUREMENT_WAIT = 30.0
 #: Steps the host does alone; the VM tool reports them from the host's own record.
 HOST_RECORDED = (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED)
+#: Steps the host does not see; the VM tool's record of them is the one the host keeps.
+VM_TOOL_STEPS = frozenset(
+    {
+        Step.LAUNCH_REQUESTED,
+        Step.NODE_SEV_INFO,
+        Step.PDH_EXPORTED,
+        Step.PLATFORM_VERIFIED,
+        Step.SESSION_MADE,
+        Step.MEASUREMENT_CHECKED,
+    }
+)
 
 #: Guests started (steps 8-9: hypervisor up, firmware encrypted and measured) at once per host
 #: when N launches run together; see :meth:`Launcher._start`.
@@ -79,6 +93,8 @@ class LaunchResult:
     failed_step: Step | None = None
     console: str = ""
     measurement: str = ""  #: sev-measurement as the host reported it (step 10)
+    launch_id: str = ""  #: the guest owner's id of this launch (step 4), in the domain's XML
+    host_launch: int | None = None  #: the host's number of this launch (step 8)
 
     @property
     def message(self) -> str:
@@ -100,12 +116,16 @@ class LaunchResult:
             "error": self.error,
             "failed_step": None if self.failed_step is None else int(self.failed_step),
             "message": self.message,
+            "launch_id": self.launch_id or None,
+            "host_launch": self.host_launch,
+            "measurement": self.measurement or None,
             "steps": [
                 {
                     "step": int(s.step),
                     "name": s.name,
                     "party": s.party,
                     "status": s.status,
+                    "started": s.started,
                     "duration": s.duration,
                     "detail": s.detail,
                     "by_host": s.by_host,
@@ -133,9 +153,16 @@ def signed_cek(kds_url: str | None, chip_id: bytes) -> bytes:
 
 
 def prepare_domain(
-    xml: str, offer_policy: int, dh_cert: str, session: str, *, name: str | None = None
+    xml: str,
+    offer_policy: int,
+    dh_cert: str,
+    session: str,
+    *,
+    name: str | None = None,
+    launch_id: str | None = None,
 ) -> str:
-    """The domain XML with the owner's launch blobs in ``<launchSecurity type='sev'>``."""
+    """The domain XML with the owner's launch blobs in ``<launchSecurity type='sev'>`` and
+    the owner's ``launch_id`` in its metadata."""
     domain = Domain.from_xml(xml)
     current = domain.launch_security or LaunchSecurity(type="sev", policy=offer_policy)
     if current.type != "sev":
@@ -153,7 +180,8 @@ def prepare_domain(
     changes: dict[str, Any] = {"launch_security": sev}
     if name is not None:
         changes.update(name=name, uuid=uuid.uuid4())
-    return dataclasses.replace(domain, **changes).to_xml()
+    prepared = dataclasses.replace(domain, **changes).to_xml()
+    return prepared if launch_id is None else with_launch_ref(prepared, launch_id)
 
 
 class Launcher:
@@ -220,7 +248,39 @@ class Launcher:
         except BaseException:  # a bug or an interrupt: no guest is left behind either
             self._destroy()
             raise
+        self._share_records()
         return self.result
+
+    def _share_records(self) -> None:
+        """One record of every step for the terminal and both dashboards: the host keeps the
+        VM tool's record of the steps it does not see (1-5, 11), and the VM tool shows the
+        host's record of the host's steps (6-10, 12, 13), merged one row per step."""
+        launch = self.result.host_launch
+        if launch is None:
+            return
+        mine = [
+            StepReport(launch, r.step, r.status, r.started, r.duration, r.detail)
+            for r in self.result.steps
+            if r.step in VM_TOOL_STEPS and r.status in ("ok", "failed") and r.started is not None
+        ]
+        try:
+            self.host.report_steps(self.name, mine)
+            kept = one_per_step(self.host.timeline(self.name, launch))
+        except SevlaunchError as exc:  # the launch is decided; only its shared record is lost
+            self.observer(self.name, self._note(f"the host did not take the step records: {exc}"))
+            return
+        for step, report in kept.items():
+            if step in VM_TOOL_STEPS:
+                continue
+            record = self.result.steps[step - 1]
+            record.status, record.detail, record.by_host = report.outcome, report.detail, True
+            record.started, record.duration = report.started, report.duration
+            self.observer(self.name, record)
+
+    def _note(self, text: str) -> StepRecord:
+        record = self.result.steps[Step.RESUMED_BOOTED - 1]
+        record.detail = f"{record.detail}; {text}" if record.detail else text
+        return record
 
     def _steps(self) -> None:
         self._mark(Step.LAUNCH_REQUESTED, "ok", f"domain {self.name}")
@@ -234,15 +294,17 @@ class Launcher:
         )
         offer = self._run_step(
             Step.PLATFORM_VERIFIED,
-            lambda: self.owner.begin(node, cek),
+            lambda: self.owner.begin(node, cek, domain=self.name),
             lambda o: f"launch {o.launch_id}",
         )
+        self.result.launch_id = offer.launch_id
         self._mark(Step.SESSION_MADE, "ok", f"policy {offer.policy:#06x}")
         self._run_step(Step.BLOBS_PASSED, lambda: self._define(offer))
         with self.host.watch(self.name) as watch:
             started = self._run_step(
                 Step.STARTED_PAUSED, self._start, lambda d: f"launch #{d.launch}"
             )
+            self.result.host_launch = started.launch
             self._host_records(started.launch)
             info, _how = self._run_step(
                 Step.MEASUREMENT_READ,
@@ -313,7 +375,12 @@ class Launcher:
         renamed = self.name if self.name != Domain.from_xml(self.xml).name else None
         self.host.define(
             prepare_domain(
-                self.xml, offer.policy, offer.dh_cert_b64, offer.session_b64, name=renamed
+                self.xml,
+                offer.policy,
+                offer.dh_cert_b64,
+                offer.session_b64,
+                name=renamed,
+                launch_id=offer.launch_id,
             )
         )
         self._defined = True

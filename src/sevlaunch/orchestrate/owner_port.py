@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
 
 class GuestOwner(Protocol):
-    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
-        """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned)."""
+    def begin(
+        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+    ) -> SessionOffer:
+        """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned);
+        ``domain`` names the guest on its host, for the owner's records."""
         ...
 
     def attest(
@@ -63,8 +66,10 @@ class BrokerOwner:
         )
         self.workload = workload
 
-    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
-        return self.client.start_launch(self.workload, node_info, cek)
+    def begin(
+        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+    ) -> SessionOffer:
+        return self.client.start_launch(self.workload, node_info, cek, domain=domain)
 
     def attest(
         self,
@@ -176,7 +181,10 @@ class LocalOwner:
                 "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
             )
 
-    def begin(self, node_info: NodeSevInfo, cek: bytes | None = None) -> SessionOffer:
+    def begin(
+        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+    ) -> SessionOffer:
+        del domain  # the local owner keeps no records
         from sevlaunch.owner.session import make_session
         from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
 

@@ -19,6 +19,7 @@ from sevlaunch.protocol.snp import (
     SnpStep,
 )
 from sevlaunch.protocol.steps import Outcome, Step
+from sevlaunch.protocol.timeline import one_per_step
 from sevlaunch.protocol.values import (
     DomainInfo,
     HostEvent,
@@ -48,4 +49,5 @@ __all__ = [
     "SnpStep",
     "Step",
     "StepReport",
+    "one_per_step",
 ]

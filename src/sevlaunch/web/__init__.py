@@ -45,12 +45,14 @@ def esc(value: object) -> str:
 
 
 def clock(at: float | None) -> str:
-    """A ``<time>`` element: UTC to the millisecond; the page shows it in local time."""
+    """A ``<time>`` element in ISO 8601 with its offset (UTC to the millisecond, with a break
+    after the date for narrow columns); the page rewrites it in the viewer's zone, offset
+    shown, so a time read off the page is never ambiguous."""
     if at is None:
         return '<span class="muted">—</span>'
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
-    shown = stamp[11:23]
-    return f'<time datetime="{stamp}" title="{stamp}">{shown}</time>'
+    day = time.strftime("%Y-%m-%d", time.gmtime(at))
+    hour = time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}+00:00"
+    return f'<time datetime="{day}T{hour}" title="{day}T{hour}">{day}T<wbr>{hour}</time>'
 
 
 def seconds(duration: float | None) -> str:
@@ -62,11 +64,24 @@ def seconds(duration: float | None) -> str:
     return f"{duration:.2f} s"
 
 
-def short(text: str, keep: int = 12) -> str:
-    """A long identifier cut to ``keep`` characters, the whole of it in the tooltip."""
+def short(text: str, keep: int = 12, *, what: str = "value") -> str:
+    """A long identifier shown cut to about ``keep`` (8, 12 or 24) characters by the stylesheet
+    only (the CSP admits no inline style): the element holds all of it (selectable, and what a
+    copy of the selection gets), and a button copies it whole."""
     if len(text) <= keep:
         return f"<code>{esc(text)}</code>"
-    return f'<code title="{esc(text)}">{esc(text[:keep])}…</code>'
+    return (
+        f'<span class="copyable keep-{keep}"><code class="value" title="{esc(text)}">'
+        f"{esc(text)}</code>{copy_button(text, what)}</span>"
+    )
+
+
+def copy_button(text: str, what: str = "value") -> str:
+    """A button that puts ``text`` on the clipboard (dashboard.js handles every one)."""
+    return (
+        f'<button type="button" class="copy" data-copy="{esc(text)}" title="Copy the {esc(what)}"'
+        f' aria-label="Copy the {esc(what)}">copy</button>'
+    )
 
 
 def fragment(body: str) -> HTMLResponse:

@@ -32,6 +32,7 @@ const Dash = (() => {
     if (response.status === 401 || response.status === 403) {
       sessionStorage.removeItem(key);
       showLogin(`The token was refused (${await errorText(response)}): enter it again.`);
+      authFailed = true;
       throw new AuthError("unauthenticated");
     }
     return response;
@@ -50,6 +51,18 @@ const Dash = (() => {
   }
 
   const shown = new Map();
+  let authFailed = false;
+
+  /* A token that just worked: the words about a refused one are stale now. */
+  function tokenWorked() {
+    if (!authFailed) return;
+    authFailed = false;
+    const error = document.getElementById("login-error");
+    error.textContent = "";
+    error.hidden = true;
+    const el = document.getElementById("toast");
+    if (el.classList.contains("auth")) el.hidden = true;
+  }
 
   /* Replace the contents of #id with a server-rendered fragment. */
   async function load(id, url) {
@@ -62,6 +75,7 @@ const Dash = (() => {
         target.append(alertBox(await errorText(response)));
         return false;
       }
+      tokenWorked();
       const html = await response.text();
       if (shown.get(id) !== html) {  // unchanged: keep the DOM (and the user's hover, focus)
         target.innerHTML = html;
@@ -83,22 +97,52 @@ const Dash = (() => {
     return box;
   }
 
-  /* Server times are UTC; show them in the viewer's time zone. */
+  /* Server times are ISO 8601 in UTC; show them in the viewer's zone, still ISO 8601 with
+   * the date and the offset, so that a time copied off the page is never ambiguous. */
+  function iso(at) {
+    const pad = (n, w) => String(Math.abs(n)).padStart(w || 2, "0");
+    const off = -at.getTimezoneOffset();
+    const zone = `${off < 0 ? "-" : "+"}${pad(Math.trunc(off / 60))}:${pad(off % 60)}`;
+    const day = `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}`;
+    const hour = `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}.${pad(at.getMilliseconds(), 3)}`;
+    return [day, `${hour}${zone}`];
+  }
+
   function localTimes(root) {
     for (const el of root.querySelectorAll("time[datetime]")) {
       const at = new Date(el.getAttribute("datetime"));
       if (isNaN(at)) continue;
-      const pad = (n, w) => String(n).padStart(w || 2, "0");
-      el.textContent = `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}.${pad(at.getMilliseconds(), 3)}`;
-      el.title = at.toString();
+      const [day, hour] = iso(at);
+      el.replaceChildren(`${day}T`, document.createElement("wbr"), hour);
+      el.title = `${day}T${hour} (UTC ${el.getAttribute("datetime")})`;
     }
   }
 
+  /* Every button.copy puts its data-copy on the clipboard; without the clipboard API (a page
+   * not served from a secure context) the value is selected for Ctrl+C instead. */
+  async function copy(button) {
+    const text = button.dataset.copy;
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(`Copied: ${text}`);
+    } catch (_) {
+      const value = button.parentElement.querySelector(".value");
+      if (value) window.getSelection().selectAllChildren(value);
+      toast("Selected: press Ctrl+C to copy it");
+    }
+  }
+
+  document.addEventListener("click", (ev) => {
+    const button = ev.target.closest("button.copy[data-copy]");
+    if (button) copy(button);
+  });
+
   let toastTimer = null;
-  function toast(text, bad) {
+  function toast(text, bad, auth) {
     const el = document.getElementById("toast");
     el.textContent = text;
     el.classList.toggle("bad", Boolean(bad));
+    el.classList.toggle("auth", Boolean(auth));
     el.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { el.hidden = true; }, 6000);
@@ -115,7 +159,10 @@ const Dash = (() => {
     document.getElementById("forget-token").hidden = true;
     const form = document.getElementById("login");
     form.hidden = false;
-    if (message) toast(message, true);
+    const error = document.getElementById("login-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    if (message) toast(message, true, true);
     document.getElementById("token").focus();
   }
 

@@ -18,6 +18,7 @@
 
   function logEvent(ev) {
     const list = document.getElementById("events");
+    for (const empty of list.querySelectorAll("li.no-events")) empty.remove();
     const item = document.createElement("li");
     item.className = `event event-${ev.event}${ev.outcome === "failed" ? " failed" : ""}`;
     const at = document.createElement("time");
