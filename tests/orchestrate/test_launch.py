@@ -39,6 +39,7 @@ from sevlaunch.protocol import (
     NodeSevInfo,
     SecretRelease,
     Step,
+    one_per_step,
 )
 from tests.orchestrate.stack import (
     BIN,
@@ -169,6 +170,12 @@ def test_an_attested_launch_boots_and_unlocks_its_disk(env: RunningStack) -> Non
         assert shown.by_host, f"{step} was reported without the host's record"
         assert (shown.status, shown.detail) == (recorded[step].outcome, recorded[step].detail)
     assert "SEV state launch-secret" in result.steps[Step.LAUNCH_MEASURED - 1].detail
+    with env.host() as host:
+        kept = one_per_step(host.timeline(name))
+    assert sorted(kept) == list(Step)  # the host holds all 13, the VM tool's 1-5 and 11 too
+    for step, report in kept.items():  # one set of figures for the terminal and the page
+        shown = result.steps[step - 1]
+        assert (shown.started, shown.duration) == (report.started, report.duration), step
     env.destroy(name)
     assert name not in env.running()
 

@@ -252,9 +252,10 @@ class Launcher:
         return self.result
 
     def _share_records(self) -> None:
-        """One record of every step for the terminal and both dashboards: the host keeps the
-        VM tool's record of the steps it does not see (1-5, 11), and the VM tool shows the
-        host's record of the host's steps (6-10, 12, 13), merged one row per step."""
+        """One record of every step's timing for the terminal and the host's dashboard: the
+        host keeps the VM tool's record of the steps it does not see (1-5, 11), and the VM
+        tool shows the host's timing and outcome of the host's steps (6-10, 12, 13), merged
+        one row per step."""
         launch = self.result.host_launch
         if launch is None:
             return
@@ -273,7 +274,8 @@ class Launcher:
             if step in VM_TOOL_STEPS:
                 continue
             record = self.result.steps[step - 1]
-            record.status, record.detail, record.by_host = report.outcome, report.detail, True
+            record.status, record.by_host = report.outcome, True
+            record.detail = record.detail or report.detail  # what the VM tool saw, if it did
             record.started, record.duration = report.started, report.duration
             self.observer(self.name, record)
 
