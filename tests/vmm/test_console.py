@@ -51,16 +51,32 @@ def test_a_pty_is_announced_readable_and_logged(tmp_path: Path) -> None:
     path = console.ptys["charserial0"]
     assert announce.getvalue() == f"char device redirected to {path} (label charserial0)\n"
     console("dropped: nobody reads yet")
-    reader = os.open(path, os.O_RDONLY | os.O_NOCTTY)
     try:
-        console("seen")
-        ready, _, _ = select.select([reader], [], [], 10)
-        assert ready
-        assert b"seen\r\n" in os.read(reader, 4096)
+        for line in ("seen", "seen again"):  # a second reader, after the first left
+            reader = os.open(path, os.O_RDONLY | os.O_NOCTTY)
+            try:
+                console(line)
+                assert _read_line(reader) == line.encode() + b"\r\n"
+            finally:
+                os.close(reader)
+            console("dropped: the reader left")
     finally:
-        os.close(reader)
         console.close()
-    assert log.read_text() == "dropped: nobody reads yet\nseen\n"
+    assert log.read_text() == (
+        "dropped: nobody reads yet\nseen\ndropped: the reader left\n"
+        "seen again\ndropped: the reader left\n"
+    )
+
+
+def _read_line(reader: int) -> bytes:
+    """Everything up to the first CR LF: a read returns what the tty has so far, which may be
+    less than one write (its line discipline is fed by a kernel worker)."""
+    data = b""
+    while not data.endswith(b"\r\n"):
+        ready, _, _ = select.select([reader], [], [], 10)  # a bound on a hang, not a timing
+        assert ready, data
+        data += os.read(reader, 4096)
+    return data
 
 
 def test_a_file_port_on_an_fd_set_writes_to_the_passed_descriptor(tmp_path: Path) -> None:

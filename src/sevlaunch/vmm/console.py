@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 import tty
 from collections.abc import Sequence
@@ -64,8 +65,8 @@ class Console:
         data = (line + "\n").encode()
         for fd in self._files:
             os.write(fd, data)
-        if self._pty is not None:
-            with contextlib.suppress(BlockingIOError, OSError):  # no reader: QEMU drops too
+        if self._pty is not None and _has_reader(self._pty):
+            with contextlib.suppress(BlockingIOError, OSError):  # a full buffer: QEMU drops too
                 os.write(self._pty, data.replace(b"\n", b"\r\n"))
 
     def close(self) -> None:
@@ -73,6 +74,15 @@ class Console:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._opened, self._files, self._masters, self._pty = [], [], {}, None
+
+
+def _has_reader(master: int) -> bool:
+    """Whether the pty's other end is open: with none, the master polls as hung up. QEMU's pty
+    backend drops output then (it is not "connected"); the kernel would keep it for the next
+    reader, who would see what was printed before it came."""
+    poll = select.poll()
+    poll.register(master, select.POLLOUT)
+    return not any(events & select.POLLHUP for _, events in poll.poll(0))
 
 
 def _open_output(path: str, *, append: bool) -> int:
