@@ -144,9 +144,9 @@ def test_an_unreachable_key_server_decides_nothing(
 
 
 def test_one_nonce_is_spent_once_under_concurrency(
-    snp_instance: Callable[..., Instance], sqlite_url: str, lab: SnpLab
+    snp_instance: Callable[..., Instance], db_url: str, lab: SnpLab
 ) -> None:
-    made = snp_instance(sqlite_url)
+    made = snp_instance(db_url)
     guest = lab.guest()
     evidence = _evidence(guest, _challenge(made))
     outcomes: list[str] = []

@@ -104,3 +104,28 @@ def test_refusals_from_the_broker_exit_1(server: tuple[str, Files], tmp_path: Pa
     out = run(server, "workload", "add", "none", code=1)
     assert "needs expected launch digests" in out
     assert "no SNP workload named 'ghost'" in run(server, "workload", "show", "ghost", code=1)
+
+
+def test_serve_takes_the_snp_limits(tmp_path: Path) -> None:
+    """``broker serve --snp-max-nonces 1 --snp-client-burst 3``: one nonce outstanding per
+    workload, three calls at once per client."""
+    import httpx
+
+    from sevlaunch.broker.client import BrokerClient
+    from tests.broker.conftest import OWNER_TOKEN
+
+    files = write_files(tmp_path)
+    sock = tmp_path / "b.sock"
+    limits = ("--snp-max-nonces", "1", "--snp-client-burst", "3", "--snp-client-rate", "0.01")
+    with broker_process(f"sqlite:///{tmp_path / 'b.db'}", files, sock, "limits", *limits):
+        with BrokerClient(f"unix:{sock}", OWNER_TOKEN) as owner:
+            owner.add_snp_workload({"name": "app", "digests": [DIGEST]})
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, base_url="http://broker") as guest:
+            answers = [guest.post("/v1/snp/challenge", json={"workload": "app"}) for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 429, 429, 429]
+    assert [r.json().get("error") for r in answers[1:]] == [
+        "too-many-nonces",
+        "too-many-nonces",
+        "rate-limited",
+    ]

@@ -36,15 +36,17 @@ OWNER = "owner"
 @dataclass(frozen=True)
 class SnpSettings:
     """``kds_url`` None: ``$SEVLAUNCH_KDS_URL``, else AMD's; ``cache_dir`` None: the user's
-    cache; ``peer_rate`` challenges and attestations a minute per client address."""
+    cache; ``peer_rate`` challenges and attestations a minute per client address, ``peer_burst``
+    at once (every guest of a host on the broker's UNIX socket is one address: generous, so a
+    host starting many guests is not refused; the guest agent does not retry a 429)."""
 
     kds_url: str | None = None
     cache_dir: Path | None = None
     nonce_ttl: float = 300.0
     max_open_nonces: int = 1000
     crl_ttl: float = 3600.0
-    peer_rate: float = 600.0
-    peer_burst: int = 200
+    peer_rate: float = 3000.0
+    peer_burst: int = 1000
 
 
 @dataclass(frozen=True)

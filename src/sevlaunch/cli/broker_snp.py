@@ -52,12 +52,36 @@ def snp_serve_options(command: Callable[..., None]) -> Callable[..., None]:
         show_default=True,
         help="Seconds a fetched SNP CRL is used before it is fetched again.",
     )
+    @click.option(
+        "--snp-max-nonces",
+        default=1000,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Unspent nonces an SNP workload may have at once (429 past it).",
+    )
+    @click.option(
+        "--snp-client-rate",
+        default=3000.0,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="SNP challenges and attestations a minute per client address (429 past it).",
+    )
+    @click.option(
+        "--snp-client-burst",
+        default=1000,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="SNP calls a client address may make at once within its rate.",
+    )
     @functools.wraps(command)
     def wrapper(
         kds_url: str | None,
         kds_cache_dir: str | None,
         snp_nonce_ttl: float,
         snp_crl_ttl: float,
+        snp_max_nonces: int,
+        snp_client_rate: float,
+        snp_client_burst: int,
         **kw: Any,
     ) -> None:
         from pathlib import Path
@@ -69,6 +93,9 @@ def snp_serve_options(command: Callable[..., None]) -> Callable[..., None]:
             cache_dir=Path(kds_cache_dir) if kds_cache_dir else None,
             nonce_ttl=snp_nonce_ttl,
             crl_ttl=snp_crl_ttl,
+            max_open_nonces=snp_max_nonces,
+            peer_rate=snp_client_rate,
+            peer_burst=snp_client_burst,
         )
         command(**kw)
 
