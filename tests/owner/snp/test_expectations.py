@@ -17,6 +17,7 @@ expectations = st.builds(
     report_data=st.none() | st.binary(max_size=64),
     host_data=st.none() | st.binary(max_size=32),
     vmpl=st.none() | st.integers(0, 3),
+    allowed_policies=st.lists(st.integers(0, 2**64 - 1), max_size=3).map(tuple),
     min_abi=st.tuples(st.integers(0, 255), st.integers(0, 255)),
     min_reported_tcb=st.builds(TcbMinimum, *[st.integers(0, 255)] * 5),
     vlek_csp_ids=st.lists(st.text(max_size=10), max_size=2).map(tuple),

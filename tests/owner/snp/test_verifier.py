@@ -272,6 +272,9 @@ def test_policy_and_platform_rules() -> None:
     bad_mbo = make_report(policy=0x10000)
     assert "parse" in failed(synthetic(bad_mbo))
     assert failed(synthetic(make_report(), allowed_platform_info=0x5)) == {"platform_info"}
+    assert failed(synthetic(make_report(), allowed_policies=(0x30000, 0x70000))) == set()
+    exact = synthetic(make_report(), allowed_policies=(0x70000,))
+    assert exact.get("policy").detail.startswith("policy 0x30000 is none of the allowed (0x70000)")
 
 
 def test_unknown_version_and_minimum_version() -> None:
