@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import httpx
+
 from sevlaunch.orchestrate.demo import DISK_LABEL
 from tests.orchestrate.stack import BIN, pids_naming, reap
 
@@ -62,9 +64,43 @@ def test_demo_three_guests_kept_running() -> None:
         done = demo("--guests", "3", "--keep", "--dir", str(root))
         assert done.returncode == 0, done.stdout + done.stderr
         assert_demo_output(done.stdout, 3)
-        assert f"export SEVLAUNCH_HOST=unix:{root / 'host.sock'}" in done.stdout
+        host = re.search(
+            r"host manager dashboard: (http://127\.0\.0\.1:\d+/) \(token: the file (\S+)\)",
+            done.stdout,
+        )
+        broker = re.search(
+            r"broker dashboard: (http://127\.0\.0\.1:\d+/) \(owner token: the file (\S+)\)",
+            done.stdout,
+        )
+        assert host is not None, done.stdout
+        assert broker is not None, done.stdout
+        assert (host.group(2), broker.group(2)) == (
+            str(root / "host.token"),
+            str(root / "owner.token"),
+        )
+        assert f"export SEVLAUNCH_HOST_TOKEN_FILE={root / 'host.token'}" in done.stdout
+        for (url, token_file), fragment in zip(
+            (host.groups(), broker.groups()), ("domains", "launches"), strict=True
+        ):
+            assert httpx.get(url, timeout=10).status_code == 200  # the page a browser opens
+            data = f"{url}ui/fragments/{fragment}"
+            assert httpx.get(data, timeout=10).status_code == 401  # its data needs the token
+            token = Path(token_file).read_text().strip()
+            shown = httpx.get(data, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert shown.status_code == 200
+            assert "demo-1" in shown.text  # both pages name the guest
+        address = "tcp:" + host.group(1).removeprefix("http://").rstrip("/")
         listed = subprocess.run(
-            [SEVLAUNCH, "host", "list", "--connect", f"unix:{root / 'host.sock'}", "--json"],
+            [
+                SEVLAUNCH,
+                "host",
+                "list",
+                "--connect",
+                address,
+                "--host-token-file",
+                host.group(2),
+                "--json",
+            ],
             capture_output=True,
             text=True,
             timeout=60,

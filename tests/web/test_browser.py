@@ -431,3 +431,47 @@ def test_resume_and_destroy_buttons(page: Page, stack: WebStack, artifacts: Path
     page.click(f'{card} button[data-action="destroy"]')
     page.wait_for_selector(f'{card}[data-state="shutoff"]', timeout=WAIT_MS)
     assert page.locator(f'{card} button[data-action="resume"]').is_disabled()
+
+
+DASHBOARD_LINE = re.compile(
+    r"(host manager|broker) dashboard: (http://127\.0\.0\.1:\d+/) \((?:owner )?token: the file "
+    r"(\S+)\)"
+)
+
+
+def test_demo_keep_prints_dashboards_a_browser_opens(page: Page, artifacts: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="sl-web-", dir="/tmp"))  # short: guest sockets under it
+    env = _env() | {"COLUMNS": "200"}
+    try:
+        done = subprocess.run(
+            [SEVLAUNCH, "demo", "--keep", "--dir", str(root)],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        found = {
+            m.group(1): (m.group(2), Path(m.group(3))) for m in DASHBOARD_LINE.finditer(done.stdout)
+        }
+        assert set(found) == {"host manager", "broker"}, done.stdout
+        url, token_file = found["host manager"]
+        _sign_in(page, url, token_file.read_text().strip())
+        card = _card("demo-1")
+        page.wait_for_selector(f"{card}.verdict-ok", timeout=WAIT_MS)
+        assert [r["step"] for r in _step_rows(page, card)] == list(range(1, 14))
+        launch_id = page.get_attribute(f"{card} .owner-launch", "data-launch")
+        page.screenshot(path=str(artifacts / "demo-host.png"), full_page=True)
+        url, token_file = found["broker"]
+        _sign_in(page, url, token_file.read_text().strip())
+        row = f'#launches tr.launch[data-launch="{launch_id}"]'
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        assert page.get_attribute(row, "data-domain") == "demo-1"  # the same launch, both pages
+        page.screenshot(path=str(artifacts / "demo-broker.png"), full_page=True)
+    finally:
+        _reap(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _reap(root: Path) -> None:
+    """End, by pid, every process the kept demo left running under ``root``."""
+    from tests.orchestrate.stack import reap
+
+    reap(str(root))

@@ -61,7 +61,7 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool)
 
     console = Console()
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sevlaunch-demo-"))
-    stack = Stack(root, latency=latency, es=es)
+    stack = Stack(root, latency=latency, es=es, web=keep)  # kept: dashboards on loopback TCP
     shape = d.GuestShape.es() if es else d.GuestShape()
     kind = f"SEV-ES, {shape.vcpus} vCPUs {shape.cpu_model}" if es else "nodbg"
     outcome = d.DemoOutcome()
@@ -103,6 +103,8 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool)
         _finish(stack, root, keep=False, cleanup=directory is None)
         raise SystemExit(1) from exc
     _summary(console, outcome, time.monotonic() - began)
+    if keep:
+        _dashboards(console, stack)
     _finish(stack, root, keep=keep, cleanup=directory is None, console=console)
     raise SystemExit(0 if outcome.ok else 1)
 
@@ -173,3 +175,12 @@ def _finish(
     stack.stop()
     if cleanup:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _dashboards(console: Console, stack: Stack) -> None:
+    """Each dashboard's address and where its token is, as plain lines to copy."""
+    from sevlaunch.orchestrate.demo import dashboards
+
+    console.rule("[bold]the dashboards")
+    for line in dashboards(stack):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

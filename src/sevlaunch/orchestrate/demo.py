@@ -175,7 +175,7 @@ def run_launches(
 
     def one(name: str) -> LaunchResult:
         owner = BrokerOwner(stack.broker_url, token, WORKLOAD)
-        with HostClient(stack.host_uri) as host:
+        with HostClient(stack.host_uri, token=stack.host_token_value()) as host:
             return Launcher(
                 host,
                 owner,
@@ -190,9 +190,20 @@ def run_launches(
 
 
 def destroy_all(stack: Stack) -> None:
-    with HostClient(stack.host_uri) as host:
+    with HostClient(stack.host_uri, token=stack.host_token_value()) as host:
         for domain in host.list_domains():
             host.destroy(domain.name)
+
+
+def dashboards(stack: Stack) -> list[str]:
+    """Where a browser opens each dashboard and where its token is, for ``demo --keep``."""
+    if stack.host_dashboard is None or stack.broker_dashboard is None:
+        return []
+    return [
+        f"host manager dashboard: {stack.host_dashboard} (token: the file {stack.host_token})",
+        f"broker dashboard: {stack.broker_dashboard} (owner token: the file {stack.owner_token})",
+        f"export SEVLAUNCH_HOST_TOKEN_FILE={stack.host_token}",
+    ]
 
 
 Reporter = Callable[[str], None]

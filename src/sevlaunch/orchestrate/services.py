@@ -156,16 +156,41 @@ def _accepts(path: Path) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (the kernel's choice), for a service to bind next."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _answers(port: int) -> Callable[[Service], bool]:
+    def accepts(_service: Service) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.connect(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    return accepts
+
+
 @dataclass
 class Stack:
-    """The services of one emulated host plus a broker, under ``root``."""
+    """The services of one emulated host plus a broker, under ``root``: on Unix sockets, or
+    with ``web`` the host manager and the broker on loopback TCP (a browser can open their
+    dashboards there; the host then needs its token, ``host.token``)."""
 
     root: Path
     profile: str = "rome"
     latency: str = "none"
     es: bool = False
+    web: bool = False
     services: list[Service] = field(default_factory=list)
     kds_url: str = ""
+    host_port: int = 0
+    broker_port: int = 0
 
     @property
     def platform_socket(self) -> Path:
@@ -181,11 +206,29 @@ class Stack:
 
     @property
     def host_uri(self) -> str:
-        return f"unix:{self.host_socket}"
+        return f"tcp:127.0.0.1:{self.host_port}" if self.web else f"unix:{self.host_socket}"
 
     @property
     def broker_url(self) -> str:
-        return f"unix:{self.broker_socket}"
+        return f"http://127.0.0.1:{self.broker_port}" if self.web else f"unix:{self.broker_socket}"
+
+    @property
+    def host_dashboard(self) -> str | None:
+        """The host manager's page for a browser (None on a Unix socket)."""
+        return f"http://127.0.0.1:{self.host_port}/" if self.web else None
+
+    @property
+    def broker_dashboard(self) -> str | None:
+        """The broker's page for a browser (None on a Unix socket)."""
+        return f"{self.broker_url}/" if self.web else None
+
+    @property
+    def host_token(self) -> Path:
+        """The host's bearer token, needed on TCP only."""
+        return self.root / "host.token"
+
+    def host_token_value(self) -> str | None:
+        return self.host_token.read_text().strip() if self.web else None
 
     @property
     def owner_token(self) -> Path:
@@ -232,21 +275,23 @@ class Stack:
             capture=True,
         )
         self.kds_url = self._first_line(kds)
-        self._spawn(
+        host = [
             "host",
-            [
-                "host",
-                "serve",
-                "--state",
-                str(self.root / "host"),
-                "--listen",
-                self.host_uri,
-                "--platform",
-                str(self.platform_socket),
-            ],
-            self.host_socket,
-            detach,
-        )
+            "serve",
+            "--state",
+            str(self.root / "host"),
+            "--listen",
+            self.host_uri,
+            "--platform",
+            str(self.platform_socket),
+        ]
+        if self.web:
+            self.host_port, self.broker_port = free_port(), free_port()
+            _write_private(self.host_token, secrets.token_hex(24).encode())
+            host[host.index("--listen") + 1] = self.host_uri
+            host += ["--host-token-file", str(self.host_token)]
+        self._spawn("host", host, None if self.web else self.host_socket, detach,
+                    until=_answers(self.host_port) if self.web else None)  # fmt: skip
         _write_private(self.root / "kek", secrets.token_bytes(32))
         _write_private(self.owner_token, secrets.token_hex(24).encode())
         _write_private(self.launcher_token, secrets.token_hex(24).encode())
@@ -268,7 +313,8 @@ class Stack:
             "--log-level",
             "warning",
         ]
-        self._spawn("broker", broker, self.broker_socket, detach)
+        self._spawn("broker", broker, None if self.web else self.broker_socket, detach,
+                    until=_answers(self.broker_port) if self.web else None)  # fmt: skip
 
     def _check_socket_paths(self) -> None:
         """Every guest's monitor socket lives under the root: refuse a root too deep for one,
@@ -289,13 +335,21 @@ class Stack:
             )
 
     def _spawn(
-        self, name: str, args: list[str], ready: Path | None, detach: bool, *, capture: bool = False
+        self,
+        name: str,
+        args: list[str],
+        ready: Path | None,
+        detach: bool,
+        *,
+        capture: bool = False,
+        until: Callable[[Service], bool] | None = None,
     ) -> Service:
         service = start_service(
             name,
             cli(*args),
             log=self.root / f"{name}.log",
             ready=ready,
+            until=until,
             capture=capture,
             detach=detach,
         )
