@@ -11,6 +11,7 @@ import click
 
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
 from sevlaunch.cli.broker_admin import client_options, owner_client
+from sevlaunch.protocol.snp_admin import SnpWorkload
 
 
 def _hex(text: str, what: str, size: int) -> None:
@@ -130,9 +131,9 @@ def trust_add(file: str, name: str | None, broker: Any, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         out = client.add_snp_root(data, name)
     if as_json:
-        emit_json(out)
+        emit_json(out.to_wire())
     else:
-        click.echo(f"pinned {out['product']} ARK {out['name']} (SHA-256 {out['fingerprint']})")
+        click.echo(f"pinned {out.product} ARK {out.name} (SHA-256 {out.fingerprint})")
 
 
 @trust.command("list")
@@ -143,10 +144,10 @@ def trust_list(broker: Any, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.snp_roots()
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_wire() for r in rows])
         return
     for r in rows:
-        click.echo(f"{r['name']}\t{r['product']}\t{r['fingerprint']}")
+        click.echo(f"{r.name}\t{r.product}\t{r.fingerprint}")
 
 
 @trust.command("remove")
@@ -284,25 +285,28 @@ def workload_add(name: str, broker: Any, as_json: bool, **o: Any) -> None:
     _print(out, as_json)
 
 
-def _print(w: dict[str, Any], as_json: bool) -> None:
+def _print(w: SnpWorkload, as_json: bool) -> None:
     if as_json:
-        emit_json(w)
+        emit_json(w.to_wire())
         return
-    exp = w["expectations"]
-    click.echo(f"SNP workload {w['name']}")
-    for d in exp["measurements"]:
-        click.echo(f"  digest:   {d}")
-    policies = exp["allowed_policies"]
+    from sevlaunch.owner.snp.expectations import SnpExpectations
+
+    with errors_to_exit():
+        exp = SnpExpectations.from_dict(w.expectations)
+    click.echo(f"SNP workload {w.name}")
+    for d in exp.measurements:
+        click.echo(f"  digest:   {d.hex()}")
+    policies = exp.allowed_policies
     click.echo("  policies: " + (", ".join(f"{p:#x}" for p in policies) or "any accepted"))
-    tcb = ",".join(f"{k}={v}" for k, v in exp["min_reported_tcb"].items())
-    fw = ".".join(str(n) for n in exp["min_firmware"])
-    click.echo(f"  minimum:  ABI {exp['min_abi'][0]}.{exp['min_abi'][1]}, TCB {tcb}, firmware {fw}")
-    for key in exp["trusted_id_keys"]:
-        click.echo(f"  id key:   {key}")
-    if exp["host_data"]:
-        click.echo(f"  host data: {exp['host_data']}")
-    click.echo(f"  CRL:      {'required' if exp['require_crl'] else 'not checked'}")
-    click.echo("  secrets:  " + (", ".join(w["secrets"]) or "none"))
+    tcb = ",".join(f"{k}={v}" for k, v in exp.min_reported_tcb.__dict__.items())
+    fw = ".".join(str(n) for n in exp.min_firmware)
+    click.echo(f"  minimum:  ABI {exp.min_abi[0]}.{exp.min_abi[1]}, TCB {tcb}, firmware {fw}")
+    for key in exp.trusted_id_keys:
+        click.echo(f"  id key:   {key.hex()}")
+    if exp.host_data is not None:
+        click.echo(f"  host data: {exp.host_data.hex()}")
+    click.echo(f"  CRL:      {'required' if exp.require_crl else 'not checked'}")
+    click.echo("  secrets:  " + (", ".join(w.secrets) or "none"))
 
 
 @workload.command("list")
@@ -313,13 +317,13 @@ def workload_list(broker: Any, as_json: bool) -> None:
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
         rows = client.snp_workloads()
     if as_json:
-        emit_json(rows)
+        emit_json([w.to_wire() for w in rows])
         return
     for w in rows:
-        exp = w["expectations"]
+        digests, keys = (w.expectations.get(k) for k in ("measurements", "trusted_id_keys"))
         click.echo(
-            f"{w['name']}\tdigests={len(exp['measurements'])}"
-            f"\tid-keys={len(exp['trusted_id_keys'])}\tsecrets={len(w['secrets'])}"
+            f"{w.name}\tdigests={len(digests) if isinstance(digests, list) else 0}"
+            f"\tid-keys={len(keys) if isinstance(keys, list) else 0}\tsecrets={len(w.secrets)}"
         )
 
 
