@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 
+from sevlaunch.broker import secret_rows
 from sevlaunch.broker.db import Prepared, Tx
 from sevlaunch.broker.schema import snp_nonces, snp_roots, snp_secrets, snp_workloads
 from sevlaunch.broker.store import _is_unique_violation
@@ -103,11 +104,7 @@ def get_workload(conn: sa.Connection, name: str) -> SnpWorkloadRow:
 
 
 def list_workloads(conn: sa.Connection) -> list[SnpWorkloadRow]:
-    guids: dict[str, list[str]] = {}
-    for name, guid in conn.execute(
-        sa.select(snp_secrets.c.workload, snp_secrets.c.guid).order_by(snp_secrets.c.guid)
-    ):
-        guids.setdefault(name, []).append(guid)
+    guids = secret_rows.guids_by_workload(conn, snp_secrets)
     rows = conn.execute(sa.select(snp_workloads).order_by(snp_workloads.c.name))
     return [
         SnpWorkloadRow(r.name, r.expectations, r.created_at, tuple(guids.get(r.name, ())))
@@ -125,24 +122,11 @@ def remove_workload(conn: sa.Connection, name: str) -> None:
 
 def set_secret(conn: sa.Connection, workload: str, guid: str, sealed: bytes, now: float) -> None:
     get_workload(conn, workload)
-    where = (snp_secrets.c.workload == workload) & (snp_secrets.c.guid == guid)
-    updated = conn.execute(
-        sa.update(snp_secrets).where(where).values(sealed=sealed, updated_at=now)
-    ).rowcount
-    if updated == 0:
-        conn.execute(
-            sa.insert(snp_secrets).values(
-                workload=workload, guid=guid, sealed=sealed, updated_at=now
-            )
-        )
+    secret_rows.upsert(conn, snp_secrets, workload, guid, sealed, now)
 
 
 def remove_secret(conn: sa.Connection, workload: str, guid: str) -> None:
-    where = (snp_secrets.c.workload == workload) & (snp_secrets.c.guid == guid)
-    if conn.execute(sa.delete(snp_secrets).where(where)).rowcount == 0:
-        raise NotFoundError(
-            "no-such-secret", f"SNP workload {workload!r} has no secret with GUID {guid}"
-        )
+    secret_rows.delete(conn, snp_secrets, workload, guid, "SNP workload")
 
 
 def sealed_secrets(conn: sa.Connection, workload: str) -> dict[str, bytes]:

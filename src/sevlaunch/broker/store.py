@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sevlaunch.broker import secret_rows
 from sevlaunch.broker.db import Prepared, Tx
 from sevlaunch.broker.schema import (
     PENDING,
@@ -224,13 +225,7 @@ def _workload(row: sa.RowMapping, guids: tuple[str, ...]) -> WorkloadRow:
 
 
 def list_workloads(conn: sa.Connection) -> list[WorkloadRow]:
-    guids: dict[str, list[str]] = {}
-    for name, guid in conn.execute(
-        sa.select(workload_secrets.c.workload, workload_secrets.c.guid).order_by(
-            workload_secrets.c.guid
-        )
-    ):
-        guids.setdefault(name, []).append(guid)
+    guids = secret_rows.guids_by_workload(conn, workload_secrets)
     rows = conn.execute(sa.select(workloads_t).order_by(workloads_t.c.name)).mappings()
     return [_workload(r, tuple(guids.get(r["name"], ()))) for r in rows]
 
@@ -249,24 +244,11 @@ def remove_workload(conn: sa.Connection, name: str) -> None:
 
 def set_secret(conn: sa.Connection, workload: str, guid: str, sealed: bytes, now: float) -> None:
     get_workload(conn, workload)
-    where = (workload_secrets.c.workload == workload) & (workload_secrets.c.guid == guid)
-    updated = conn.execute(
-        sa.update(workload_secrets).where(where).values(sealed=sealed, updated_at=now)
-    ).rowcount
-    if updated == 0:
-        conn.execute(
-            sa.insert(workload_secrets).values(
-                workload=workload, guid=guid, sealed=sealed, updated_at=now
-            )
-        )
+    secret_rows.upsert(conn, workload_secrets, workload, guid, sealed, now)
 
 
 def remove_secret(conn: sa.Connection, workload: str, guid: str) -> None:
-    where = (workload_secrets.c.workload == workload) & (workload_secrets.c.guid == guid)
-    if conn.execute(sa.delete(workload_secrets).where(where)).rowcount == 0:
-        raise NotFoundError(
-            "no-such-secret", f"workload {workload!r} has no secret with GUID {guid}"
-        )
+    secret_rows.delete(conn, workload_secrets, workload, guid, "workload")
 
 
 def sealed_secrets(conn: sa.Connection, workload: str) -> dict[str, bytes]:
