@@ -80,7 +80,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "protocol/_wire.py": "protocol/test_values.py",
     "protocol/snp.py": "broker/test_snp_attest.py",
     # The hypervisor's ports and SNP pieces: tested through the machine they make.
-    "vmm/attest_agent.py": "broker/test_snp_attest.py",
     "vmm/platform_port.py": "vmm/test_machine.py",
     "vmm/port.py": "vmm/test_sev.py",
     "vmm/qapi_objects.py": "vmm/test_qmp_runtime.py",

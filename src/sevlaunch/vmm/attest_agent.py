@@ -1,10 +1,17 @@
 """The guest's attestation agent talking to the broker: ``POST /v1/snp/challenge`` for a nonce,
 ``POST /v1/snp/attest`` with the evidence. The guest holds no token: the report is its
-credential. Runs the blocking HTTP client in a thread, as a guest process would block."""
+credential. Runs the blocking HTTP client in a thread, as a guest process would block.
+
+A 429 (this client over the broker's rate, or the workload's nonces all outstanding) or a 503
+(the broker's key server did not answer) decided nothing and spent no nonce: the agent waits
+the answer's Retry-After (at most :data:`MAX_WAIT` seconds) and asks again, :data:`RETRIES`
+times, before it gives up."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sevlaunch import _http
@@ -14,11 +21,27 @@ from sevlaunch.protocol.snp import GuestAttestationConfig, SnpChallenge, SnpEvid
 CHALLENGE_PATH = "/v1/snp/challenge"
 ATTEST_PATH = "/v1/snp/attest"
 TIMEOUT = 60.0
+RETRIES = 5
+MAX_WAIT = 30.0
+_RETRYABLE = (429, 503)
+
+
+def _retry_after(answer: Any) -> float:
+    try:
+        return min(MAX_WAIT, max(0.0, float(answer.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
 
 
 class BrokerAgent:
-    def __init__(self, timeout: float = TIMEOUT) -> None:
-        self.timeout = timeout
+    def __init__(
+        self,
+        timeout: float = TIMEOUT,
+        *,
+        retries: int = RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.timeout, self.retries, self.sleep = timeout, retries, sleep
 
     def _post(self, broker: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
@@ -26,7 +49,11 @@ class BrokerAgent:
         address = _http.parse(broker, what="broker")
         try:
             with _http.client(address, what="broker", timeout=self.timeout) as client:
-                answer = client.post(path, json=body)
+                for attempt in range(self.retries + 1):
+                    answer = client.post(path, json=body)
+                    if answer.status_code not in _RETRYABLE or attempt == self.retries:
+                        break
+                    self.sleep(_retry_after(answer))
         except httpx.HTTPError as exc:
             raise SevlaunchError(_http.unreachable(exc, address)) from exc
         try:
