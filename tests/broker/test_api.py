@@ -307,3 +307,42 @@ def test_every_decision_is_audited(instance: Instance, platform: FakePlatform) -
     only_bad = instance.client.get("/v1/audit", headers=OWNER, params={"launch": bad["id"]}).json()
     assert {r["launch"] for r in only_bad} == {bad["id"]}
     assert {r["launcher"] for r in only_bad} == {"default"}
+
+
+def test_malformed_and_invalid_bodies_get_the_documented_error_shape(
+    instance: Instance,
+) -> None:
+    json_headers = {**OWNER, "content-type": "application/json"}
+    r = instance.client.post("/v1/launchers", headers=json_headers, content=b'{"name": "x",')
+    assert r.status_code == 422
+    assert set(r.json()) == {"error", "detail"}
+    assert r.json()["error"] == "invalid-request"
+    assert r.json()["detail"].startswith("body")  # where the JSON broke
+    r = instance.client.post("/v1/launchers", headers=OWNER, json={"name": "x", "rate": 0})
+    assert (r.status_code, r.json()["error"]) == (422, "invalid-request")
+    assert "body.rate" in r.json()["detail"]
+    r = instance.client.get("/v1/launches/not-an-id", headers=OWNER)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid-request")
+    r = instance.client.get("/v1/nothing-here", headers=OWNER)
+    assert r.json() == {"error": "not-found", "detail": "Not Found"}
+    r = instance.client.delete("/v1/health", headers=OWNER)
+    assert (r.status_code, r.json()["error"]) == (405, "method-not-allowed")
+
+
+def test_no_cdn_docs_and_the_openapi_document_says_what_422_answers(instance: Instance) -> None:
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        r = instance.client.get(page, headers=OWNER)
+        assert r.status_code == 404, page
+        assert "cdn" not in r.text
+    document = instance.client.get("/openapi.json").json()
+    answers = [
+        op["responses"]["422"]
+        for path in document["paths"].values()
+        for op in path.values()
+        if "422" in op["responses"]
+    ]
+    assert len(answers) >= 10
+    for answer in answers:
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]

@@ -86,8 +86,44 @@ def test_secret_needs_a_paused_sev_domain(
 
 def test_launch_security_state_takes_only_libvirts_keys(api: TestClient) -> None:
     body = {"sev-secret-header": "AAAA", "sev-secret": "AAAA", "sev-secret-gpa": 1}
-    response = api.put("/v1/domains/any/launch-security", json=body)
-    assert response.status_code == 422
+    status, code, message = _error(api.put("/v1/domains/any/launch-security", json=body))
+    assert (status, code) == (422, "invalid argument")
+    assert "body.sev-secret-gpa" in message
+
+
+def test_malformed_json_and_unknown_routes_get_the_documented_error_shape(
+    api: TestClient,
+) -> None:
+    headers = {"content-type": "application/json"}
+    response = api.put("/v1/domains/any/launch-security", headers=headers, content=b"{nope")
+    assert set(response.json()) == {"error"}
+    assert set(response.json()["error"]) == {"code", "message", "field"}
+    status, code, message = _error(response)
+    assert (status, code) == (422, "invalid argument")
+    assert message.startswith("body")
+    status, code, _ = _error(api.post("/v1/domains/any/start", headers=headers, content=b"[1,"))
+    assert (status, code) == (422, "invalid argument")
+    assert _error(api.get("/v1/no-such-call"))[:2] == (404, "Operation not supported")
+    assert _error(api.delete("/v1/node/sev-info"))[:2] == (405, "Operation not supported")
+
+
+def test_no_cdn_docs_and_the_openapi_document_says_what_422_answers(api: TestClient) -> None:
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        response = api.get(page)
+        assert response.status_code == 404, page
+        assert "cdn" not in response.text
+    document = api.get("/openapi.json").json()
+    answers = [
+        op["responses"]["422"]
+        for path in document["paths"].values()
+        for op in path.values()
+        if "422" in op["responses"]
+    ]
+    assert len(answers) >= 5
+    for answer in answers:
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/HostErrorOut"}
+    assert document["components"]["schemas"]["HostErrorOut"]["required"] == ["error"]
 
 
 def test_start_twice_and_undefine_running(

@@ -1,10 +1,11 @@
-"""The HTTP/JSON API (FastAPI; the OpenAPI document is at ``/openapi.json``).
+"""The HTTP/JSON API (FastAPI; the OpenAPI document is at ``/openapi.json``; no ``/docs``, whose
+Swagger UI would load its scripts from a CDN).
 
 Bearer tokens (:mod:`sevlaunch.broker.auth`): the owner's administers trust roots, workloads,
 secrets and launchers and reads the audit log and every launch; each named launcher's runs and
 reads its own launches. Errors are JSON ``{"error": reason, "detail": message}`` with 400 (bad
-input), 401/403 (token), 404, 409, 403 for refused launches and 429 (with Retry-After) for a
-launcher over its limits.
+input), 401/403 (token), 404, 409, 403 for refused launches, 422 (``invalid-request``: a body
+that is not JSON or does not validate) and 429 (with Retry-After) for a launcher over its limits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from sevlaunch import __version__
+from sevlaunch import __version__, _apierrors
 from sevlaunch._guard import Guard, Limits
 from sevlaunch.broker import models as m
 from sevlaunch.broker import store
@@ -142,7 +143,11 @@ def create_app(
         version=__version__,
         description="The guest owner's side of the AMD SEV launch flow: verify platforms, "
         "make launch sessions, check measurements, release secrets.",
+        docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN: the broker runs offline
+        redoc_url=None,
     )
+    _apierrors.install(app, render_error)
+    _apierrors.document_errors(app, m.ErrorOut.model_json_schema(), "ErrorOut")
 
     app.add_middleware(Guard, authorized=auth.authorized, render=render_error, limits=limits)
     owner = [Depends(auth.require(OWNER))]

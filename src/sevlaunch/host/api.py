@@ -1,7 +1,9 @@
 """The host manager's HTTP/JSON API (FastAPI), named as libvirt names things.
 
 Errors come back as ``{"error": {"code": <libvirt error text>, "message": ...}}`` with an HTTP
-status that says who is at fault. On TCP every request needs the bearer token; on a Unix
+status that says who is at fault (422 ``invalid argument`` for a body that is not JSON or does
+not validate). No ``/docs``: FastAPI's Swagger UI loads its scripts from a CDN, and the host
+manager must work offline; ``/openapi.json`` stays. On TCP every request needs the bearer token; on a Unix
 socket the socket's file mode is the protection, as for libvirtd's.
 """
 
@@ -18,6 +20,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from sevlaunch import _apierrors
 from sevlaunch._guard import Guard, Limits, Scope, bearer
 from sevlaunch.errors import FormatError, HostError, QemuCommandError
 from sevlaunch.host.manager import HostManager
@@ -79,7 +82,29 @@ class SecretValue(BaseModel):
     value: str = Field(description="base64 of the secret value")
 
 
-_GUARD_CODES = {"unauthenticated": "authentication failed"}
+_GUARD_CODES = {
+    "unauthenticated": "authentication failed",
+    _apierrors.INVALID: "invalid argument",
+    "not-found": "Operation not supported",
+    "method-not-allowed": "Operation not supported",
+}
+#: The JSON schema of every error body (the OpenAPI document's ``HostErrorOut``).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HostErrorOut",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "libvirt's error text"},
+                "message": {"type": "string"},
+                "field": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
 
 
 def render_error(status: int, reason: str, message: str) -> dict[str, Any]:
@@ -112,7 +137,11 @@ def create_app(
         description="libvirt's SEV APIs over HTTP: node SEV info, domains, launch security, secrets, events.",
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
+        docs_url=None,
+        redoc_url=None,
     )
+    _apierrors.install(app, render_error)
+    _apierrors.document_errors(app, ERROR_SCHEMA, "HostErrorOut")
 
     @app.exception_handler(HostError)
     async def host_error(_request: Request, exc: HostError) -> JSONResponse:
