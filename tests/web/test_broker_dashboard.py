@@ -7,6 +7,7 @@ import base64
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -268,3 +269,45 @@ def test_a_launch_shows_its_checks_when_its_audit_entry_has_them() -> None:
     ]
     assert "&lt;old&gt; TCB" in html
     assert detail_html({"checks": "not a list"}).count("<ul") == 0
+
+
+def _steps_body(upto: int, *, start: float = 1_700_000_000.0) -> dict[str, Any]:
+    return {
+        "host-launch": 3,
+        "steps": [
+            {"step": n, "outcome": "failed" if n == upto else "ok", "started": start + n,
+             "duration": 0.125, "detail": f"detail {n}"}
+            for n in range(1, upto + 1)
+        ],
+    }  # fmt: skip
+
+
+def test_a_launch_keeps_its_vm_tools_steps_once(
+    broker: TestClient, fake_platform: FakePlatform
+) -> None:
+    setup_owner(broker, fake_platform)
+    launch, status = _measure(broker, fake_platform, digest=bytes(32))
+    assert status == 403
+    url = f"/v1/launches/{launch}/steps"
+    assert broker.post(url, headers=OWNER, json=_steps_body(11)).status_code == 403  # launchers'
+    twice = _steps_body(11)
+    twice["steps"] = [*twice["steps"], twice["steps"][0]]
+    assert broker.post(url, headers=LAUNCHER, json=twice).status_code == 400
+    r = broker.post(url, headers=LAUNCHER, json=_steps_body(11))
+    assert r.status_code == 201, r.text
+    assert r.json() == {"recorded": 11}
+    again = broker.post(url, headers=LAUNCHER, json=_steps_body(11))
+    assert again.status_code == 409  # once per launch: the record is not rewritten
+    assert broker.post(f"/v1/launches/{'0' * 32}/steps", headers=LAUNCHER,
+                       json=_steps_body(2)).status_code == 404  # fmt: skip
+    text = _get(broker, "/ui/fragments/launches")
+    table = text.split('<details class="steps">')[1].split("</details>")[0]
+    rows = re.findall(r'<tr class="step outcome-([\w-]+)" data-step="(\d+)"', table)
+    assert rows == [("ok", str(n)) for n in range(1, 11)] + [("failed", "11")] + [
+        ("unreached", "12"),
+        ("unreached", "13"),
+    ]
+    assert table.count("125.0 ms") == 11  # the VM tool's figures, as it printed them
+    assert "Steps: 10 of 13 done" in table
+    assert "launch #3" in text  # the host's launch number, with the domain
+    assert "launch.steps" in _get(broker, "/ui/fragments/audit")

@@ -319,7 +319,7 @@ def _step_rows(page: Page, card: str) -> list[dict[str, Any]]:
 
 def _same_figures_as_the_terminal(rows: list[dict[str, Any]], result: LaunchResult) -> None:
     """The page's duration of each step is the one the VM tool printed (to its precision)."""
-    for row, record in zip(rows, result.steps, strict=True):
+    for row, record in zip(rows, result.steps[: len(rows)], strict=True):
         assert record.duration is not None, record
         assert row["seconds"] == pytest.approx(record.duration, abs=0.006), (row, record)
         assert row["start"] == pytest.approx(record.started, abs=0.002), (row, record)
@@ -372,6 +372,11 @@ def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: 
     row = f'#launches tr.launch[data-launch="{launch_id}"]'
     assert page.get_attribute(row, "data-domain") == "web-tampered"  # the broker names it
     assert result.measurement in page.inner_text("#launches .measurement")
+    steps = f'#launches tr.launch[data-launch="{launch_id}"] + tr.why details.steps'
+    page.click(f"{steps} summary")
+    rows = _step_rows(page, steps)
+    assert [r["step"] for r in rows] == list(range(1, 14))  # the owner's page: all 13 too
+    _same_figures_as_the_terminal(rows[:11], result)  # steps 12, 13 did not happen
     assert page.locator("#audit tr.audit-entry.outcome-refused").count() >= 1
     page.screenshot(path=str(artifacts / "broker-refused-launch.png"), full_page=True)
 
@@ -390,7 +395,7 @@ def test_the_broker_page_at_800_px(browser: Browser, stack: WebStack, artifacts:
         size = page.evaluate(
             "() => ({width: document.documentElement.scrollWidth, "
             "height: document.documentElement.scrollHeight, "
-            "detail: Math.min(...[...document.querySelectorAll('#audit td.detail')]"
+            "detail: Math.min(...[...document.querySelectorAll('#audit tr.audit-detail > td.detail')]"
             ".map(c => c.getBoundingClientRect().width)), "
             "entries: document.querySelectorAll('#audit tr.audit-entry').length, "
             "overflow: [...document.querySelectorAll('#launches, #audit, #workloads')]"
@@ -400,7 +405,9 @@ def test_the_broker_page_at_800_px(browser: Browser, stack: WebStack, artifacts:
         assert size["overflow"] == [0, 0, 0], size  # no table wider than its card
         assert size["detail"] >= 400, size  # the detail has the row's width, not 5 characters
         assert size["height"] <= 800 + 200 * size["entries"], size  # no 5000 px page
-        times = page.eval_on_selector_all("#audit time", "els => els.map(e => e.innerText)")
+        times = page.eval_on_selector_all(
+            "#audit tr.audit-entry time", "els => els.map(e => e.innerText)"
+        )
         assert times
         assert all(ISO.match(t) for t in times), times
         launch_id = page.get_attribute("#launches tr.launch", "data-launch")

@@ -31,6 +31,7 @@ from sevlaunch.protocol import (
     NodeSevInfo,
     SecretRelease,
     SessionOffer,
+    StepReport,
 )
 from sevlaunch.protocol.admin import AuditEntry, Launcher, LaunchRecord, TrustRoot, Workload
 
@@ -263,6 +264,17 @@ class BrokerClient(SnpOwnerCalls):
             raise BrokerError(
                 "bad-answer", f"the broker's launch answer is malformed: {exc}"
             ) from exc
+
+    def report_steps(
+        self, launch_id: str, reports: list[StepReport], host_launch: int | None = None
+    ) -> int:
+        """Give the broker this launch's steps as the VM tool recorded them; how many it kept."""
+        body: dict[str, object] = {"steps": [r.to_wire() for r in reports]}
+        if host_launch is not None:
+            body["host-launch"] = host_launch
+        answer = self._call("POST", f"/v1/launches/{launch_id}/steps", json=body)
+        recorded = answer.get("recorded") if isinstance(answer, dict) else None
+        return recorded if isinstance(recorded, int) else 0
 
     def finish_launch(
         self,

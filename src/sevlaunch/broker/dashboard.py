@@ -20,12 +20,14 @@ from fastapi import APIRouter, FastAPI, Query, params
 from fastapi.responses import HTMLResponse
 
 from sevlaunch.broker import db, store
+from sevlaunch.broker.launch_steps import steps_of
 from sevlaunch.broker.schema import audit, launches
 from sevlaunch.broker.service import Broker
 from sevlaunch.errors import FormatError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.formats.secret import guid_alias
-from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, short
+from sevlaunch.protocol import Step, StepReport
+from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, seconds, short
 
 RECENT = 100
 AUDIT_SCAN = 2000
@@ -156,6 +158,7 @@ class LaunchView:
     host_launch: int | None = None
     measurement: str = ""
     checks: tuple[dict[str, Any], ...] = ()
+    steps: tuple[StepReport, ...] = ()  #: as the VM tool recorded them (see launch_steps)
 
     @property
     def decision(self) -> str:
@@ -211,6 +214,7 @@ def _view(row: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         host_launch=host_launch if isinstance(host_launch, int) else None,
         measurement=str(detail.get("measurement", "")),
         checks=tuple(checks) if isinstance(checks, list) and _is_checks(checks) else (),
+        steps=tuple(steps_of(detail)),
     )
 
 
@@ -294,10 +298,44 @@ def _launch_rows(view: LaunchView) -> str:
         why += _refusal_html(view)
     if view.checks:
         why += _checks_html(list(view.checks))
+    if view.steps:
+        why += steps_html(view.steps)
     if not why:
         return row
     return row + (
         f'<tr class="why decision-{view.decision}"><td></td><td colspan="7">{why}</td></tr>'
+    )
+
+
+def steps_html(steps: Sequence[StepReport]) -> str:
+    """The launch's 13 steps as its VM tool recorded them (the figures it printed), the ones
+    that did not happen said so."""
+    known = {s.step: s for s in steps}
+    first = min(s.started for s in steps)
+    rows = "".join(_step_row(known.get(step), step, first) for step in Step)
+    done = sum(1 for s in steps if s.outcome == "ok")
+    return (
+        f'<details class="steps"><summary>Steps: {done} of 13 done, as the VM tool recorded '
+        "them</summary>"
+        '<table class="timeline"><thead><tr><th>#</th><th>Step</th><th>Party</th>'
+        "<th>Start</th><th>Duration</th><th>Outcome</th><th>Detail</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></details>"
+    )
+
+
+def _step_row(report: StepReport | None, step: Step, first: float) -> str:
+    head = f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
+    if report is None:
+        return (
+            f'<tr class="step outcome-unreached" data-step="{int(step)}">{head}<td></td><td></td>'
+            '<td><span class="badge outcome">not reached</span></td><td></td></tr>'
+        )
+    offset = f'<span class="muted offset">+{report.started - first:.3f} s</span>'
+    return (
+        f'<tr class="step outcome-{esc(report.outcome)}" data-step="{int(step)}">{head}'
+        f"<td>{clock(report.started)} {offset}</td><td>{seconds(report.duration)}</td>"
+        f'<td><span class="badge outcome">{esc(report.outcome)}</span></td>'
+        f'<td class="detail">{esc(report.detail)}</td></tr>'
     )
 
 
@@ -390,6 +428,9 @@ def detail_html(detail: dict[str, Any]) -> str:
     for key, value in sorted(detail.items()):
         if key == "checks" and isinstance(value, list):
             parts.append(_checks_html(value))
+            continue
+        if key == "steps" and (steps := steps_of(detail)):
+            parts.append(steps_html(steps))
             continue
         css = "long" if key in ("message", "diagnosis") else "field"
         parts.append(

@@ -15,7 +15,7 @@ from sevlaunch.broker.auth import Auth, Principal
 from sevlaunch.broker.launchers import Launcher
 from sevlaunch.broker.service import LAUNCHER, OWNER, Broker
 from sevlaunch.errors import AccessDeniedError, FormatError
-from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo
+from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo, StepReport
 
 Name = Annotated[str, Path(pattern=m.NAME_PATTERN)]
 LaunchId = Annotated[str, Path(pattern=m.LAUNCH_ID_PATTERN)]
@@ -143,6 +143,24 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
         return m.SecretOut(
             id=released.id, secret_header=released.secret_header, secret=released.secret
         )
+
+    @router.post(
+        "/v1/launches/{launch_id}/steps",
+        status_code=201,
+        response_model=m.StepsOut,
+        responses=ERRORS,
+        tags=["launcher"],
+    )
+    def launch_steps(
+        launch_id: LaunchId, body: m.StepsIn, who: Principal = launcher_only
+    ) -> m.StepsOut:
+        """The VM tool's record of its launch's steps, for the owner's records (once)."""
+        launcher = _launcher(who)
+        reports = [StepReport.from_wire({**s, "launch": 0}) for s in body.steps]
+        recorded = broker.record_steps(
+            launch_id, reports, host_launch=body.host_launch, launcher=launcher
+        )
+        return m.StepsOut(recorded=recorded)
 
     owner = [Depends(auth.require(OWNER))]
 

@@ -140,6 +140,17 @@ class MeasurementIn(_Model):
     configuration: ConfigurationIn | None = None
 
 
+class StepsIn(_Model):
+    """A launch's steps as its VM tool recorded them (the protocol's StepReport on the wire)."""
+
+    steps: list[dict[str, object]] = Field(max_length=13)
+    host_launch: int | None = Field(default=None, alias="host-launch", ge=0)
+
+
+class StepsOut(_Model):
+    recorded: int
+
+
 class SecretOut(_Model):
     id: str
     secret_header: str | None = Field(serialization_alias="sev-secret-header")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sevlaunch.broker import attest, db, store
 from sevlaunch.broker.catalog import Catalog
+from sevlaunch.broker.launch_steps import LaunchSteps
 from sevlaunch.broker.launchers import Launcher, LauncherLimits, Launchers, NewLauncher
 from sevlaunch.broker.launches import LAUNCHER, Launches, LaunchStarted, Released, Settings
 from sevlaunch.broker.seal import Sealer, secret_context
@@ -63,7 +64,7 @@ class NewWorkload:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
-class Broker(Launchers, Launches, Expiry, SnpAdmin, SnpAttestations):
+class Broker(Launchers, Launches, LaunchSteps, Expiry, SnpAdmin, SnpAttestations):
     """The service over one engine: trust roots, workloads, secrets, launchers and launches
     (SEV's pre-attestation); SNP roots, workloads and attestations (SNP's post-attestation)."""
 

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sevlaunch.errors import HostError, LaunchFailedError, QemuCommandError, SevlaunchError
+from sevlaunch.errors import (
+    HostError,
+    LaunchFailedError,
+    LaunchRefusedError,
+    QemuCommandError,
+    SevlaunchError,
+)
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
 from sevlaunch.host.domxml import Domain, LaunchSecurity
@@ -34,8 +40,6 @@ from sevlaunch.protocol import (
     SecretRelease,
     SessionOffer,
     Step,
-    StepReport,
-    one_per_step,
 )
 
 
@@ -67,17 +71,6 @@ T = TypeVar("T")
 MEASUREMENT_WAIT = 30.0
 #: Steps the host does alone; the VM tool reports them from the host's own record.
 HOST_RECORDED = (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED)
-#: Steps the host does not see; the VM tool's record of them is the one the host keeps.
-VM_TOOL_STEPS = frozenset(
-    {
-        Step.LAUNCH_REQUESTED,
-        Step.NODE_SEV_INFO,
-        Step.PDH_EXPORTED,
-        Step.PLATFORM_VERIFIED,
-        Step.SESSION_MADE,
-        Step.MEASUREMENT_CHECKED,
-    }
-)
 
 #: Guests started (steps 8-9: hypervisor up, firmware encrypted and measured) at once per host
 #: when N launches run together; see :meth:`Launcher._start`.
@@ -133,6 +126,15 @@ class LaunchResult:
                 for s in self.steps
             ],
         }
+
+
+def failure_words(exc: SevlaunchError) -> str:
+    """A failed step's record: the error's words, and for a refusal its reason code and the
+    owner's diagnosis, so that the host's page says why as the broker's does."""
+    if not isinstance(exc, LaunchRefusedError):
+        return str(exc)
+    words = f"refused ({exc.reason}): {exc}"
+    return f"{words}\ndiagnosis: {exc.diagnosis}" if exc.diagnosis else words
 
 
 _signed_ceks: dict[tuple[str | None, bytes], bytes] = {}
@@ -222,7 +224,7 @@ class Launcher:
             record.status, record.duration, record.detail = (
                 "failed",
                 time.time() - record.started,
-                str(exc),
+                failure_words(exc),
             )
             self.observer(self.name, record)
             raise LaunchFailedError(int(step), step.title, str(exc)) from exc
@@ -252,37 +254,11 @@ class Launcher:
         return self.result
 
     def _share_records(self) -> None:
-        """One record of every step's timing for the terminal and the host's dashboard: the
-        host keeps the VM tool's record of the steps it does not see (1-5, 11), and the VM
-        tool shows the host's timing and outcome of the host's steps (6-10, 12, 13), merged
-        one row per step."""
-        launch = self.result.host_launch
-        if launch is None:
-            return
-        mine = [
-            StepReport(launch, r.step, r.status, r.started, r.duration, r.detail)
-            for r in self.result.steps
-            if r.step in VM_TOOL_STEPS and r.status in ("ok", "failed") and r.started is not None
-        ]
-        try:
-            self.host.report_steps(self.name, mine)
-            kept = one_per_step(self.host.timeline(self.name, launch))
-        except SevlaunchError as exc:  # the launch is decided; only its shared record is lost
-            self.observer(self.name, self._note(f"the host did not take the step records: {exc}"))
-            return
-        for step, report in kept.items():
-            if step in VM_TOOL_STEPS:
-                continue
-            record = self.result.steps[step - 1]
-            record.status, record.by_host = report.outcome, True
-            record.detail = record.detail or report.detail  # what the VM tool saw, if it did
-            record.started, record.duration = report.started, report.duration
-            self.observer(self.name, record)
+        """One record of every step for the terminal and both dashboards (see
+        :mod:`sevlaunch.orchestrate.records`)."""
+        from sevlaunch.orchestrate.records import share_records
 
-    def _note(self, text: str) -> StepRecord:
-        record = self.result.steps[Step.RESUMED_BOOTED - 1]
-        record.detail = f"{record.detail}; {text}" if record.detail else text
-        return record
+        share_records(self.host, self.owner, self.result, self.observer)
 
     def _steps(self) -> None:
         self._mark(Step.LAUNCH_REQUESTED, "ok", f"domain {self.name}")

@@ -22,6 +22,7 @@ from sevlaunch.protocol import (
     NodeSevInfo,
     SecretRelease,
     SessionOffer,
+    StepReport,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,12 @@ class GuestOwner(Protocol):
     ) -> SecretRelease:
         """Step 11 (``configuration``: what the VM tool says of the domain, for the words of
         a refusal only)."""
+        ...
+
+    def report_steps(
+        self, launch_id: str, reports: list[StepReport], host_launch: int | None = None
+    ) -> int:
+        """Keep the VM tool's record of the launch's steps with the owner's (0: not kept)."""
         ...
 
 
@@ -78,6 +85,11 @@ class BrokerOwner:
         configuration: LaunchConfiguration | None = None,
     ) -> SecretRelease:
         return self.client.finish_launch(launch_id, launch_info, configuration)
+
+    def report_steps(
+        self, launch_id: str, reports: list[StepReport], host_launch: int | None = None
+    ) -> int:
+        return self.client.report_steps(launch_id, reports, host_launch)
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,13 @@ class LocalOwner:
         return SessionOffer(
             launch_id, launch.godh.to_bytes(), launch.session.to_bytes(), launch.policy.to_int()
         )
+
+    def report_steps(
+        self, launch_id: str, reports: list[StepReport], host_launch: int | None = None
+    ) -> int:
+        """The local owner keeps no records: the terminal's table is the record."""
+        del launch_id, reports, host_launch
+        return 0
 
     def attest(
         self,
