@@ -34,7 +34,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "cli/__main__.py": "cli/test_fast.py",
     "cli/_commands.py": "cli/test_fast.py",
     "cli/_conn.py": "cli/test_launch.py",
-    "cli/_lazy.py": "cli/test_fast.py",
     "cli/_measure.py": "cli/test_fast.py",
     "cli/_root.py": "cli/test_fast.py",
     "cli/host.py": "host/test_cli.py",
@@ -71,7 +70,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "platform/_wire.py": "platform/test_protocol.py",
     "platform/calls.py": "platform/test_client.py",
     "platform/snp_host.py": "platform/test_snp_calls.py",
-    "platform/state.py": "platform/test_roots.py",
     "protocol/snp.py": "broker/test_snp_attest.py",
     # The hypervisor's ports and SNP pieces: tested through the machine they make.
     "vmm/platform_port.py": "vmm/test_machine.py",
