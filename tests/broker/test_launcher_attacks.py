@@ -4,6 +4,7 @@ changes."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_a_launcher_over_its_rate_gets_429_with_retry_after(
     assert listed["hasty"].open == 2
     with service.http(LAUNCHER_TOKEN) as default:  # limits are per launcher
         assert _start(default, platform).status_code == 201
+
+
+def test_a_launcher_cannot_administer_launchers_and_a_stolen_database_holds_no_token(
+    service: Service, platform: FakePlatform
+) -> None:
+    victim, mallory = service.add("victim"), service.add("mallory2")
+    with service.http(mallory) as m:
+        for r in (
+            m.post("/v1/launchers", json={"name": "mine"}),
+            m.get("/v1/launchers"),
+            m.post("/v1/launchers/victim/revoke"),
+        ):
+            assert (r.status_code, r.json()["error"]) == (403, "forbidden")
+    with service.http(victim) as v:
+        assert _start(v, platform).status_code == 201  # not revoked
+    stored = b"".join(p.read_bytes() for p in service.socket.parent.glob("broker.db*"))
+    for token in (victim, mallory, LAUNCHER_TOKEN.decode(), OWNER_TOKEN.decode()):
+        assert token.encode() not in stored
+    for token in (victim, mallory):
+        assert hashlib.sha256(token.encode()).hexdigest().encode() in stored

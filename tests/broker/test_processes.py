@@ -1,18 +1,24 @@
 """Two ``sevlaunch broker serve`` processes on one database: a launch started on one finishes
 on the other after the first is killed mid-flow; both sweep expired launches without doing it
-twice; a launcher's limit holds across them."""
+twice (the API, ``broker launch list``/``show`` and the dashboard then show them expired); a
+launcher's limit holds across them."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
+from click.testing import CliRunner
+from lxml import html
 
 from sevlaunch.broker.client import BrokerClient
 from sevlaunch.broker.schema import launches
+from sevlaunch.cli import cli
 from sevlaunch.errors import LimitExceededError
 from tests.broker.conftest import DIGEST, LAUNCHER_TOKEN, LUKS, OWNER_TOKEN, POLICY, SECRET
 from tests.broker.fakeplatform import FakePlatform
@@ -90,6 +96,7 @@ def test_two_processes_expire_every_stale_launch_once(
 
             assert _wait_for(all_expired), owner.launches()
             expiries = [e for e in owner.audit(limit=1000) if e.action == "launch.expire"]
+        _expired_in_cli_and_dashboard(b_sock, files.owner_token, ids)
     assert sorted(str(e.launch) for e in expiries) == sorted(ids)
     assert {e.instance for e in expiries} <= {"sweep-a", "sweep-b"}
     engine = sa.create_engine(db_url)
@@ -101,6 +108,29 @@ def test_two_processes_expire_every_stale_launch_once(
     finally:
         engine.dispose()
     assert kept == 0
+
+
+def _expired_in_cli_and_dashboard(sock: Path, owner_token: Path, ids: list[str]) -> None:
+    """``broker launch list``/``show`` and the dashboard's launch rows, from the instance left
+    standing, show each launch expired (and never awaiting a measurement)."""
+    env = {"SEVLAUNCH_BROKER_URL": f"unix:{sock}", "SEVLAUNCH_OWNER_TOKEN_FILE": str(owner_token)}
+    listed = CliRunner().invoke(cli, ["broker", "launch", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    rows = {r["id"]: (r["state"], r["reason"]) for r in json.loads(listed.output)}
+    assert rows == dict.fromkeys(ids, ("expired", "expired"))
+    shown = CliRunner().invoke(cli, ["broker", "launch", "show", ids[0]], env=env)
+    assert "state:    expired (expired)" in shown.output, shown.output
+    transport = httpx.HTTPTransport(uds=str(sock))
+    headers = {"Authorization": f"Bearer {OWNER_TOKEN.decode()}"}
+    with httpx.Client(transport=transport, base_url="http://broker", headers=headers) as web:
+        page = web.get("/ui/fragments/launches")
+    assert page.status_code == 200
+    tree = html.fromstring(page.text)
+    for launch_id in ids:
+        (row,) = tree.xpath(f'//tr[@data-launch="{launch_id}"]')
+        assert "decision-expired" in row.get("class"), row.get("class")
+        assert row.xpath('string(.//span[contains(@class, "decision")])') == "expired"
+    assert "awaiting" not in page.text
 
 
 def test_open_launch_limit_holds_across_processes(
