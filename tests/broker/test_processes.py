@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 from click.testing import CliRunner
-from lxml import html
+from lxml import html  # type: ignore[import-untyped]
 
 from sevlaunch.broker.client import BrokerClient
 from sevlaunch.broker.schema import launches
