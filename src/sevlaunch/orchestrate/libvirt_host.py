@@ -133,20 +133,21 @@ class _Console:
     def __init__(self, conn: Any, dom: Any, libvirt: ModuleType) -> None:
         self.text = ""
         self.changed = threading.Condition()
+        self._error = libvirt.libvirtError
         self.stream = conn.newStream(0)
         dom.openConsole(None, self.stream, 0)  # not FORCE: a person's console stays theirs
         self._thread = threading.Thread(target=self._read, name="console", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        with contextlib.suppress(Exception):  # the stream ends with the domain or the link
+        with contextlib.suppress(self._error):  # the stream ends with the domain or the link
             while isinstance(chunk := self.stream.recv(4096), bytes) and chunk:
                 with self.changed:
                     self.text += chunk.decode(errors="replace").replace("\r\n", "\n")
                     self.changed.notify_all()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(self._error):  # already ended with the domain or the link
             self.stream.abort()
 
 
@@ -183,7 +184,7 @@ class LibvirtHost:
         for console in self._consoles.values():
             console.close()
         if self._conn is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(self._lv.libvirtError):  # the link may be gone already
                 self._conn.close()
 
     # ---- calls, reconnecting when libvirtd went away ---------------------------------
@@ -195,7 +196,7 @@ class LibvirtHost:
             return False
 
     def _reconnect(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(self._lv.libvirtError):  # the link is gone: that is why
             self._conn.close()
         deadline = time.monotonic() + self.reconnect_wait
         while True:
