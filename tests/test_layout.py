@@ -70,7 +70,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "platform/_wire.py": "platform/test_protocol.py",
     "platform/calls.py": "platform/test_client.py",
     "platform/snp_host.py": "platform/test_snp_calls.py",
-    "protocol/snp.py": "broker/test_snp_attest.py",
     # The hypervisor's ports and SNP pieces: tested through the machine they make.
     "vmm/platform_port.py": "vmm/test_machine.py",
     "vmm/port.py": "vmm/test_sev.py",

@@ -40,6 +40,16 @@ def unavailable() -> str | None:
     return None
 
 
+def older_than(version: tuple[int, int], why: str) -> str | None:
+    """Why the installed libvirt is too old for a test (``virsh --version``), or None."""
+    out = subprocess.run(["virsh", "--version"], capture_output=True, text=True, check=False)
+    found = tuple(int(p) for p in out.stdout.strip().split(".")[:2] if p.isdigit())
+    if found >= version:
+        return None
+    wanted = ".".join(map(str, version))
+    return f"libvirt {out.stdout.strip() or '(unknown)'} {why}: this test needs libvirt >= {wanted}"
+
+
 class LibvirtReference:
     """One private session daemon; :meth:`argv` asks it for a domain's QEMU command line."""
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from sevlaunch.cli import cli
 from sevlaunch.formats.ovmf import OvmfFooterTable
+from sevlaunch.vmm.ovmf_image import AMDSEV_2024, make_image
 from tests.host.conftest import (
     DISK_LABEL,
     LUKS_KEY_GUID,
@@ -28,6 +29,7 @@ from tests.host.conftest import (
     sev_domain_xml,
     wait_for,
 )
+from tests.host.test_steps import snp_xml
 
 
 def _params(text: str) -> dict[str, str]:
@@ -239,3 +241,25 @@ def test_bad_arguments_are_usage_errors_before_any_connection() -> None:
     result = CliRunner().invoke(cli, ["host", "list", "--connect", nowhere])
     assert result.exit_code == 1
     assert "failed to connect to the host manager" in result.output
+
+
+def test_an_snp_domain_through_the_cli(
+    platform: Platform, start_daemon: Callable[..., Daemon], short_dir: Path
+) -> None:
+    """nodesnpinfo names both launch security types and the platform's SNP state; an SNP
+    domain defines, starts paused, and its domlaunchsecinfo is libvirt 10.5's: the firmware
+    version and sev-snp-policy, no sev-measurement."""
+    daemon = start_daemon(platform=platform)
+    node = _params(daemon.host("nodesnpinfo").stdout)
+    assert node["launch-security-types"] == "sev sev-snp"
+    assert {"snp-state", "snp-current-tcb", "snp-reported-tcb"} <= set(node)
+    firmware = short_dir / "OVMF.amdsev.fd"
+    firmware.write_bytes(make_image(1 << 20, seed=b"cli snp", layout=AMDSEV_2024))
+    xml = short_dir / "snp.xml"
+    xml.write_text(snp_xml("snp", firmware, "<policy>0x00030000</policy>"))
+    daemon.host("define", str(xml))
+    daemon.host("start", "snp", "--paused")
+    info = _params(daemon.host("domlaunchsecinfo", "snp").stdout)
+    assert info["sev-snp-policy"] == str(0x30000)
+    assert "sev-measurement" not in info
+    daemon.host("destroy", "snp")

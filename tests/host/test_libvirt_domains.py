@@ -188,12 +188,9 @@ def test_libvirts_define_time_refusals_over_the_api(
     daemon = start_daemon(platform=platform)
     owner = owner_session(platform, short_dir / "owner")
     good = sev_xml("refused", owner, media, machine="pc-q35-7.2", devices="")
-    snp = good.replace(
-        "<launchSecurity type='sev' kernelHashes='yes'>", "<launchSecurity type='sev-snp'>"
-    )
-    snp = snp.split("<dhCert>")[0].replace("0x0001", "0x30000") + "</launchSecurity></domain>"
+    s390 = good.split("<launchSecurity")[0] + "<launchSecurity type='s390-pv'/></domain>"
     cases = {
-        snp: "unsupported configuration: SEV SNP launch security is not supported with this QEMU binary",
+        s390: "unsupported configuration: S390 PV launch security is not supported with this QEMU binary",
         good.replace(
             f"{media.firmware}</loader>", "</loader>"
         ): "no loader path specified and firmware auto selection disabled",

@@ -23,7 +23,16 @@ from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore
 from sevlaunch.vmm.cmdline import parse_cmdline
 from tests.host import libvirt
-from tests.host.qemu.cases import DH_CERT, LIBVIRT_CASES, SESSION, SEV_CASES
+from tests.host.qemu.cases import (
+    DH_CERT,
+    GVW,
+    HOST_DATA,
+    ID_BLOCK,
+    LIBVIRT_CASES,
+    SESSION,
+    SEV_CASES,
+    SNP_CASES,
+)
 
 DIR = "/var/lib/sevlaunch/run/c7a5fdbd"
 PATHS = LaunchPaths(lib_dir=DIR, monitor_socket=f"{DIR}/qmp.sock")
@@ -97,6 +106,66 @@ def test_the_sev_object_is_libvirts_to_the_character() -> None:
     )
 
 
+@pytest.mark.parametrize("case", sorted(SNP_CASES))
+def test_an_snp_domain_adds_what_libvirts_snp_command_line_adds(
+    reference: libvirt.LibvirtReference, case: str
+) -> None:
+    """libvirt 10.5's qemuBuildSEVSNPCommandLine adds what its SEV one adds (its
+    launch-security-sev-snp.x86_64-latest.args): the machine's confidential-guest-support, KVM,
+    the ``sev-snp-guest`` object before ``-sandbox``; the rest is libvirt 9.0's own argv."""
+    xml = SNP_CASES[case]
+    plain = reference.argv(without_sev(xml))
+    lib_dir = libvirt.lib_dir(plain)
+    argv = ours(xml, lib_dir)
+    expected = list(plain)
+    machine = expected.index("-machine") + 1
+    expected[machine] = expected[machine].replace(
+        "memory-backend=pc.ram", "memory-backend=pc.ram,confidential-guest-support=lsec0"
+    )
+    expected[expected.index("-accel") + 1] = "kvm"
+    obj = argv[argv.index("-sandbox") - 1]
+    expected[expected.index("-sandbox") : expected.index("-sandbox")] = ["-object", obj]
+    assert argv == expected
+    assert json.loads(obj)["qom-type"] == "sev-snp-guest"
+
+
+@pytest.fixture(scope="module")
+def snp_reference() -> Iterator[libvirt.LibvirtReference]:
+    reason = libvirt.unavailable() or libvirt.older_than((10, 5), "defines no sev-snp")
+    if reason is not None:
+        pytest.skip(reason)
+    ref = libvirt.LibvirtReference()
+    yield ref
+    ref.close()
+
+
+@pytest.mark.parametrize("case", sorted(SNP_CASES))
+def test_an_snp_domain_is_libvirts_own_command_line(
+    snp_reference: libvirt.LibvirtReference, case: str
+) -> None:
+    """Where libvirt 10.5+ is installed, its own argv for the SNP domain, whole."""
+    expected = snp_reference.argv(SNP_CASES[case])
+    assert ours(SNP_CASES[case], libvirt.lib_dir(expected)) == expected
+
+
+def test_the_snp_object_is_libvirts_to_the_character() -> None:
+    """launch-security-sev-snp.x86_64-latest.args: keys, order, types (policy in decimal, the
+    base64 text as given, two true booleans), and -machine's confidential-guest-support."""
+    argv = ours(SNP_CASES["snp-full"], "/var/lib/libvirt/qemu/domain--1-QEMUGuest1")
+    assert argv[argv.index("-sandbox") - 2 : argv.index("-sandbox")] == [
+        "-object",
+        '{"qom-type":"sev-snp-guest","id":"lsec0","cbitpos":47,"reduced-phys-bits":1,'
+        f'"policy":196608,"guest-visible-workarounds":"{GVW}","id-block":"{ID_BLOCK}",'
+        f'"id-auth":"QVVUSA==","host-data":"{HOST_DATA}",'
+        '"author-key-enabled":true,"vcek-disabled":true}',
+    ]
+    machine = argv[argv.index("-machine") + 1]
+    assert machine == (
+        "pc-q35-7.2,usb=off,dump-guest-core=off,memory-backend=pc.ram,"
+        "confidential-guest-support=lsec0,pflash0=libvirt-pflash0-format"
+    )
+
+
 def test_the_plan_writes_the_blobs_and_libvirts_master_key_private() -> None:
     plan = build_launch_plan(Domain.from_xml(SEV_CASES["sev-direct"]), PATHS, master_key=b"k" * 32)
     assert plan.files == (
@@ -134,16 +203,17 @@ def test_stored_secrets_are_the_blobs_in_base64() -> None:
     assert [f.content for f in plan.files[1:]] == [b"AWJsb2I=", b"AWJsb2I="]
 
 
-@pytest.mark.parametrize("case", sorted(LIBVIRT_CASES | SEV_CASES))
+@pytest.mark.parametrize("case", sorted(LIBVIRT_CASES | SEV_CASES | SNP_CASES))
 def test_sevlaunch_vmm_takes_every_command_line(case: str) -> None:
-    xml = {**LIBVIRT_CASES, **SEV_CASES}[case]
+    xml = {**LIBVIRT_CASES, **SEV_CASES, **SNP_CASES}[case]
     config = parse_cmdline(ours(xml)[1:])
     assert config.start_paused
     assert config.no_shutdown
     assert [q.path for q in config.qmp] == [f"{DIR}/monitor.sock"]
     assert len(config.disks) == xml.count("<disk ")
     assert len(config.serials) == max(xml.count("<serial "), xml.count("<console "))
-    assert (config.sev_guest is not None) == ("<launchSecurity" in xml)
+    assert (config.sev_guest is not None) == ("<launchSecurity type='sev'" in xml)
+    assert (config.snp_guest is not None) == ("<launchSecurity type='sev-snp'" in xml)
 
 
 def test_a_domain_without_a_serial_port_gets_a_logged_console() -> None:

@@ -159,6 +159,22 @@ def nodesevinfo(host: Conn, refresh: bool) -> None:
 
 @host.command()
 @host_connection
+@click.option(
+    "--refresh", is_flag=True, help="Probe the hypervisor again instead of using the cache."
+)
+def nodesnpinfo(host: Conn, refresh: bool) -> None:
+    """Node SEV-SNP info: launch-security-types, and the platform's SNP state, version, TCBs."""
+    with _client(host) as c:
+        params = c.node_snp_info(refresh=refresh).to_wire()
+    for key in ("snp-current-tcb", "snp-reported-tcb"):
+        if key in params:
+            params[key] = f"{params[key]:#018x}"
+    params["launch-security-types"] = " ".join(params["launch-security-types"]) or "-"
+    _print_params(params, 21)
+
+
+@host.command()
+@host_connection
 @click.argument("file", type=click.Path(dir_okay=False))
 def define(host: Conn, file: str) -> None:
     """Define a domain from an XML file."""
@@ -239,9 +255,10 @@ def start(host: Conn, domain: str, paused: bool) -> None:
 @click.argument("domain")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def domlaunchsecinfo(host: Conn, domain: str, as_json: bool) -> None:
-    """Launch security info: sev-measurement, sev-api-major/minor, sev-build-id, sev-policy."""
+    """Launch security info: sev-measurement, sev-api-major/minor, sev-build-id, sev-policy
+    (SEV-SNP: sev-api-major/minor, sev-build-id, sev-snp-policy)."""
     with _client(host) as c:
-        info = c.launch_security_info(domain)
+        info = c.launch_security(domain)
     params = {} if info is None else info.to_wire()
     if as_json:
         emit_json(params)

@@ -165,10 +165,21 @@ def create_app(
 
 
 def _routes(app: FastAPI, m: HostManager) -> None:
+    _node_routes(app, m)
+    _domain_routes(app, m)
+
+
+def _node_routes(app: FastAPI, m: HostManager) -> None:
     @app.get("/v1/node/sev-info", summary="virNodeGetSEVInfo")
     async def node_sev_info(refresh: bool = False) -> dict[str, Any]:
         return dict((await m.node_sev_info(refresh=refresh)).to_wire())
 
+    @app.get("/v1/node/snp-info", summary="domain capabilities' launchSecurity, SNP status")
+    async def node_snp_info(refresh: bool = False) -> dict[str, Any]:
+        return (await m.node_snp_info(refresh=refresh)).to_wire()
+
+
+def _domain_routes(app: FastAPI, m: HostManager) -> None:
     @app.get("/v1/domains", summary="virConnectListAllDomains")
     async def list_domains(all: Annotated[bool, Query(alias="all")] = False) -> list[DomainInfo]:  # noqa: A002
         return [DomainInfo.of(r) for r in m.list_domains(all_domains=all)]

@@ -22,8 +22,10 @@ from sevlaunch.protocol import (
     HostEvent,
     LaunchSecurityInfo,
     NodeSevInfo,
+    NodeSnpInfo,
     SecretInfo,
     SecretRelease,
+    SnpLaunchSecurityInfo,
     StepReport,
 )
 
@@ -105,6 +107,9 @@ class HostClient:
     def node_sev_info(self, *, refresh: bool = False) -> NodeSevInfo:
         return NodeSevInfo.from_wire(self._object("GET", "/v1/node/sev-info", refresh=refresh))
 
+    def node_snp_info(self, *, refresh: bool = False) -> NodeSnpInfo:
+        return NodeSnpInfo.from_wire(self._object("GET", "/v1/node/snp-info", refresh=refresh))
+
     # domains
     def define(self, xml: str) -> DomainInfo:
         return DomainInfo.from_wire(
@@ -145,10 +150,26 @@ class HostClient:
         return self._domain_call(f"/v1/domains/{name}/wait-booted", params={"timeout": timeout})
 
     # launch security
-    def launch_security_info(self, name: str) -> LaunchSecurityInfo | None:
-        """The measurement and platform values; None for a domain without launch security."""
+    def launch_security(self, name: str) -> LaunchSecurityInfo | SnpLaunchSecurityInfo | None:
+        """The domain's launch security parameters: an SEV domain's measurement and platform
+        values, an SEV-SNP domain's policy and firmware version; None without launch security."""
         wire = self._object("GET", f"/v1/domains/{name}/launch-security")
-        return LaunchSecurityInfo.from_wire(wire) if wire else None
+        if not wire:
+            return None
+        if "sev-snp-policy" in wire:
+            return SnpLaunchSecurityInfo.from_wire(wire)
+        return LaunchSecurityInfo.from_wire(wire)
+
+    def launch_security_info(self, name: str) -> LaunchSecurityInfo | None:
+        """An SEV domain's measurement and platform values (None without launch security)."""
+        info = self.launch_security(name)
+        if isinstance(info, SnpLaunchSecurityInfo):
+            raise HostError(
+                "Operation not supported",
+                f"domain '{name}' is an SEV-SNP guest: it has no launch measurement",
+                field="sev-measurement",
+            )
+        return info
 
     def set_launch_security_state(
         self, name: str, release: SecretRelease, address: int | None = None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sevlaunch.host import driver, platform_port
+from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.runtime import (
     GUEST_BOOTED_EVENT,
@@ -26,9 +27,10 @@ from sevlaunch.host.runtime import (
     remove_run_files,
     stopped_detail,
 )
+from sevlaunch.host.steps import host_steps
 from sevlaunch.host.store import DomainRow, Store
 from sevlaunch.host.timeline import GUEST_BOOTED, GUEST_HALTED, record_step
-from sevlaunch.protocol import Outcome, Step
+from sevlaunch.protocol import Outcome, SnpStep, Step
 
 log = logging.getLogger("sevlaunch.host")
 
@@ -62,7 +64,7 @@ class Guests:
         self,
         row: DomainRow,
         launch: int,
-        step: Step,
+        step: Step | SnpStep,
         outcome: Outcome,
         detail: str = "",
         began: float | None = None,
@@ -124,14 +126,16 @@ class Guests:
             self.store.set_runtime(uuid, state="running", reason="unpaused")
 
     def _boot_reported(self, row: DomainRow, data: Mapping[str, Any]) -> None:
-        """Step 13's second record: the guest's own report of its boot, or of its halt."""
+        """Step 13's second record (SNP: step 12): the guest's own report of its boot, or of
+        its halt."""
+        step = host_steps(Domain.from_xml(row.xml)).booted
         if data.get("halted"):
             detail = f"{GUEST_HALTED}: {data.get('reason') or 'no reason given'}"
-            self.step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, detail)
+            self.step(row, row.launch, step, Outcome.FAILED, detail)
             return
         secrets = ", ".join(str(s) for s in data.get("secrets") or ()) or "none"
         detail = f"{GUEST_BOOTED}: secrets {secrets}, disk {data.get('disk-label')}"
-        self.step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail)
+        self.step(row, row.launch, step, Outcome.OK, detail)
 
     def measured(self, name: str, runtime: Runtime, launch: int) -> None:
         """Announce the measurement once per run: from the hypervisor's extension event when a

@@ -22,6 +22,7 @@ from sevlaunch.host.guests import Guests
 from sevlaunch.host.qemu import HostSevDefaults, SecretResolver
 from sevlaunch.host.runtime import Runtime, as_dict, invalid
 from sevlaunch.host.startplan import blobs_detail, prepare_start
+from sevlaunch.host.steps import host_steps
 from sevlaunch.host.store import DomainRow
 from sevlaunch.protocol import Outcome, Step
 
@@ -51,7 +52,8 @@ async def start(guests: Guests, hv: Hypervisor, key: str, *, paused: bool) -> Do
         try:
             await _start(guests, hv, row, launch, paused)
         except Exception as exc:
-            guests.step(row, launch, Step.STARTED_PAUSED, Outcome.FAILED, str(exc))
+            started = host_steps(Domain.from_xml(row.xml)).started
+            guests.step(row, launch, started, Outcome.FAILED, str(exc))
             await _abort(guests, guests.row(row.uuid))
             if isinstance(exc, SevlaunchError):
                 raise
@@ -71,6 +73,7 @@ async def _start(guests: Guests, hv: Hypervisor, row: DomainRow, launch: int, pa
     domain = Domain.from_xml(row.xml)
     paths = driver.RunPaths(hv.run_root / row.uuid)
     sev = domain.launch_security
+    vocabulary = host_steps(domain)
     shutil.rmtree(paths.root, ignore_errors=True)
     paths.root.mkdir(parents=True, mode=0o700)
     began = time.time()
@@ -86,14 +89,21 @@ async def _start(guests: Guests, hv: Hypervisor, row: DomainRow, launch: int, pa
         host_sev=hv.host_sev(),
     )
     if sev is not None:
-        detail = f"policy {sev.policy_text}"
-        guests.step(row, launch, Step.SEV_GUEST_BUILT, Outcome.OK, detail, began)
+        detail = f"policy {sev.policy_text or 'default (QEMU 0x00030000)'}"
+        guests.step(row, launch, vocabulary.built, Outcome.OK, detail, began)
     began = time.time()
     runtime = await _spawn(guests, hv, row, binary, argv, paths)
-    guests.step(row, launch, Step.STARTED_PAUSED, Outcome.OK, f"pid {runtime.pid}", began)
+    guests.step(row, launch, vocabulary.started, Outcome.OK, f"pid {runtime.pid}", began)
     guests.events.lifecycle(row.name, "Started", "Booted")
     guests.events.lifecycle(row.name, "Suspended", "Paused")
-    if sev is not None:
+    if sev is not None and vocabulary.snp:
+        began = time.time()
+        snp_state = as_dict(await driver.qmp_execute(runtime.client, "query-sev"))
+        ok = snp_state.get("state") == "launch-update"
+        outcome = Outcome.OK if ok else Outcome.FAILED
+        detail = f"SNP state {snp_state.get('state')}"
+        guests.step(row, launch, vocabulary.launched, outcome, detail, began)
+    elif sev is not None:
         # step 9 begins where step 8 ended: the firmware's measurement, confirmed by query-sev
         began = time.time()
         sev_state = as_dict(await driver.qmp_execute(runtime.client, "query-sev"))
@@ -140,19 +150,22 @@ async def _spawn(
 
 
 async def resume_run(guests: Guests, row: DomainRow, runtime: Runtime) -> None:
-    """QMP ``cont``; the first of a run is step 13 (LAUNCH_FINISH), a resume after a suspend
-    is only a resume."""
+    """QMP ``cont``; the first of a run is step 13 (LAUNCH_FINISH; SNP's step 7, where the
+    pages are measured too), a resume after a suspend is only a resume."""
     began = time.time()
     first = not runtime.resumed
+    vocabulary = host_steps(Domain.from_xml(row.xml))
     try:
         await driver.qmp_execute(runtime.client, "cont")
     except HostError as exc:
         if first:
-            guests.step(row, row.launch, Step.RESUMED_BOOTED, Outcome.FAILED, str(exc), began)
+            guests.step(row, row.launch, vocabulary.resumed, Outcome.FAILED, str(exc), began)
         raise
     runtime.resumed = True
     guests.store.set_runtime(row.uuid, state="running", reason="unpaused")
     if first:
         detail = "LAUNCH_FINISH, vCPUs running"
-        guests.step(row, row.launch, Step.RESUMED_BOOTED, Outcome.OK, detail, began)
+        if vocabulary.snp:
+            detail = "SNP_LAUNCH_UPDATE of every page, VMSAs, SNP_LAUNCH_FINISH; vCPUs running"
+        guests.step(row, row.launch, vocabulary.resumed, Outcome.OK, detail, began)
     guests.events.lifecycle(row.name, "Resumed", "Unpaused")

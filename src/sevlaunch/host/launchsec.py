@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from sevlaunch.errors import FormatError, HostError
+from sevlaunch.formats.snp.commands import SnpPlatformStatus
+from sevlaunch.formats.states import PlatformState
 from sevlaunch.host.domxml import LaunchSecurity
-from sevlaunch.protocol import LaunchSecurityInfo
+from sevlaunch.protocol import LaunchSecurityInfo, NodeSnpInfo, SnpLaunchSecurityInfo
 
 _STATE_PARAMS: dict[str, type] = {
     "sev-secret-header": str,
@@ -35,6 +37,51 @@ def security_info(measure: Mapping[str, Any], sev: Mapping[str, Any]) -> LaunchS
         raise HostError(
             "internal error", f"the hypervisor's launch measurement: {exc}", field=exc.field
         ) from exc
+
+
+def snp_security_info(sev: Mapping[str, Any]) -> SnpLaunchSecurityInfo:
+    """An SNP domain's parameters from ``query-sev`` (its ``sev-snp`` member)."""
+    if sev.get("sev-type") != "sev-snp":
+        raise HostError(
+            "internal error",
+            f"the hypervisor runs a {sev.get('sev-type')!r} guest for an SEV-SNP domain",
+            field="sev-type",
+            value=sev.get("sev-type"),
+        )
+    wire = {
+        "sev-api-major": sev.get("api-major"),
+        "sev-api-minor": sev.get("api-minor"),
+        "sev-build-id": sev.get("build-id"),
+        "sev-snp-policy": sev.get("snp-policy"),
+    }
+    try:
+        return SnpLaunchSecurityInfo.from_wire(wire)
+    except FormatError as exc:
+        raise HostError(
+            "internal error", f"the hypervisor's query-sev: {exc}", field=exc.field
+        ) from exc
+
+
+def node_snp_info(sectypes: tuple[str, ...], status: SnpPlatformStatus | None) -> NodeSnpInfo:
+    if status is None:
+        return NodeSnpInfo(sectypes)
+    return NodeSnpInfo(
+        sectypes,
+        state=_state_name(status.state),
+        api_major=status.api_major,
+        api_minor=status.api_minor,
+        build_id=status.build_id,
+        current_tcb=status.current_tcb,
+        reported_tcb=status.reported_tcb,
+        guests=status.guest_count,
+    )
+
+
+def _state_name(state: int) -> str:
+    try:
+        return PlatformState(state).name
+    except ValueError:
+        return str(state)
 
 
 def check_state_params(params: Mapping[str, Any]) -> None:

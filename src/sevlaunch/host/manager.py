@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sevlaunch.errors import DomainXMLError, HostError
-from sevlaunch.host import driver, launch, launchsec, logs, probe, recovery
+from sevlaunch.host import driver, launch, launchsec, logs, platform_port, probe, recovery
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.guests import Guests
@@ -33,10 +33,19 @@ from sevlaunch.host.runtime import (
 )
 from sevlaunch.host.secrets import Secret
 from sevlaunch.host.secretstore import SecretStore, parse_secret_uuid
+from sevlaunch.host.steps import host_steps
 from sevlaunch.host.store import DomainRow, Store
 from sevlaunch.host.timeline import record_report
 from sevlaunch.host.validate import validate_define
-from sevlaunch.protocol import LaunchSecurityInfo, NodeSevInfo, Outcome, Step, StepReport
+from sevlaunch.protocol import (
+    LaunchSecurityInfo,
+    NodeSevInfo,
+    NodeSnpInfo,
+    Outcome,
+    SnpLaunchSecurityInfo,
+    Step,
+    StepReport,
+)
 
 
 class HostManager:
@@ -53,6 +62,7 @@ class HostManager:
         self.events = EventBus()
         self.guests = Guests(self.store, self.events, platform)
         self._sev_cache = probe.SevInfoCache(self._probe_sev)
+        self._sectypes: tuple[str, ...] | None = None
         self.secrets = SecretStore(self.store)
 
     @property
@@ -88,7 +98,11 @@ class HostManager:
             return False
         client, running = found
         runtime = Runtime(pid, client, paths)
-        recovery.restore_progress(runtime, self.store.steps(row.uuid, row.launch))
+        recovery.restore_progress(
+            runtime,
+            self.store.steps(row.uuid, row.launch),
+            host_steps(Domain.from_xml(row.xml)),
+        )
         self.guests.attach(row, runtime, None)
         self.store.set_runtime(
             row.uuid,
@@ -109,6 +123,17 @@ class HostManager:
         """virNodeGetSEVInfo from the hypervisor's ``query-sev-capabilities``, cached as libvirt
         caches it (a binary without SEV is remembered too, until ``refresh``)."""
         return await self._sev_cache.get(refresh=refresh)
+
+    async def node_snp_info(self, *, refresh: bool = False) -> NodeSnpInfo:
+        """SEV-SNP on this node: the launchSecurity types the hypervisor can start (probed once,
+        cached as libvirt's domain capabilities are) and the platform's SNP status (asked each
+        time: its TCBs move with SNP_CONFIG and firmware updates)."""
+        if self._sectypes is None or refresh:
+            self._sectypes = await probe.probe_launch_security_types(
+                self.qemu, self.run_root, self._env()
+            )
+        status = await asyncio.to_thread(platform_port.snp_status, self.platform)
+        return launchsec.node_snp_info(self._sectypes, status)
 
     async def _probe_sev(self) -> NodeSevInfo:
         return await probe.probe_sev(self.qemu, self.run_root, self._env(), self.platform)
@@ -131,7 +156,8 @@ class HostManager:
         does at define (the SEV probe only for an SEV domain), store."""
         domain = Domain.from_xml(xml)
         lsec = domain.launch_security
-        no_sev = await self._no_sev() if lsec is not None and lsec.type == "sev" else None
+        needs_sev = lsec is not None and lsec.type in ("sev", "sev-snp")
+        no_sev = await self._no_sev() if needs_sev else None
         validate_define(domain, no_sev=no_sev)
         existing = self.store.domain(domain.name)
         uuid = (
@@ -253,16 +279,24 @@ class HostManager:
 
     # ---- launch security
 
-    async def launch_security_info(self, key: str) -> LaunchSecurityInfo | None:
+    async def launch_security_info(
+        self, key: str
+    ) -> LaunchSecurityInfo | SnpLaunchSecurityInfo | None:
         """virDomainGetLaunchSecurityInfo: measurement, then query-sev, as libvirt orders them;
-        None (no parameters) for a domain without launch security. Step 10 is recorded at the
-        first read of a run, not at every one."""
+        None (no parameters) for a domain without launch security; for SEV-SNP only
+        query-sev (libvirt 10.5: no measurement). Step 10 is recorded at the first read of an
+        SEV run, not at every one."""
         row = self._row(key)
-        if Domain.from_xml(row.xml).launch_security is None:
+        lsec = Domain.from_xml(row.xml).launch_security
+        if lsec is None:
             return None
         async with self.guests.lock(row.uuid):
             row = self._row(row.uuid)
             runtime = self.guests.running(row)
+            if lsec.is_snp:
+                return launchsec.snp_security_info(
+                    await driver.qmp_execute(runtime.client, "query-sev")
+                )
             began = time.time()
             measure = await driver.qmp_execute(runtime.client, "query-sev-launch-measure")
             sev = await driver.qmp_execute(runtime.client, "query-sev")

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from sevlaunch.errors import SevlaunchError
+from sevlaunch.formats.snp.commands import SnpPlatformStatus
 
 log = logging.getLogger("sevlaunch.host")
 
@@ -74,3 +75,18 @@ async def free_sev_context(socket: str, handle: int) -> None:
     finally:
         with contextlib.suppress(SevlaunchError, OSError):  # the connection may be gone
             await client.close()
+
+
+def snp_status(socket: str | None) -> SnpPlatformStatus | None:
+    """SNP_PLATFORM_STATUS of an emulated platform (a real host reads it with ``snphost``);
+    None without a socket or an answer."""
+    if socket is None:
+        return None
+    from sevlaunch.platform.client import PlatformClient
+
+    try:
+        with PlatformClient(socket, timeout=FACTS_TIMEOUT) as client:
+            return client.snp_platform_status()
+    except (SevlaunchError, OSError) as exc:  # node SNP info goes on without the status
+        log.info("platform %s gave no SNP status: %s", socket, exc)
+        return None

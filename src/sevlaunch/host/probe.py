@@ -26,20 +26,54 @@ async def probe_sev(
     qemu: str, run_root: Path, env: dict[str, str], platform: str | None
 ) -> NodeSevInfo:
     """Run ``qemu`` without a machine, ask its monitor for SEV capabilities, then stop it."""
+    caps = as_dict((await _ask(qemu, run_root, env, ["query-sev-capabilities"]))[0])
+    try:
+        info = NodeSevInfo.from_wire(caps)
+    except FormatError as exc:
+        raise HostError(
+            "internal error", f"{qemu}: query-sev-capabilities: {exc}", field=exc.field
+        ) from exc
+    counts = platform_port.asid_counts(platform)
+    return info if counts is None else info.with_asids(*counts)
+
+
+async def probe_launch_security_types(
+    qemu: str, run_root: Path, env: dict[str, str]
+) -> tuple[str, ...]:
+    """The domain capabilities' ``launchSecurity`` sectypes (libvirt 10.5): ``sev`` and
+    ``sev-snp`` when the binary has SEV capabilities and the ``sev-guest`` /
+    ``sev-snp-guest`` QOM types; none without SEV capabilities (SNP builds on them)."""
+    try:
+        _, listed = await _ask(qemu, run_root, env, ["query-sev-capabilities", "qom-list-types"])
+    except HostError:
+        return ()
+    names = (
+        {t.get("name") for t in listed if isinstance(t, dict)}
+        if isinstance(listed, list)
+        else set()
+    )
+    return tuple(t for t in ("sev", "sev-snp") if f"{t}-guest" in names)
+
+
+async def _ask(qemu: str, run_root: Path, env: dict[str, str], commands: list[str]) -> list[object]:
+    """Each command's answer from ``qemu`` run without a machine, as libvirt probes it; a
+    command error is "no SEV" (libvirt: GenericError means unsupported, not a failure)."""
     paths = driver.RunPaths(run_root / f"probe-{uuidlib.uuid4().hex[:8]}")
     argv = ["-S", "-no-user-config", "-nodefaults", "-display", "none", "-machine", "none"]
     argv += ["-accel", "kvm", "-accel", "tcg"]  # KVM when the host has it, as libvirt probes
     argv += ["-qmp", f"unix:{paths.qmp},server=on,wait=off"]
     proc = await driver.spawn(qemu, argv, paths, env)
     exited = asyncio.ensure_future(proc.wait())
+    answers: list[object] = []
     try:
         client = await driver.connect(proc.pid, paths, exited)
         try:
-            caps = as_dict(await driver.qmp_execute(client, "query-sev-capabilities"))
-        except QemuCommandError as exc:  # libvirt: GenericError means "no SEV", not a failure
+            for command in commands:
+                answers.append(await driver.qmp_execute(client, command))
+        except QemuCommandError as exc:
             raise HostError(
                 "Operation not supported",
-                f"QEMU does not support SEV guest: {qemu}: query-sev-capabilities: {exc.desc}",
+                f"QEMU does not support SEV guest: {qemu}: {command}: {exc.desc}",
                 field=exc.command,
                 value=exc.error_class,
             ) from exc
@@ -50,14 +84,7 @@ async def probe_sev(
             driver.kill(proc.pid, 9)
         await exited
         shutil.rmtree(paths.root, ignore_errors=True)
-    try:
-        info = NodeSevInfo.from_wire(caps)
-    except FormatError as exc:
-        raise HostError(
-            "internal error", f"{qemu}: query-sev-capabilities: {exc}", field=exc.field
-        ) from exc
-    counts = platform_port.asid_counts(platform)
-    return info if counts is None else info.with_asids(*counts)
+    return answers
 
 
 async def _quit(client: QMPClient) -> None:

@@ -11,8 +11,9 @@ from qemu.qmp import QMPClient
 from sevlaunch.errors import HostError
 from sevlaunch.host import driver
 from sevlaunch.host.runtime import Runtime, as_dict
+from sevlaunch.host.steps import SEV_STEPS, HostSteps
 from sevlaunch.host.store import DomainRow, StepRow
-from sevlaunch.host.timeline import GUEST_HALTED, boot_reported
+from sevlaunch.host.timeline import GUEST_BOOTED, GUEST_HALTED, boot_reported
 from sevlaunch.protocol import Outcome, Step
 
 RECONNECT_TIMEOUT = 30.0
@@ -34,21 +35,32 @@ async def reconnect(pid: int, paths: driver.RunPaths) -> tuple[QMPClient, bool] 
     return client, bool(as_dict(status).get("running"))
 
 
-def restore_progress(runtime: Runtime, steps: list[StepRow]) -> None:
-    """Carry the run's recorded progress over, so boot and measurement are not announced twice."""
-    if boot_reported(steps):
+def restore_progress(
+    runtime: Runtime, steps: list[StepRow], vocabulary: HostSteps = SEV_STEPS
+) -> None:
+    """Carry the run's recorded progress over, so boot and measurement are not announced twice
+    (``vocabulary``: the domain's launch's steps, SEV's or SNP's)."""
+    if boot_reported(steps, vocabulary.booted):
         halts = [
             s.detail
             for s in steps
-            if s.step == Step.RESUMED_BOOTED and s.detail.startswith(GUEST_HALTED)
+            if s.step == vocabulary.booted and s.detail.startswith(GUEST_HALTED)
         ]
         runtime.boot_failure = f"the {halts[-1]}" if halts else None
         runtime.booted.set()
-    runtime.measured = any(
-        s.step == Step.LAUNCH_MEASURED and s.outcome == Outcome.OK for s in steps
+    if vocabulary.snp:
+        runtime.measured = runtime.measurement_read = False  # SNP measures nothing pre-boot
+    else:
+        runtime.measured = any(
+            s.step == Step.LAUNCH_MEASURED and s.outcome == Outcome.OK for s in steps
+        )
+        runtime.measurement_read = any(s.step == Step.MEASUREMENT_READ for s in steps)
+    runtime.resumed = any(
+        s.step == vocabulary.resumed
+        and s.outcome == Outcome.OK
+        and not s.detail.startswith((GUEST_BOOTED, GUEST_HALTED))
+        for s in steps
     )
-    runtime.resumed = any(s.step == Step.RESUMED_BOOTED and s.outcome == Outcome.OK for s in steps)
-    runtime.measurement_read = any(s.step == Step.MEASUREMENT_READ for s in steps)
 
 
 def recovered_reason(row: DomainRow, running: bool) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from sevlaunch.host.events import EventBus
 from sevlaunch.host.store import DomainRow, StepRow, Store
-from sevlaunch.protocol import Outcome, Step, StepReport
+from sevlaunch.protocol import Outcome, SnpStep, Step, StepReport
 
 #: Step 13 is recorded twice: when the vCPUs resume, and when the guest reports its boot (the
 #: second record's detail starts with one of these).
@@ -36,7 +36,7 @@ def record_step(
     events: EventBus,
     row: DomainRow,
     launch: int,
-    step: Step,
+    step: Step | SnpStep,
     outcome: Outcome,
     detail: str = "",
     began: float | None = None,
@@ -68,20 +68,16 @@ def record_step(
     )
 
 
-def boot_reported(steps: Iterable[StepRow]) -> bool:
-    """Whether the guest reported its boot (or its halt) in these steps."""
-    return any(
-        s.step == Step.RESUMED_BOOTED and s.detail.startswith((GUEST_BOOTED, GUEST_HALTED))
-        for s in steps
-    )
+def boot_reported(steps: Iterable[StepRow], step: int = Step.RESUMED_BOOTED) -> bool:
+    """Whether the guest reported its boot (or its halt) in these steps (``step``: the
+    launch's boot step, SNP's is 12)."""
+    return any(s.step == step and s.detail.startswith((GUEST_BOOTED, GUEST_HALTED)) for s in steps)
 
 
-def booted(steps: Iterable[StepRow]) -> bool:
+def booted(steps: Iterable[StepRow], step: int = Step.RESUMED_BOOTED) -> bool:
     """Whether the guest reported a successful boot in these steps."""
     return any(
-        s.step == Step.RESUMED_BOOTED
-        and s.outcome == Outcome.OK
-        and s.detail.startswith(GUEST_BOOTED)
+        s.step == step and s.outcome == Outcome.OK and s.detail.startswith(GUEST_BOOTED)
         for s in steps
     )
 

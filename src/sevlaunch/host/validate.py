@@ -17,7 +17,7 @@ from sevlaunch.host.domxml import DiskConfig, Domain
 
 #: launchSecurity types the host manager can start, and libvirt's words for the others (lift a
 #: type by adding it here once the command line and the launch support it).
-LAUNCH_SECURITY_SUPPORTED = frozenset({"sev"})
+LAUNCH_SECURITY_SUPPORTED = frozenset({"sev", "sev-snp"})
 _LAUNCH_SECURITY_NAMES = {"sev": "SEV", "sev-snp": "SEV SNP", "s390-pv": "S390 PV"}
 
 #: <devices> children the command line builds something for (or that need nothing: ps2 input)

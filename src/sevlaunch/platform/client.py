@@ -29,6 +29,7 @@ from sevlaunch.platform import protocol as p
 if TYPE_CHECKING:  # the certificate layouts load with pdh_cert_export, which a VMM calls
     # only for query-sev-capabilities: its start to the measurement goes without them
     from sevlaunch.formats.chain import PlatformChain
+    from sevlaunch.formats.snp.commands import SnpPlatformStatus
 
 ENV_SOCKET = "SEVLAUNCH_PLATFORM"
 T = TypeVar("T")
@@ -200,6 +201,11 @@ class PlatformClient:
 
     def platform_status(self) -> PlatformStatusBuffer:
         return self.run(calls.platform_status())
+
+    def snp_platform_status(self) -> SnpPlatformStatus:
+        from sevlaunch.platform import snp_calls
+
+        return self.run(snp_calls.snp_platform_status())
 
     def init(self, es: bool | None = None) -> None:
         self.run(calls.init(es))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from sevlaunch.protocol.snp import (
     GuestAttestationConfig,
+    NodeSnpInfo,
     SnpChallenge,
     SnpEvidence,
+    SnpLaunchSecurityInfo,
     SnpRelease,
     SnpStep,
 )
@@ -39,12 +41,14 @@ __all__ = [
     "LaunchConfiguration",
     "LaunchSecurityInfo",
     "NodeSevInfo",
+    "NodeSnpInfo",
     "Outcome",
     "SecretInfo",
     "SecretRelease",
     "SessionOffer",
     "SnpChallenge",
     "SnpEvidence",
+    "SnpLaunchSecurityInfo",
     "SnpRelease",
     "SnpStep",
     "Step",

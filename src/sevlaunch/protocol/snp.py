@@ -24,6 +24,8 @@ FW_CFG_NAME = "opt/org.sevlaunch/attestation"
 CHALLENGE = "SNP challenge"
 EVIDENCE = "SNP evidence"
 RELEASE = "SNP release"
+LAUNCH_SECURITY = "launch security info"
+NODE_SNP = "node SNP info"
 
 
 class SnpStep(enum.IntEnum):
@@ -169,3 +171,82 @@ class SnpRelease:
             "ciphertext": w.encode(self.ciphertext),
             "attestation": self.attestation,
         }
+
+
+@dataclass(frozen=True)
+class SnpLaunchSecurityInfo:
+    """virDomainGetLaunchSecurityInfo for an SEV-SNP domain (libvirt 10.5): the firmware's
+    version and the guest's 64-bit policy from ``query-sev``, and no measurement: an SNP guest's
+    launch digest is only in the reports it asks for after boot."""
+
+    api_major: int
+    api_minor: int
+    build_id: int
+    snp_policy: int
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, object]) -> SnpLaunchSecurityInfo:
+        return cls(
+            *(
+                w.integer(LAUNCH_SECURITY, wire, key)
+                for key in ("sev-api-major", "sev-api-minor", "sev-build-id", "sev-snp-policy")
+            )
+        )
+
+    def to_wire(self) -> dict[str, int]:
+        return {
+            "sev-api-major": self.api_major,
+            "sev-api-minor": self.api_minor,
+            "sev-build-id": self.build_id,
+            "sev-snp-policy": self.snp_policy,
+        }
+
+
+@dataclass(frozen=True)
+class NodeSnpInfo:
+    """What a host says of SEV-SNP: the launchSecurity types its hypervisor can start
+    (libvirt 10.5's domain capabilities ``sectype`` enum: ``sev-snp`` when the binary has the
+    ``sev-snp-guest`` type) and, where the host can ask the platform (the emulated one's socket;
+    ``snphost show`` on a real host), SNP_PLATFORM_STATUS's state, version and TCBs."""
+
+    sectypes: tuple[str, ...]
+    state: str | None = None
+    api_major: int | None = None
+    api_minor: int | None = None
+    build_id: int | None = None
+    current_tcb: int | None = None
+    reported_tcb: int | None = None
+    guests: int | None = None
+
+    _KEYS = (
+        ("api_major", "snp-api-major"),
+        ("api_minor", "snp-api-minor"),
+        ("build_id", "snp-build-id"),
+        ("current_tcb", "snp-current-tcb"),
+        ("reported_tcb", "snp-reported-tcb"),
+        ("guests", "snp-guests"),
+    )
+
+    @property
+    def snp(self) -> bool:
+        return "sev-snp" in self.sectypes
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, object]) -> NodeSnpInfo:
+        types = wire.get("launch-security-types")
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise FormatError(NODE_SNP, "launch-security-types", "expected a list of strings")
+        state = wire.get("snp-state")
+        if state is not None and not isinstance(state, str):
+            raise FormatError(NODE_SNP, "snp-state", "expected a string", value=state)
+        values = {name: w.optional_integer(NODE_SNP, wire, key) for name, key in cls._KEYS}
+        return cls(tuple(types), state, **values)
+
+    def to_wire(self) -> dict[str, object]:
+        wire: dict[str, object] = {"launch-security-types": list(self.sectypes)}
+        if self.state is not None:
+            wire["snp-state"] = self.state
+        for name, key in self._KEYS:
+            if getattr(self, name) is not None:
+                wire[key] = getattr(self, name)
+        return wire

@@ -14,6 +14,7 @@ from sevlaunch.host.domxml import (
     CpuConfig,
     DiskConfig,
     Domain,
+    FwCfgEntry,
     LaunchSecurity,
     Loader,
     Nvram,
@@ -249,6 +250,8 @@ _uuids = st.uuids()
 
 @st.composite
 def _launch_security(draw: st.DrawFn) -> LaunchSecurity:
+    if draw(st.booleans()):
+        return draw(_snp_launch_security())
     dh_secret = draw(st.booleans())
     session_secret = draw(st.booleans())
     return LaunchSecurity(
@@ -262,6 +265,29 @@ def _launch_security(draw: st.DrawFn) -> LaunchSecurity:
         session_secret=draw(_uuids) if session_secret else None,
     )
 
+
+@st.composite
+def _snp_launch_security(draw: st.DrawFn) -> LaunchSecurity:
+    return LaunchSecurity(
+        type="sev-snp",
+        policy=draw(st.integers(0, 2**64 - 1)),
+        kernel_hashes=draw(st.sampled_from([None, True, False])),
+        cbitpos=draw(st.none() | st.integers(0, 63)),
+        reduced_phys_bits=draw(st.none() | st.integers(0, 63)),
+        guest_visible_workarounds=draw(st.none() | _b64),
+        id_block=draw(st.none() | _b64),
+        id_auth=draw(st.none() | _b64),
+        host_data=draw(st.none() | _b64),
+        author_key=draw(st.sampled_from([None, True, False])),
+        vcek=draw(st.sampled_from([None, True, False])),
+    )
+
+
+_fw_cfg = st.builds(
+    FwCfgEntry,
+    name=_names.map(lambda s: "opt/" + s),
+    value=_safe_text.filter(lambda s: s.strip() == s),
+) | st.builds(FwCfgEntry, name=_names.map(lambda s: "opt/" + s), file=_path)
 
 _os = st.builds(
     OsConfig,
@@ -346,6 +372,7 @@ domains_any = st.builds(
         model=st.none() | st.sampled_from(["EPYC", "qemu64"]),
     ),
     launch_security=st.none() | _launch_security(),
+    fw_cfg=st.lists(_fw_cfg, max_size=2).map(tuple),
     emulator=st.none() | _path,
     disks=st.lists(_disks, max_size=3).map(tuple),
     serials=st.lists(_serials, max_size=2).map(tuple),

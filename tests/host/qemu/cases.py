@@ -215,3 +215,42 @@ SEV_CASES = {
         tail=sev(policy="0x0007"),
     ),
 }
+
+
+GVW = "AAAAAAAAAAAAAAAAAAAAAA=="  # 16 zero bytes
+ID_BLOCK = "SUQ" + "A" * 125  # 96 bytes of base64, as <idBlock> takes it
+HOST_DATA = "SE9TVERBVEE" + "A" * 32 + "="  # 32 bytes
+
+
+def snp(policy: str = "<policy>0x00030000</policy>", attrs: str = "", extra: str = "") -> str:
+    return (
+        f"<launchSecurity type='sev-snp'{attrs}><cbitpos>47</cbitpos>"
+        f"<reducedPhysBits>1</reducedPhysBits>{policy}{extra}</launchSecurity>"
+    )
+
+
+#: Equivalents of libvirt 10.5's launch-security-sev-snp*.xml (pflash OVMF.amdsev.fd, q35).
+SNP_CASES = {
+    # launch-security-sev-snp.xml's shape: every element and both attributes
+    "snp-full": domain(
+        virt="kvm",
+        machine="pc-q35-7.2",
+        top=ACPI,
+        os=PFLASH.replace("type='pflash'", "type='pflash' stateless='yes'"),
+        devices=disk("vda", "virtio", "/img/disk.img"),
+        tail=snp(
+            attrs=" authorKey='yes' vcek='no'",
+            extra=f"<guestVisibleWorkarounds>{GVW}</guestVisibleWorkarounds>"
+            f"<idBlock>{ID_BLOCK}</idBlock><idAuth>QVVUSA==</idAuth>"
+            f"<hostData>{HOST_DATA}</hostData>",
+        ),
+    ),
+    # the sevlaunch SNP guest: measured direct kernel boot, QEMU's default policy
+    "snp-direct-default-policy": domain(
+        virt="kvm",
+        os=OVMF + KERNEL,
+        top=ACPI,
+        devices=disk("vda", "virtio", "/img/disk.img") + "<serial type='pty'/>",
+        tail=snp(policy="", attrs=" kernelHashes='yes'"),
+    ),
+}

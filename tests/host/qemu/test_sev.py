@@ -63,8 +63,58 @@ def test_blobs_inline_verbatim_or_stored_in_base64() -> None:
     assert files == ["/lib/dh_cert.base64=b'QUJD'", "/lib/session.base64=b'AnN0b3JlZA=='"]
 
 
-def test_sev_snp_is_refused_with_libvirts_words() -> None:
+def test_sev_snp_object_is_libvirts() -> None:
+    """libvirt 10.5's launch-security-sev-snp test: keys in its order, the policy in decimal,
+    the blobs as the XML holds them, authorKey='yes' and vcek='no' as two true booleans."""
+    props, files = build(
+        LaunchSecurity(
+            type="sev-snp",
+            policy=0x30000,
+            cbitpos=47,
+            reduced_phys_bits=1,
+            guest_visible_workarounds=" R1ZX ",
+            id_block="SUQ=",
+            id_auth="QVVUSA==",
+            host_data="SE9TVA==",
+            author_key=True,
+            vcek=False,
+        )
+    )
+    assert list(props.items()) == [
+        ("qom-type", "sev-snp-guest"),
+        ("id", "lsec0"),
+        ("cbitpos", 47),
+        ("reduced-phys-bits", 1),
+        ("policy", 196608),
+        ("guest-visible-workarounds", "R1ZX"),
+        ("id-block", "SUQ="),
+        ("id-auth", "QVVUSA=="),
+        ("host-data", "SE9TVA=="),
+        ("author-key-enabled", True),
+        ("vcek-disabled", True),
+    ]
+    assert files == []
+
+
+def test_sev_snp_defaults_are_left_to_qemu() -> None:
+    """No policy (or 0), authorKey='no', vcek='yes': libvirt writes none of them."""
+    host = HostSevDefaults(cbitpos=51, reduced_phys_bits=1)
+    for policy in (None, 0):
+        props, _ = build(
+            LaunchSecurity(type="sev-snp", policy=policy, author_key=False, vcek=True), host
+        )
+        assert props == {
+            "qom-type": "sev-snp-guest",
+            "id": "lsec0",
+            "cbitpos": 51,
+            "reduced-phys-bits": 1,
+        }
+    props, _ = build(LaunchSecurity(type="sev-snp", kernel_hashes=True), host)
+    assert list(props)[4:] == ["kernel-hashes"]
+
+
+def test_s390_pv_is_refused_with_libvirts_words() -> None:
     with pytest.raises(
-        DomainXMLError, match="sev-snp launch security is not supported with this QEMU binary"
+        DomainXMLError, match="s390-pv launch security is not supported with this QEMU binary"
     ):
-        build(LaunchSecurity(type="sev-snp", policy=0x30000))
+        build(LaunchSecurity(type="s390-pv"))

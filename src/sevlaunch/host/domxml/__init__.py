@@ -1,4 +1,4 @@
-"""libvirt domain XML for SEV guests: the parts we need as frozen dataclasses, the rest verbatim.
+"""libvirt domain XML for SEV and SEV-SNP guests: the parts we need as frozen dataclasses, the rest verbatim.
 
 A :class:`Domain` parsed from XML remembers the document it came from (``template``);
 :meth:`Domain.to_xml` writes the modelled values back into that document in place, so every
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from sevlaunch.host.domxml.checks import MAX_DOCUMENT, MAX_NAME_BYTES, NS, NS_PREFIX
 from sevlaunch.host.domxml.devices import DiskConfig, SerialConfig
-from sevlaunch.host.domxml.model import CpuConfig, Domain, Loader, Nvram, OsConfig
+from sevlaunch.host.domxml.model import CpuConfig, Domain, FwCfgEntry, Loader, Nvram, OsConfig
 from sevlaunch.host.domxml.schema import validate_against_schema
 from sevlaunch.host.domxml.security import LaunchSecurity
 from sevlaunch.host.domxml.xmlutil import parse_document, scale_to_bytes
@@ -40,6 +40,7 @@ __all__ = [
     "CpuConfig",
     "DiskConfig",
     "Domain",
+    "FwCfgEntry",
     "LaunchSecurity",
     "Loader",
     "Nvram",

@@ -107,6 +107,34 @@ class CpuConfig:
             )
 
 
+@dataclass(frozen=True)
+class FwCfgEntry:
+    """``<sysinfo type='fwcfg'><entry name=...>``: a blob QEMU hands the guest (``-fw_cfg``),
+    its text or a file's content; libvirt wants names under ``opt/``."""
+
+    name: str
+    value: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text("sysinfo/entry/@name", self.name)
+        if not self.name.startswith("opt/"):
+            raise DomainXMLError(
+                "unsupported configuration",
+                f"Unsupported fwcfg entry name '{self.name}': names must start with 'opt/'",
+                field="sysinfo/entry/@name",
+                value=self.name,
+            )
+        if (self.value is None) == (self.file is None):
+            raise xml_error(
+                f"Firmware entry '{self.name}' must have either value or 'file' attribute",
+                field="sysinfo/entry",
+                value=self.name,
+            )
+        check_text("sysinfo/entry", self.value)
+        check_path("sysinfo/entry/@file", self.file)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Domain:
     """A libvirt domain. ``template`` is the document it was parsed from (not compared)."""
@@ -120,6 +148,7 @@ class Domain:
     os: OsConfig = field(default_factory=OsConfig)
     cpu: CpuConfig | None = None
     launch_security: LaunchSecurity | None = None
+    fw_cfg: tuple[FwCfgEntry, ...] = ()  # <sysinfo type='fwcfg'>
     emulator: str | None = None
     disks: tuple[DiskConfig, ...] = ()
     serials: tuple[SerialConfig, ...] = ()

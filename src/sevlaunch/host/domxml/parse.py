@@ -21,7 +21,7 @@ from sevlaunch.host.domxml.checks import (
     unsupported,
     xml_error,
 )
-from sevlaunch.host.domxml.model import CpuConfig, Domain, Loader, Nvram, OsConfig
+from sevlaunch.host.domxml.model import CpuConfig, Domain, FwCfgEntry, Loader, Nvram, OsConfig
 from sevlaunch.host.domxml.parse_devices import (
     parse_controller,
     parse_disk,
@@ -71,6 +71,7 @@ def parse_domain(root: etree._Element) -> Domain:
         os=_parse_os(root.find("os")),
         cpu=_parse_cpu(root.find("cpu")),
         launch_security=_parse_launch_security(root),
+        fw_cfg=_parse_fw_cfg(root),
         emulator=text_of(root.find("devices/emulator")),
         disks=tuple(parse_disk(el) for el in root.iterfind("devices/disk")),
         serials=tuple(parse_serial(el) for el in root.iterfind("devices/serial")),
@@ -82,6 +83,20 @@ def parse_domain(root: etree._Element) -> Domain:
         else None,
         template=etree.tostring(root),
     )
+
+
+def _parse_fw_cfg(root: etree._Element) -> tuple[FwCfgEntry, ...]:
+    out = []
+    for sysinfo in root.iterfind("sysinfo"):
+        if sysinfo.get("type") != "fwcfg":
+            continue  # smbios: libvirt's -smbios, kept verbatim in the document
+        for entry in sysinfo.iterfind("entry"):
+            name = entry.get("name")
+            if name is None:
+                raise xml_error("Firmware entry is missing 'name' attribute", field="sysinfo/entry")
+            file = entry.get("file")
+            out.append(FwCfgEntry(name, None if file is not None else (entry.text or ""), file))
+    return tuple(out)
 
 
 def _parse_vcpus(root: etree._Element) -> int:
@@ -167,7 +182,8 @@ def _parse_launch_security(root: etree._Element) -> LaunchSecurity | None:
         return None
     sec_type = prop_choice(el, "type", LAUNCH_SECURITY_TYPES, required=True) or "sev"
     policy = None
-    if sec_type != "s390-pv":
+    if sec_type == "sev" or (sec_type == "sev-snp" and el.find("policy") is not None):
+        # libvirt: required for SEV; optional for SEV-SNP (QEMU's default 0x30000 then)
         policy = _parse_policy(el, limit=U64 if sec_type == "sev-snp" else U32)
     return LaunchSecurity(
         type=sec_type,
@@ -179,6 +195,12 @@ def _parse_launch_security(root: etree._Element) -> LaunchSecurity | None:
         session=text_of(el.find("session")),
         dh_cert_secret=refs[0],
         session_secret=refs[1],
+        guest_visible_workarounds=text_of(el.find("guestVisibleWorkarounds")),
+        id_block=text_of(el.find("idBlock")),
+        id_auth=text_of(el.find("idAuth")),
+        host_data=text_of(el.find("hostData")),
+        author_key=prop_yesno(el, "authorKey"),
+        vcek=prop_yesno(el, "vcek"),
     )
 
 

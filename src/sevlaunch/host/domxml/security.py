@@ -1,5 +1,5 @@
-"""``<launchSecurity>``: SEV's launch parameters and the sevlaunch extension naming stored
-secrets for the blobs."""
+"""``<launchSecurity>``: SEV's and SEV-SNP's launch parameters (libvirt 10.5's elements and
+attributes) and the sevlaunch extension naming stored secrets for SEV's blobs."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ class LaunchSecurity:
     session: str | None = None
     dh_cert_secret: uuid.UUID | None = None
     session_secret: uuid.UUID | None = None
+    # sev-snp: base64 text as given (QEMU checks the lengths), and two yes/no attributes
+    guest_visible_workarounds: str | None = None
+    id_block: str | None = None
+    id_auth: str | None = None
+    host_data: str | None = None
+    author_key: bool | None = None
+    vcek: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("launchSecurity/@type", self.type, LAUNCH_SECURITY_TYPES)
@@ -51,6 +58,7 @@ class LaunchSecurity:
                 )
         self._check_policy()
         self._check_blobs()
+        self._check_snp()
 
     def _check_policy(self) -> None:
         if self.type == "s390-pv":
@@ -61,6 +69,8 @@ class LaunchSecurity:
                 )
             return
         limit = U64 if self.type == "sev-snp" else U32
+        if self.policy is None and self.type == "sev-snp":
+            return  # libvirt: optional for SEV-SNP, QEMU's default (0x30000) then applies
         if self.policy is None:
             raise xml_error(
                 "failed to get launch security policy: <policy> is required, e.g. "
@@ -94,6 +104,27 @@ class LaunchSecurity:
                     field=f"launchSecurity/{name}",
                     value=str(secret),
                 )
+
+    def _check_snp(self) -> None:
+        for name, value in (
+            ("guestVisibleWorkarounds", self.guest_visible_workarounds),
+            ("idBlock", self.id_block),
+            ("idAuth", self.id_auth),
+            ("hostData", self.host_data),
+            ("authorKey", self.author_key),
+            ("vcek", self.vcek),
+        ):
+            if isinstance(value, str):
+                check_text(f"launchSecurity/{name}", value)
+            if value is not None and self.type != "sev-snp":
+                raise unsupported(
+                    f"<{name}> is only valid for launch security type 'sev-snp', not '{self.type}'",
+                    field=f"launchSecurity/{name}",
+                )
+
+    @property
+    def is_snp(self) -> bool:
+        return self.type == "sev-snp"
 
     @property
     def guest_policy(self) -> Policy:

@@ -22,7 +22,10 @@ _TOP_ORDER = words(
 _OS_ORDER = words(
     "type firmware loader nvram kernel initrd cmdline shim dtb root boot bootmenu smbios bios acpi"
 )
-_LSEC_ORDER = words("cbitpos reducedPhysBits policy handle dhCert session")
+_LSEC_ORDER = words(
+    "cbitpos reducedPhysBits policy handle dhCert session guestVisibleWorkarounds idBlock "
+    "idAuth hostData"
+)
 
 
 def write_domain(root: etree._Element, dom: Domain) -> None:
@@ -41,6 +44,24 @@ def write_domain(root: etree._Element, dom: Domain) -> None:
     write_devices(root, dom, ensure(root, "devices", _TOP_ORDER) if _has_devices(dom) else None)
     _write_launch_security(root, dom.launch_security)
     _write_secret_refs(root, dom.launch_security)
+    _write_fw_cfg(root, dom)
+
+
+def _write_fw_cfg(root: etree._Element, dom: Domain) -> None:
+    """``<sysinfo type='fwcfg'>``: replaced by the model's entries (other sysinfo kept)."""
+    for old in root.findall("sysinfo"):
+        if old.get("type") == "fwcfg":
+            root.remove(old)
+    if not dom.fw_cfg:
+        return
+    el = etree.Element("sysinfo", type="fwcfg")
+    insert(root, el, _TOP_ORDER)
+    for entry in dom.fw_cfg:
+        item = etree.SubElement(el, "entry", name=entry.name)
+        if entry.file is not None:
+            item.set("file", entry.file)
+        else:
+            item.text = entry.value
 
 
 def _write_memory(root: etree._Element, tag: str, kib: int | None) -> None:
@@ -118,6 +139,15 @@ def _write_launch_security(root: etree._Element, lsec: LaunchSecurity | None) ->
     set_text(el, "policy", lsec.policy_text, _LSEC_ORDER)
     set_text(el, "dhCert", lsec.dh_cert, _LSEC_ORDER)
     set_text(el, "session", lsec.session, _LSEC_ORDER)
+    set_attr(el, "authorKey", lsec.author_key)
+    set_attr(el, "vcek", lsec.vcek)
+    for tag, text in (
+        ("guestVisibleWorkarounds", lsec.guest_visible_workarounds),
+        ("idBlock", lsec.id_block),
+        ("idAuth", lsec.id_auth),
+        ("hostData", lsec.host_data),
+    ):
+        set_text(el, tag, text, _LSEC_ORDER)
 
 
 def _write_secret_refs(root: etree._Element, lsec: LaunchSecurity | None) -> None:

@@ -1,6 +1,6 @@
 """The head of the command line, in libvirt 9.0's order: ``-name``, ``-S``, the master key,
 the pflash loader's ``-blockdev`` nodes, ``-machine``, ``-accel``, ``-cpu``, ``-bios``, memory,
-``-smp``, ``-uuid``, ``-display none``, the defaults off, the monitor, ``-rtc``,
+``-smp``, ``-uuid``, ``-fw_cfg`` (sysinfo fwcfg), ``-display none``, the defaults off, the monitor, ``-rtc``,
 ``-no-shutdown``, ``-no-acpi``, ``-boot strict=on`` and the direct kernel boot."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from sevlaunch.host.domxml import Domain
 from sevlaunch.host.qemu.devices import blockdev_pair
 from sevlaunch.host.qemu.plan import compact_json, esc, unsupported
+from sevlaunch.host.qemu.sev import fw_cfg_args
 
 MEMORY_BACKEND_ID = "pc.ram"
 MASTER_KEY = "master-key.aes"
@@ -36,6 +37,7 @@ def head_args(domain: Domain, lib_dir: str, monitor_socket: str) -> list[str]:
     argv += ["-smp", f"{n},sockets={n},cores=1,threads=1"]
     if domain.uuid is not None:
         argv += ["-uuid", str(domain.uuid)]
+    argv += fw_cfg_args(domain)
     argv += ["-display", "none", "-no-user-config", "-nodefaults"]
     argv += [
         "-chardev",
