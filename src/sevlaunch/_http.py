@@ -73,6 +73,11 @@ def _port(text: str, given: str) -> int:
     return int(text)
 
 
+#: A web page's address that a page may link to: http(s) only (never javascript: or data:),
+#: none of the characters that would end an HTML attribute.
+PAGE = re.compile(r"^https?://[^\s\"'<>\\]{1,200}$")
+
+
 def parse(text: str, *, what: str = "service") -> Address:
     """Parse one of :data:`FORMS`; a UsageError names the forms and the text given."""
     if text.startswith("unix:"):

@@ -226,7 +226,8 @@ def test_a_launch_names_its_domain_and_shows_its_measurement_whole(
 ) -> None:
     setup_owner(broker, fake_platform)
     body = {"workload": "web", "pdh": fake_platform.pdh_b64,
-            "cert-chain": fake_platform.chain_b64, "domain": "guest-7"}  # fmt: skip
+            "cert-chain": fake_platform.chain_b64, "domain": "guest-7",
+            "host": "http://127.0.0.1:9/"}  # fmt: skip
     launch = broker.post("/v1/launches", headers=LAUNCHER, json=body).json()
     keys = fake_platform.launch_start(str(launch["dhCert"]), str(launch["session"]), POLICY)
     info = fake_platform.info(fake_platform.launch_measure(keys, bytes(32), POLICY), POLICY)
@@ -240,8 +241,9 @@ def test_a_launch_names_its_domain_and_shows_its_measurement_whole(
     assert f'data-copy="{launch["id"]}"' in text
     assert "…" not in text
     assert _get(broker, "/ui/fragments/launches", q="guest-7").count("data-launch=") == 1
-    bad = {**body, "domain": "a/b"}
-    assert broker.post("/v1/launches", headers=LAUNCHER, json=bad).status_code in (400, 422)
+    assert '<a href="http://127.0.0.1:9/#domain-guest-7"' in text  # back to the host's card
+    for bad in ({**body, "domain": "a/b"}, {**body, "host": "javascript:alert(1)"}):
+        assert broker.post("/v1/launches", headers=LAUNCHER, json=bad).status_code in (400, 422)
 
 
 def test_audit_details_read_as_words(broker: TestClient, fake_platform: FakePlatform) -> None:

@@ -379,6 +379,32 @@ def test_a_refused_launch_on_both_pages(page: Page, stack: WebStack, artifacts: 
     _same_figures_as_the_terminal(rows[:11], result)  # steps 12, 13 did not happen
     assert page.locator("#audit tr.audit-entry.outcome-refused").count() >= 1
     page.screenshot(path=str(artifacts / "broker-refused-launch.png"), full_page=True)
+    _follow_the_links(page, stack, launch_id, "web-tampered")
+
+
+def _follow_the_links(page: Page, stack: WebStack, launch_id: str, domain: str) -> None:
+    """The host's card links to the broker's page on its launch, which links back to it (the
+    tab holds both tokens already: each origin keeps its own)."""
+    page.goto(stack.host_url)
+    link = f"{_card(domain)} .owner-launch a"
+    page.wait_for_selector(link, timeout=WAIT_MS)
+    to_broker = page.get_attribute(link, "href")
+    assert to_broker == f"{stack.broker_url}/?q={launch_id}"
+    page.goto(to_broker)  # the owner token is still in this tab's session for the broker
+    page.wait_for_selector("#launches table.launches", timeout=WAIT_MS)
+    assert page.input_value("#f-text") == launch_id
+    page.wait_for_function(
+        "id => [...document.querySelectorAll('#launches tr.launch')]"
+        ".map(r => r.dataset.launch).join() === id",
+        arg=launch_id,
+        timeout=WAIT_MS,
+    )  # only that launch
+    back = page.get_attribute(
+        f'#launches tr.launch[data-launch="{launch_id}"] td.domain-name a', "href"
+    )
+    assert back == f"{stack.host_url}/#domain-{domain}"
+    page.goto(back)
+    page.wait_for_selector(f"{_card(domain)}.linked", timeout=WAIT_MS)
 
 
 def test_the_broker_page_at_800_px(browser: Browser, stack: WebStack, artifacts: Path) -> None:

@@ -212,9 +212,13 @@ def test_the_host_keeps_only_the_vm_tools_steps_once(
 def test_the_card_names_the_owners_launch_id(host: TestClient, manager: NodeManager) -> None:
     art = Artifacts(*(Path(f"/srv/{n}") for n in ("fw", "bad", "vmlinuz", "initrd", "disk", "pw")))
     launch_id = "0123456789abcdef0123456789abcdef"
-    xml = with_launch_ref(domain_xml("linked-vm", art, art.firmware), launch_id)
+    xml = with_launch_ref(
+        domain_xml("linked-vm", art, art.firmware), launch_id, "https://b.example"
+    )
     asyncio.run(manager.define(xml))
     text = host.get("/ui/fragments/domains", headers=AUTH).text
     assert f'class="owner-launch" data-launch="{launch_id}"' in text
     assert f'<code class="value" title="{launch_id}">{launch_id}</code>' in text  # whole
     assert f'data-copy="{launch_id}"' in text
+    assert f'<a href="https://b.example/?q={launch_id}" target="_blank"' in text
+    assert 'id="domain-linked-vm"' in text  # where the broker's page links back to

@@ -240,10 +240,11 @@ class BrokerClient(SnpOwnerCalls):
         cek: bytes | None = None,
         *,
         domain: str | None = None,
+        host: str | None = None,
     ) -> SessionOffer:
         """Steps 4-5: the platform of ``node`` verified (with AMD's signed ``cek`` when the
         chain's is unsigned), a session made for ``workload``; ``domain`` is recorded with the
-        launch so that its guest can be found on the host."""
+        launch so that its guest can be found on the host (whose page is ``host``)."""
         body = {
             "workload": workload,
             "pdh": base64.b64encode(node.pdh).decode(),
@@ -252,6 +253,8 @@ class BrokerClient(SnpOwnerCalls):
         }
         if domain is not None:
             body["domain"] = domain
+        if host is not None:
+            body["host"] = host
         answer = self._call("POST", "/v1/launches", json=body)
         try:
             return SessionOffer(

@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, params
 from fastapi.responses import HTMLResponse
 
+from sevlaunch._http import PAGE
 from sevlaunch.broker import db, store
 from sevlaunch.broker.launch_steps import steps_of
 from sevlaunch.broker.schema import audit, launches
@@ -155,6 +157,7 @@ class LaunchView:
     diagnosis: str = ""
     launcher: str = ""
     domain: str = ""
+    host_page: str = ""  #: the host manager's page, as the VM tool gave it (http or https)
     host_launch: int | None = None
     measurement: str = ""
     checks: tuple[dict[str, Any], ...] = ()
@@ -211,11 +214,17 @@ def _view(row: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
         diagnosis=str(detail.get("diagnosis", "")),
         launcher=row["launcher"],
         domain=str(detail.get("domain", "")),
+        host_page=_page(detail.get("host")),
         host_launch=host_launch if isinstance(host_launch, int) else None,
         measurement=str(detail.get("measurement", "")),
         checks=tuple(checks) if isinstance(checks, list) and _is_checks(checks) else (),
         steps=tuple(steps_of(detail)),
     )
+
+
+def _page(value: object) -> str:
+    """A page address from the audit log, if it is one (the API admitted only http(s))."""
+    return value if isinstance(value, str) and PAGE.match(value) else ""
 
 
 def _early(entry: dict[str, Any], detail: dict[str, Any]) -> LaunchView:
@@ -276,6 +285,9 @@ def _launch_rows(view: LaunchView) -> str:
     )
     policy = f"{view.policy:#06x}" if view.policy is not None else "—"
     domain = esc(view.domain) if view.domain else '<span class="muted">not reported</span>'
+    if view.domain and view.host_page:
+        page = f"{view.host_page.rstrip('/')}/#domain-{quote(view.domain)}"
+        domain = f'<a href="{esc(page)}" target="_blank" rel="noopener noreferrer">{domain}</a>'
     if view.host_launch is not None:
         domain += f' <span class="muted">launch #{view.host_launch}</span>'
     row = (

@@ -82,6 +82,7 @@ def launch_router(broker: Broker, auth: Auth) -> APIRouter:
             body.policy,
             launcher=launcher,
             domain=body.domain,
+            host=body.host,
         )
         return m.LaunchOut(
             id=started.id,

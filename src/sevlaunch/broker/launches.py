@@ -83,6 +83,12 @@ class _Request:
     fingerprint: str
     launcher: str
     domain: str | None = None  #: the guest's domain on its host, as the VM tool named it
+    host: str | None = None  #: that host's page
+
+    def names(self) -> dict[str, str]:
+        """What the VM tool said of the guest, for the audit log."""
+        found = {"domain": self.domain, "host": self.host}
+        return {k: v for k, v in found.items() if v is not None}
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes | None]:
@@ -130,6 +136,7 @@ class Launches:
         *,
         launcher: str = store.DEFAULT_LAUNCHER,
         domain: str | None = None,
+        host: str | None = None,
     ) -> LaunchStarted:
         """Steps 4-5 for ``launcher``: verify the platform, make a session, keep TEK/TIK
         sealed.
@@ -144,7 +151,7 @@ class Launches:
         self._check_rate_memo(launcher)
         fingerprint = attest.platform_fingerprint(pdh, cert_chain, cek)
         request = _Request(
-            workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher, domain
+            workload_name, pdh, cert_chain, cek, policy, fingerprint, launcher, domain, host
         )
         attempt = self._attempt(self.catalog.view, None, request)
         if attempt is None or (attempt := self._commit_start(request, attempt)) is None:
@@ -205,8 +212,7 @@ class Launches:
             "root": root,
             "chain-cache": "hit" if hit else "miss",
         }
-        if request.domain is not None:
-            detail["domain"] = request.domain
+        detail.update(request.names())
         return _Attempt(view.generation, row, started, detail)
 
     def _commit_start(self, request: _Request, attempt: _Attempt) -> _Attempt | None:
@@ -235,7 +241,7 @@ class Launches:
                 action,
                 "refused",
                 reason=exc.reason,
-                detail=_refusal(exc) | ({"domain": request.domain} if request.domain else {}),
+                detail=_refusal(exc) | request.names(),
                 workload=request.workload,
                 launcher=request.launcher,
             )

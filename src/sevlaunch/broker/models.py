@@ -76,6 +76,11 @@ class LaunchIn(_Model):
         pattern=r"^[^\x00-\x1f/]+$",
         description="the guest's domain name on its host manager (the VM tool's)",
     )
+    host: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s\"'<>\\]{1,200}$",
+        description="the host manager's page (http or https), where the domain is shown",
+    )
 
 
 class LaunchOut(_Model):

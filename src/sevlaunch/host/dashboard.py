@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
@@ -196,6 +197,7 @@ def render_domain(row: DomainRow, steps: list[StepRow]) -> str:
         alert = _alert("failed", f"Launch #{row.launch} failed", judged.text)
     return (
         f'<article class="domain verdict-{judged.kind} state-{esc(row.state)}" '
+        f'id="domain-{esc(quote(row.name))}" '
         f'data-name="{esc(row.name)}" data-state="{esc(row.state)}">'
         f'<header><h3>{esc(row.name)}</h3><span class="badge state-{esc(row.state)}">'
         f'{esc(state)}</span><span class="reason">{esc(row.reason)}</span>'
@@ -212,16 +214,21 @@ def render_domain(row: DomainRow, steps: list[StepRow]) -> str:
 
 def _owner_launch(row: DomainRow) -> str:
     """The guest owner's launch id, as the VM tool wrote it into the domain's metadata: the
-    broker's records of this launch (steps 4, 5, 11 and its audit log) are keyed by it."""
+    broker's records of this launch (its steps and its audit log) are keyed by it; a link
+    opens the broker's page on it when the VM tool gave the broker's address."""
     try:
-        ident = launch_ref(row.xml)
+        ref = launch_ref(row.xml)
     except DomainXMLError:
-        ident = None
-    if ident is None:
+        ref = None
+    if ref is None:
         return ""
+    words = "broker launch"
+    if ref.broker is not None:
+        page = f"{ref.broker.rstrip('/')}/?q={quote(ref.id)}"
+        words = f'<a href="{esc(page)}" target="_blank" rel="noopener noreferrer">{words}</a>'
     return (
-        f'<span class="owner-launch" data-launch="{esc(ident)}">broker launch '
-        f"{short(ident, 8, what='broker launch id')}</span>"
+        f'<span class="owner-launch" data-launch="{esc(ref.id)}">{words} '
+        f"{short(ref.id, 8, what='broker launch id')}</span>"
     )
 
 

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sevlaunch import _http
 from sevlaunch.errors import (
     HostError,
     LaunchFailedError,
     LaunchRefusedError,
     QemuCommandError,
     SevlaunchError,
+    UsageError,
 )
 from sevlaunch.formats.chain import CertExport
 from sevlaunch.formats.sevcert import Usage
@@ -128,6 +130,16 @@ class LaunchResult:
         }
 
 
+def page_of(address: str) -> str | None:
+    """The web page of a service at ``address`` (its http(s) root), None on a Unix socket or
+    for an address that is not sevlaunch's (a libvirt URI)."""
+    try:
+        parsed = _http.parse(address)
+    except UsageError:
+        return None
+    return None if parsed.scheme == "unix" else f"{parsed}/"
+
+
 def failure_words(exc: SevlaunchError) -> str:
     """A failed step's record: the error's words, and for a refusal its reason code and the
     owner's diagnosis, so that the host's page says why as the broker's does."""
@@ -162,9 +174,10 @@ def prepare_domain(
     *,
     name: str | None = None,
     launch_id: str | None = None,
+    broker: str | None = None,
 ) -> str:
     """The domain XML with the owner's launch blobs in ``<launchSecurity type='sev'>`` and
-    the owner's ``launch_id`` in its metadata."""
+    the owner's ``launch_id`` (and its page, ``broker``) in its metadata."""
     domain = Domain.from_xml(xml)
     current = domain.launch_security or LaunchSecurity(type="sev", policy=offer_policy)
     if current.type != "sev":
@@ -183,7 +196,7 @@ def prepare_domain(
     if name is not None:
         changes.update(name=name, uuid=uuid.uuid4())
     prepared = dataclasses.replace(domain, **changes).to_xml()
-    return prepared if launch_id is None else with_launch_ref(prepared, launch_id)
+    return prepared if launch_id is None else with_launch_ref(prepared, launch_id, broker)
 
 
 class Launcher:
@@ -272,7 +285,7 @@ class Launcher:
         )
         offer = self._run_step(
             Step.PLATFORM_VERIFIED,
-            lambda: self.owner.begin(node, cek, domain=self.name),
+            lambda: self.owner.begin(node, cek, domain=self.name, host=page_of(self.host.uri)),
             lambda o: f"launch {o.launch_id}",
         )
         self.result.launch_id = offer.launch_id
@@ -359,6 +372,7 @@ class Launcher:
                 offer.session_b64,
                 name=renamed,
                 launch_id=offer.launch_id,
+                broker=self.owner.records_page(),
             )
         )
         self._defined = True

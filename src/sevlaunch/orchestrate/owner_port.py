@@ -31,10 +31,20 @@ if TYPE_CHECKING:
 
 class GuestOwner(Protocol):
     def begin(
-        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+        self,
+        node_info: NodeSevInfo,
+        cek: bytes | None = None,
+        *,
+        domain: str | None = None,
+        host: str | None = None,
     ) -> SessionOffer:
         """Verify the platform (``cek``: the AMD-signed CEK when the chain's is unsigned);
-        ``domain`` names the guest on its host, for the owner's records."""
+        ``domain`` names the guest on its host, ``host`` is the host's page, for the owner's
+        records."""
+        ...
+
+    def records_page(self) -> str | None:
+        """Where a person reads the owner's records of a launch (a broker's page), if anywhere."""
         ...
 
     def attest(
@@ -74,9 +84,18 @@ class BrokerOwner:
         self.workload = workload
 
     def begin(
-        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+        self,
+        node_info: NodeSevInfo,
+        cek: bytes | None = None,
+        *,
+        domain: str | None = None,
+        host: str | None = None,
     ) -> SessionOffer:
-        return self.client.start_launch(self.workload, node_info, cek, domain=domain)
+        return self.client.start_launch(self.workload, node_info, cek, domain=domain, host=host)
+
+    def records_page(self) -> str | None:
+        address = self.client.address
+        return None if address.scheme == "unix" else f"{address}/"
 
     def attest(
         self,
@@ -193,10 +212,18 @@ class LocalOwner:
                 "owner.json gives neither a firmware nor digests: nothing to check a measurement against"
             )
 
+    def records_page(self) -> str | None:
+        return None  # the local owner keeps no records a browser could read
+
     def begin(
-        self, node_info: NodeSevInfo, cek: bytes | None = None, *, domain: str | None = None
+        self,
+        node_info: NodeSevInfo,
+        cek: bytes | None = None,
+        *,
+        domain: str | None = None,
+        host: str | None = None,
     ) -> SessionOffer:
-        del domain  # the local owner keeps no records
+        del domain, host  # the local owner keeps no records
         from sevlaunch.owner.session import make_session
         from sevlaunch.owner.verify import trust_store, verify_pdh_and_chain
 

@@ -35,5 +35,9 @@
   filters.addEventListener("change", soon);
   filters.addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
 
+  // a link from the host's page names a launch: filter on it
+  const given = new URLSearchParams(location.search).get("q");
+  if (given) document.getElementById("f-text").value = given;
+
   Dash.start(refresh);
 })();

@@ -98,7 +98,14 @@
 
   Dash.start(() => {
     Dash.load("node", "/ui/fragments/node");
-    Dash.load("domains", "/ui/fragments/domains");
+    Dash.load("domains", "/ui/fragments/domains").then(() => {
+      // a link from the broker's page names a domain: show it
+      const target = location.hash && document.getElementById(location.hash.slice(1));
+      if (target) {
+        target.classList.add("linked");
+        target.scrollIntoView();
+      }
+    });
     if (stream === null) follow();
   });
 })();
