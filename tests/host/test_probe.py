@@ -4,12 +4,13 @@ class and the command kept as the cause), cached as libvirt caches capabilities.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
 from sevlaunch.errors import HostError, QemuCommandError
-from sevlaunch.host.probe import SevInfoCache, host_sev_defaults, probe_sev
+from sevlaunch.host.probe import SevInfoCache, device_stamp, host_sev_defaults, probe_sev
 from sevlaunch.protocol import NodeSevInfo
 from tests.host.conftest import VMM, Platform
 
@@ -63,3 +64,44 @@ def test_the_cache_keeps_an_answer_or_an_error_until_a_refresh() -> None:
 
     asyncio.run(body())
     assert host_sev_defaults(None) is None
+
+
+def test_the_cache_probes_again_once_the_platform_socket_is_another(short_dir: Path) -> None:
+    """A refusal cached while the platform service was down (connection refused) goes once the
+    service is back on a new socket; while the socket stays the same, the cache holds."""
+    sock = short_dir / "platform.sock"
+    calls: list[object] = []
+    info = NodeSevInfo.from_wire(
+        {"pdh": "AA==", "cert-chain": "AA==", "cbitpos": 47, "reduced-phys-bits": 1}
+    )
+
+    async def probe() -> NodeSevInfo:
+        calls.append(device_stamp(str(sock)))
+        if not sock.exists():
+            raise HostError("Operation not supported", "no platform service")
+        return info
+
+    def bind() -> socket.socket:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(sock))
+        return server
+
+    async def body() -> None:
+        cache = SevInfoCache(probe, lambda: device_stamp(str(sock)))
+        with pytest.raises(HostError, match="no platform service"):
+            await cache.get()
+        with pytest.raises(HostError, match="no platform service"):
+            await cache.get()  # same (absent) device: the refusal is kept
+        assert len(calls) == 1
+        with bind():
+            assert await cache.get() is info
+            assert await cache.get() is info
+            assert len(calls) == 2
+        sock.unlink()
+        with bind():  # a restarted service: the same path, another socket
+            assert await cache.get() is info
+            assert len(calls) == 3
+            assert calls[1] != calls[2]
+
+    asyncio.run(body())
+    assert device_stamp(None) is None

@@ -160,9 +160,11 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def running_stack(prefix: str = "sevlaunch-test-") -> Iterator[RunningStack]:
+def running_stack(
+    prefix: str = "sevlaunch-test-", broker_args: tuple[str, ...] = ()
+) -> Iterator[RunningStack]:
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    stack = Stack(root)
+    stack = Stack(root, broker_args=broker_args)
     try:
         stack.start()
         art = demo.make_artifacts(root / "images")

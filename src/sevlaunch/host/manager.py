@@ -61,7 +61,9 @@ class HostManager:
         self.platform = platform
         self.events = EventBus()
         self.guests = Guests(self.store, self.events, platform)
-        self._sev_cache = probe.SevInfoCache(self._probe_sev)
+        self._sev_cache = probe.SevInfoCache(
+            self._probe_sev, lambda: probe.device_stamp(self.platform)
+        )
         self._sectypes: tuple[str, ...] | None = None
         self.secrets = SecretStore(self.store)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
@@ -97,18 +98,31 @@ async def _quit(client: QMPClient) -> None:
 
 
 class SevInfoCache:
-    """The probe's answer or its error, kept until a refresh (libvirt's capabilities cache)."""
+    """The probe's answer or its error, kept until a refresh (libvirt's capabilities cache), or
+    until ``stamp`` changes: libvirt re-probes when the SEV device it probed changed
+    (virQEMUCapsIsValid checks kvm_amd's ``sev`` parameter); here the device is the platform
+    service, and a restarted one has a new socket."""
 
-    def __init__(self, probe: Callable[[], Awaitable[NodeSevInfo]]) -> None:
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[NodeSevInfo]],
+        stamp: Callable[[], object] = lambda: None,
+    ) -> None:
         self._probe = probe
+        self._stamp = stamp
+        self._probed: object = None
         self.info: NodeSevInfo | None = None
         self._error: HostError | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, *, refresh: bool = False) -> NodeSevInfo:
-        """The cached info; probe first when nothing is cached or on ``refresh``."""
+        """The cached info; probe first when nothing is cached, the device changed or on
+        ``refresh``."""
         async with self._lock:
-            if (self.info is None and self._error is None) or refresh:
+            stamp = self._stamp()
+            cached = self.info is not None or self._error is not None
+            if not cached or refresh or stamp != self._probed:
+                self._probed = stamp
                 try:
                     self.info, self._error = await self._probe(), None
                 except HostError as exc:
@@ -120,6 +134,17 @@ class SevInfoCache:
             if self.info is None:  # the probe either answered or raised HostError above
                 raise HostError("internal error", "the SEV capability probe left no answer")
             return self.info
+
+
+def device_stamp(socket: str | None) -> tuple[int, int, int] | None:
+    """Which platform socket is there now (device, inode, change time): None without one."""
+    if socket is None:
+        return None
+    try:
+        st = os.stat(socket)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def host_sev_defaults(info: NodeSevInfo | None) -> HostSevDefaults | None:

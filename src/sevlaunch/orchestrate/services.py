@@ -191,6 +191,8 @@ class Stack:
     kds_url: str = ""
     host_port: int = 0
     broker_port: int = 0
+    #: More ``broker serve`` options (a fault test's short ``--launch-ttl``).
+    broker_args: tuple[str, ...] = ()
 
     @property
     def platform_socket(self) -> Path:
@@ -312,6 +314,7 @@ class Stack:
             str(self.launcher_token),
             "--log-level",
             "warning",
+            *self.broker_args,
         ]
         self._spawn("broker", broker, None if self.web else self.broker_socket, detach,
                     until=_answers(self.broker_port) if self.web else None)  # fmt: skip
