@@ -58,6 +58,18 @@ def read_private(path: str | Path, what: str) -> bytes:
         raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from exc
 
 
+def default_run_dir() -> Path:
+    """Where the services' default sockets live (RUNDIR): ``$XDG_RUNTIME_DIR/sevlaunch`` when
+    set, else ``/run/sevlaunch`` for root, else ``/tmp/sevlaunch-UID`` (made 0700 and checked
+    to be ours by the server that binds there). Servers, clients and the emulated hypervisor
+    all look here, so one platform started with its defaults is found by all of them."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "sevlaunch"
+    if os.geteuid() == 0:
+        return Path("/run/sevlaunch")
+    return Path(f"/tmp/sevlaunch-{os.geteuid()}")  # noqa: S108 (made 0700 and checked: serve)
+
+
 def socket_directory(path: Path) -> None:
     """Make a socket's missing directory (such as the default RUNDIR), private to us."""
     if not path.parent.exists():

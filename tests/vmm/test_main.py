@@ -404,17 +404,17 @@ LIBVIRT_RECONNECT: list[dict[str, Any]] = [
 def test_the_sev_device_is_found_without_an_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """libvirt clears the environment: /dev/sev (a link to the socket), else the fixed path."""
+    """libvirt clears the environment: /dev/sev (a link to the socket), else the default socket."""
     monkeypatch.delenv(vmm_main.DEVICE_ENV, raising=False)
     plain = parse_cmdline([])
     fixed, dev = tmp_path / "platform.sock", tmp_path / "sev"
-    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/dev/sev"
+    assert vmm_main.sev_device_path(plain, (str(fixed),), str(dev)) == "/dev/sev"
     fixed.write_bytes(b"")
-    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == str(fixed)
+    assert vmm_main.sev_device_path(plain, (str(fixed),), str(dev)) == str(fixed)
     dev.symlink_to(tmp_path / "elsewhere.sock")  # a link, even dangling, is the device
-    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/dev/sev"
+    assert vmm_main.sev_device_path(plain, (str(fixed),), str(dev)) == "/dev/sev"
     monkeypatch.setenv(vmm_main.DEVICE_ENV, "/tmp/env.sock")
-    assert vmm_main.sev_device_path(plain, str(fixed), str(dev)) == "/tmp/env.sock"
+    assert vmm_main.sev_device_path(plain, (str(fixed),), str(dev)) == "/tmp/env.sock"
     explicit = parse_cmdline(
         [
             "-object",
@@ -423,7 +423,23 @@ def test_the_sev_device_is_found_without_an_environment(
             "q35,confidential-guest-support=s",
         ]
     )
-    assert vmm_main.sev_device_path(explicit, str(fixed), str(dev)) == "/x.sock"
+    assert vmm_main.sev_device_path(explicit, (str(fixed),), str(dev)) == "/x.sock"
+
+
+def test_the_default_socket_is_where_platform_serve_listens_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform and a hypervisor both started with their defaults find each other."""
+    from sevlaunch.cli._conn import default_platform
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert vmm_main.default_sockets()[0] == default_platform().removeprefix("unix:")
+    assert vmm_main.default_sockets()[-1] == "/run/sevlaunch/platform.sock"
+    monkeypatch.delenv(vmm_main.DEVICE_ENV, raising=False)
+    (tmp_path / "sevlaunch").mkdir()
+    (tmp_path / "sevlaunch" / "platform.sock").write_bytes(b"")
+    found = vmm_main.sev_device_path(parse_cmdline([]), dev_sev=str(tmp_path / "no-dev-sev"))
+    assert found == str(tmp_path / "sevlaunch" / "platform.sock")
 
 
 def test_a_host_device_node_must_be_a_device(tmp_path: Path) -> None:

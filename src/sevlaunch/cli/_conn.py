@@ -48,13 +48,10 @@ ALIASES = "sevlaunch.aliases"
 
 
 def run_dir() -> Path:
-    """Where the default sockets live: ``/run/sevlaunch`` for root, else
-    ``$XDG_RUNTIME_DIR/sevlaunch``, else ``/tmp/sevlaunch-UID`` (checked to be ours)."""
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "sevlaunch"
-    if os.geteuid() == 0:
-        return Path("/run/sevlaunch")
-    return Path(f"/tmp/sevlaunch-{os.geteuid()}")  # noqa: S108 (made 0700 and checked: serve)
+    """RUNDIR (:func:`sevlaunch._files.default_run_dir`)."""
+    from sevlaunch._files import default_run_dir
+
+    return default_run_dir()
 
 
 def default_host() -> str:

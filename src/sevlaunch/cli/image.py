@@ -1,9 +1,12 @@
-"""``sevlaunch image``: make the images an emulated launch boots, without edk2 or cryptsetup.
+"""``sevlaunch image``: make every file an emulated launch uses, without edk2 or cryptsetup.
 
 ``firmware`` writes a synthetic OVMF-like image with a correct footer table (SEV-ES reset
 block, secret area, hashes area), so that secret injection and measured direct boot can be
-tried on any host; ``disk`` writes sevlaunch's encrypted disk image, which the guest model
-unlocks with the ``luks-key`` secret. Both print what they wrote, read back from the file.
+tried on any host; ``kernel`` and ``initrd`` write the blobs of a measured direct boot;
+``key`` writes a disk passphrase (mode 0600); ``disk`` writes sevlaunch's encrypted disk
+image, which the guest model unlocks with the ``luks-key`` secret. Each prints what it wrote,
+read back from the file. The README's names: ``OVMF.amdsev.fd``, ``vmlinuz``,
+``initrd.img``, ``disk.key``, ``root.img``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ def _write(path: str, data: bytes, what: str) -> None:
         Path(path).write_bytes(data)
     except OSError as exc:
         raise click.UsageError(f"cannot write the {what} {path}: {exc.strerror}") from exc
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @click.group()
@@ -133,3 +140,74 @@ def disk(out: str, label: str, passphrase_file: str, size: int) -> None:
     click.echo(
         f"wrote {out}: {len(sealed)} bytes, label '{contents.label}', {len(contents.data)} data bytes"
     )
+
+
+_SEED_HELP = "Text that picks the filler: the same seed and size give the same bytes (and digest)."
+
+
+@image.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Kernel file to write.")
+@click.option(
+    "--size", callback=_size, metavar="SIZE", default="64K", show_default=True, help="Size."
+)
+@click.option("--seed", default="", help=_SEED_HELP)
+def kernel(out: str, size: int, seed: str) -> None:
+    """Write a synthetic kernel for measured direct boot (-kernel; the emulated guest's
+    firmware hashes it, nothing runs it). On a real host use the distribution's vmlinuz."""
+    from sevlaunch.vmm.guest_images import make_kernel
+
+    with errors_to_exit(code=EXIT_USAGE):
+        data = make_kernel(size, seed=seed.encode())
+    _write(out, data, "kernel")
+    written = read_file(out, "kernel")
+    click.echo(f"wrote {out}: {len(written)} bytes, sha256 {_sha256(written)}")
+
+
+@image.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Initrd file to write.")
+@click.option(
+    "--size", callback=_size, metavar="SIZE", default="32K", show_default=True, help="Size."
+)
+@click.option("--seed", default="", help=_SEED_HELP)
+def initrd(out: str, size: int, seed: str) -> None:
+    """Write a synthetic initrd (a newc cpio archive holding /init) for measured direct boot
+    (-initrd). On a real host use the distribution's initrd.img."""
+    from sevlaunch.vmm.guest_images import make_initrd
+
+    with errors_to_exit(code=EXIT_USAGE):
+        data = make_initrd(size, seed=seed.encode())
+    _write(out, data, "initrd")
+    written = read_file(out, "initrd")
+    click.echo(f"wrote {out}: {len(written)} bytes, sha256 {_sha256(written)}")
+
+
+@image.command()
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Passphrase file to write."
+)
+@click.option(
+    "--bytes",
+    "length",
+    type=click.IntRange(16, 512),
+    default=32,
+    show_default=True,
+    help="Random bytes in the passphrase (written as URL-safe base64 text).",
+)
+def key(out: str, length: int) -> None:
+    """Write a random disk passphrase, mode 0600, for 'image disk --passphrase-file' and the
+    workload's luks-key secret. An existing file is kept: the disk it sealed needs it."""
+    import secrets
+
+    from sevlaunch._files import write_atomic
+
+    path = Path(out)
+    if path.exists():
+        raise click.UsageError(
+            f"{out} exists and is kept (a disk sealed with it would be lost): remove it first "
+            "or choose another --out"
+        )
+    try:
+        write_atomic(path, secrets.token_urlsafe(length).encode())
+    except OSError as exc:
+        raise click.UsageError(f"cannot write the passphrase file {out}: {exc.strerror}") from exc
+    click.echo(f"wrote {out}: mode 0600, {length} random bytes as base64 text")

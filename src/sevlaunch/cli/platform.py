@@ -314,12 +314,21 @@ def export(socket_path: str, out: str, full: bool) -> None:
 
 @platform.command("export-root")
 @_socket_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="ARK file to write.")
-def export_root(socket_path: str, out: str) -> None:
-    """Write the emulated ARK alone, for a trust store (owner verify --trust-root)."""
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CA file to write (e.g. ask_ark_emulated.cert).",
+)
+@click.option("--ark-only", is_flag=True, help="Write the ARK alone, without the ASK.")
+def export_root(socket_path: str, out: str, ark_only: bool) -> None:
+    """Write the emulated CA file ASK ‖ ARK, as AMD publishes ask_ark_<gen>.cert: the root to
+    trust (broker trust add FILE, owner verify --trust-root FILE) and the CA of a chain
+    without one (owner verify --ca FILE)."""
     with errors_to_exit(), _client(socket_path) as client:
-        ark = client.ark()
-    _write(out, ark, "ARK file")
+        data = client.ark() if ark_only else client.ca_chain()
+    _write(out, data, "CA file")
+    click.echo(f"wrote {out}: the emulated {'ARK' if ark_only else 'ASK ‖ ARK'}")
 
 
 @platform.command()
@@ -335,8 +344,9 @@ def export_root(socket_path: str, out: str) -> None:
 )
 def kds(socket_path: str, listen: str) -> None:
     """Serve this platform's AMD-key-server counterpart over HTTP: its ASK-signed CEK at
-    /cek/id/<chip id> and its emulated CA at /ask_ark_emulated.cert (use the printed URL as
-    --kds-url). It serves public certificates only, so plain HTTP needs no token."""
+    /cek/id/<chip id> and its emulated CA at /ask_ark_emulated.cert. Prints its URL on stdout
+    once it listens (use it as --kds-url or SEVLAUNCH_KDS_URL). It serves public
+    certificates only, so plain HTTP needs no token."""
     from sevlaunch import _http
     from sevlaunch.cli._conn import deprecated
     from sevlaunch.platform.kds_server import KdsServer
@@ -353,8 +363,8 @@ def kds(socket_path: str, listen: str) -> None:
             server = KdsServer((address.host, address.port), path)
         except OSError as exc:
             raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    click.echo(f"key server for {path} at {server.url}", err=True)
-    click.echo(server.url)
+    click.echo(f"sevlaunch kds: key server of {path} listening on {server.url}", err=True)
+    click.echo(server.url)  # alone on stdout, for $(...) or a file
     try:
         server.serve_forever()
     except KeyboardInterrupt:

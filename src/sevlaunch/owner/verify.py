@@ -8,20 +8,29 @@ from __future__ import annotations
 
 from sevlaunch.crypto.chain import VerifiedCa, VerifiedPlatform, verify_ca, verify_platform
 from sevlaunch.crypto.truststore import TrustStore
-from sevlaunch.errors import ChainError
+from sevlaunch.errors import ChainError, FormatError
 from sevlaunch.formats.amdcert import AmdCert
 from sevlaunch.formats.chain import CaChain, PlatformChain
 from sevlaunch.formats.sevcert import SevCert
 
 
 def trust_store(trust_roots: list[bytes] | tuple[bytes, ...] = ()) -> TrustStore:
-    """AMD's pinned roots plus each ARK (AMD certificate format) given as bytes."""
+    """AMD's pinned roots plus each root given as bytes: an ARK alone, or a CA file ASK ‖ ARK
+    (as ``platform export-root`` writes an emulated platform's), whose ARK is the root."""
     store = TrustStore()
     for index, data in enumerate(trust_roots):
-        store = store.with_root(
-            AmdCert.from_bytes(data, allow_unsigned=True), name=f"trust-root-{index + 1}"
-        )
+        store = store.with_root(_root_of(data), name=f"trust-root-{index + 1}")
     return store
+
+
+def _root_of(data: bytes) -> AmdCert:
+    """The ARK of a CA file (whose ASK it must have signed), else ``data`` as an ARK alone."""
+    try:
+        ca = CaChain.from_bytes(data)
+    except FormatError:
+        return AmdCert.from_bytes(data, allow_unsigned=True)
+    verify_ca(ca, TrustStore().with_root(ca.ark))
+    return ca.ark
 
 
 def verify_ca_file(data: bytes, trust: TrustStore) -> VerifiedCa:

@@ -6,7 +6,8 @@ at machine-init-done) and only then serve QMP; ``-daemonize`` returns once that 
 The SEV device is the platform service's socket: ``sev-device=PATH``; when the object leaves
 the default ``/dev/sev``, ``$SEVLAUNCH_SEV_DEVICE``, else ``/dev/sev`` itself (a symlink to the
 socket, as ``sevlaunch platform install-libvirt`` makes it: libvirt clears the environment and
-gives the hypervisor a private /dev holding that link), else the fixed :data:`DEFAULT_SOCKET`.
+gives the hypervisor a private /dev holding that link), else where ``sevlaunch platform serve``
+listens by default (:func:`default_socket`: ``RUNDIR/platform.sock``).
 """
 
 from __future__ import annotations
@@ -44,13 +45,24 @@ from sevlaunch.vmm.snp_port import SnpPlatform
 PROG = "sevlaunch-vmm"
 DEVICE_ENV = "SEVLAUNCH_SEV_DEVICE"
 DEFAULT_DEVICE = "/dev/sev"
-#: Where the VMM looks when there is no /dev/sev and no $SEVLAUNCH_SEV_DEVICE (a platform
-#: served there is found by hypervisors whatever environment their manager gives them).
-DEFAULT_SOCKET = "/run/sevlaunch/platform.sock"
+
+
+#: Root's RUNDIR socket, also looked at when the environment names another RUNDIR (libvirt
+#: clears the environment and may run the hypervisor as another user).
+ROOT_SOCKET = "/run/sevlaunch/platform.sock"
+
+
+def default_sockets() -> tuple[str, ...]:
+    """Where the VMM looks when there is no /dev/sev and no $SEVLAUNCH_SEV_DEVICE: the
+    platform service's default socket (``RUNDIR/platform.sock``), so a platform started with
+    its defaults is found by a hypervisor started with its own; then root's."""
+    from sevlaunch._files import default_run_dir
+
+    return tuple(dict.fromkeys((str(default_run_dir() / "platform.sock"), ROOT_SOCKET)))
 
 
 def sev_device_path(
-    config: VmConfig, default_socket: str = DEFAULT_SOCKET, dev_sev: str = DEFAULT_DEVICE
+    config: VmConfig, sockets: tuple[str, ...] | None = None, dev_sev: str = DEFAULT_DEVICE
 ) -> str:
     """The SEV device to open; ``dev_sev`` is where /dev/sev is looked for (tests move it)."""
     guest = config.sev_guest or config.snp_guest
@@ -59,8 +71,10 @@ def sev_device_path(
         return configured
     if DEVICE_ENV in os.environ:
         return os.environ[DEVICE_ENV]
-    if not os.path.lexists(dev_sev) and os.path.exists(default_socket):
-        return default_socket
+    if not os.path.lexists(dev_sev):
+        for socket_path in default_sockets() if sockets is None else sockets:
+            if os.path.exists(socket_path):
+                return socket_path
     return DEFAULT_DEVICE
 
 
@@ -214,12 +228,23 @@ def _snp_device(device: SevPlatform | None) -> SnpPlatform | None:
     return device.snp() if isinstance(device, EmulatedSevPlatform) else None
 
 
+#: The longest Unix socket path (sun_path holds 108 bytes with the terminating NUL).
+UNIX_PATH_MAX = 107
+
+
 async def _listen(server: QMPServer, config: VmConfig) -> None:
     for endpoint in config.qmp:
         if endpoint.path is not None:
+            if len(os.fsencode(endpoint.path)) > UNIX_PATH_MAX:  # QEMU's words for it
+                raise VmmStartupError(f"UNIX socket path '{endpoint.path}' is too long")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(endpoint.path)
-            await server.start_unix(endpoint.path)
+            try:
+                await server.start_unix(endpoint.path)
+            except OSError as exc:
+                raise VmmStartupError(
+                    f"Failed to bind socket to {endpoint.path}: {exc.strerror}"
+                ) from exc
         elif endpoint.fd is not None:
             await server.start_socket(socket.socket(fileno=endpoint.fd))
 
@@ -233,7 +258,12 @@ async def run(config: VmConfig, started: asyncio.Future[None] | None = None) -> 
     VmmCommands(machine, config.name, device, device_error, done.set).register(server)
     RuntimeCommands(config, console.ptys).register(server)
     ProbeCommands(accel_of(config), EVENTS).register(server)
-    await _listen(server, config)
+    try:
+        await _listen(server, config)
+    except VmmStartupError:
+        if machine is not None:
+            await machine.teardown()
+        raise
     if config.pidfile:
         Path(config.pidfile).write_text(f"{os.getpid()}\n")
     if started is not None:

@@ -39,7 +39,8 @@ def chain_options(*, chain_required: bool) -> Callable[[F], F]:
                 "trust_roots",
                 multiple=True,
                 type=click.Path(dir_okay=False),
-                help="Also trust this ARK (AMD format), e.g. an emulated platform's root. Repeatable.",
+                help="Also trust this root: an ARK, or a CA file ASK ‖ ARK such as an emulated "
+                "platform's (platform export-root). Repeatable.",
             ),
         )
         for option in reversed(options):
