@@ -15,7 +15,8 @@ from sevlaunch.broker.service import Broker, NewWorkload
 from sevlaunch.crypto.launch import TransportKeys
 from sevlaunch.errors import LaunchRefusedError, MeasurementMismatchError
 from sevlaunch.formats.session import Measurement
-from sevlaunch.orchestrate.owner_port import LocalOwner, OwnerConfig
+from sevlaunch.orchestrate.owner_config import OwnerConfig
+from sevlaunch.orchestrate.owner_port import LocalOwner
 from sevlaunch.owner.decision import Reason, Registration, decide
 from sevlaunch.owner.measurement import expected_measurement, matches
 from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo

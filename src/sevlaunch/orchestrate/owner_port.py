@@ -7,15 +7,13 @@ bool.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sevlaunch.errors import UsageError
-from sevlaunch.formats.policy import Policy
+from sevlaunch.orchestrate.owner_config import OwnerConfig
 from sevlaunch.protocol import (
     LaunchConfiguration,
     LaunchSecurityInfo,
@@ -111,93 +109,6 @@ class BrokerOwner:
         return self.client.report_steps(launch_id, reports, host_launch)
 
 
-@dataclass(frozen=True)
-class EsShape:
-    """owner.json's ``es``: the SEV-ES guest's vCPUs as QEMU starts them (``-smp``, ``-cpu``,
-    ``legacy-vm-type``), which its VMSAs, and so its launch digest, depend on."""
-
-    vcpus: int = 1
-    vcpu_type: str = "qemu64"
-    legacy_vm_type: str = "auto"
-
-    @classmethod
-    def from_json(cls, raw: object) -> EsShape:
-        """From owner.json's object; an unknown key or a wrong type is refused, naming it."""
-        if not isinstance(raw, dict):
-            raise UsageError(f"owner.json es is an object such as {_ES_EXAMPLE}, got {raw!r}")
-        unknown = sorted(set(raw) - {"vcpus", "vcpu-type", "legacy-vm-type"})
-        if unknown:
-            raise UsageError(f"owner.json es has unknown keys {unknown}: it takes {_ES_EXAMPLE}")
-        vcpus = raw.get("vcpus", 1)
-        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
-            raise UsageError(f"owner.json es vcpus is a count of at least 1, got {vcpus!r}")
-        texts = {key: raw.get(key, default) for key, default in _ES_TEXTS.items()}
-        for key, value in texts.items():
-            if not isinstance(value, str):
-                raise UsageError(f"owner.json es {key} is a string, got {value!r}")
-        return cls(vcpus, texts["vcpu-type"], texts["legacy-vm-type"])
-
-
-_ES_TEXTS = {"vcpu-type": "qemu64", "legacy-vm-type": "auto"}
-_ES_EXAMPLE = '{"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"}'
-
-
-@dataclass(frozen=True)
-class OwnerConfig:
-    """``owner.json`` in an owner directory; paths are relative to the directory.
-
-    ``{"policy": "0x1", "trust-roots": ["ark.cert"], "ca": null, "firmware": "OVMF.fd",
-    "kernel": null, "initrd": null, "cmdline": null, "digests": [], "secrets": {"luks-key":
-    "passphrase.txt"}, "es": {"vcpus": 2, "vcpu-type": "EPYC-Rome", "legacy-vm-type": "on"},
-    "min-api": "1.49", "min-build": 0}``:
-    the expected digest is computed from the reference artifacts (with the VMSAs of ``es`` for
-    an SEV-ES policy) and/or given in ``digests`` (hex).
-    """
-
-    root: Path
-    policy: Policy
-    trust_roots: tuple[Path, ...] = ()
-    ca: Path | None = None
-    firmware: Path | None = None
-    kernel: Path | None = None
-    initrd: Path | None = None
-    cmdline: str | None = None
-    digests: tuple[bytes, ...] = ()
-    secrets: dict[str, Path] = field(default_factory=dict)
-    es: EsShape = EsShape()
-    min_api: tuple[int, int] = (0, 0)
-    min_build: int = 0
-
-    @classmethod
-    def load(cls, directory: Path) -> OwnerConfig:
-        path = directory / "owner.json"
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"cannot read {path}: {exc}; an owner directory holds owner.json"
-            ) from exc
-
-        def rel(value: str | None) -> Path | None:
-            return directory / value if value else None
-
-        return cls(
-            root=directory,
-            policy=Policy.parse(str(raw.get("policy", "0x1"))),
-            trust_roots=tuple(directory / p for p in raw.get("trust-roots", [])),
-            ca=rel(raw.get("ca")),
-            firmware=rel(raw.get("firmware")),
-            kernel=rel(raw.get("kernel")),
-            initrd=rel(raw.get("initrd")),
-            cmdline=raw.get("cmdline"),
-            digests=tuple(bytes.fromhex(d) for d in raw.get("digests", [])),
-            secrets={k: directory / v for k, v in raw.get("secrets", {}).items()},
-            es=EsShape.from_json(raw.get("es", {})),
-            min_api=_api_version(str(raw.get("min-api", "0.0"))),
-            min_build=int(raw.get("min-build", 0)),
-        )
-
-
 class LocalOwner:
     """The owner toolkit run in this process; TEK and TIK never leave memory."""
 
@@ -273,15 +184,6 @@ class LocalOwner:
         )
         packet = build_packet(table, launch.keys, launch_info.measurement, rng=os.urandom)
         return SecretRelease(packet.header.to_bytes(), packet.payload)
-
-
-def _api_version(text: str) -> tuple[int, int]:
-    """``"1.49"`` as (1, 49): owner.json's ``min-api``."""
-    major, _, minor = text.partition(".")
-    try:
-        return int(major), int(minor or 0)
-    except ValueError as exc:
-        raise UsageError(f"owner.json min-api is MAJOR.MINOR such as 1.49, got {text!r}") from exc
 
 
 def _reference_digest(config: OwnerConfig, firmware: Path) -> bytes:
