@@ -108,6 +108,7 @@ class RunningStack:
         owner: GuestOwner | None = None,
         host: HostClient | None = None,
         kds_url: str | None = None,
+        cek: bytes | None = None,
     ) -> LaunchResult:
         with host or self.host() as client:
             launcher = Launcher(
@@ -115,6 +116,7 @@ class RunningStack:
                 owner or self.owner(),
                 xml,
                 kds_url=kds_url or self.stack.kds_url,
+                cek=cek,
                 boot_timeout=20.0,
             )
             return launcher.run()

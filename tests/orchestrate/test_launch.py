@@ -133,7 +133,7 @@ def assert_failed_at(
     step = Step.of(number)
     assert not result.ok, "the launch should have failed"
     assert result.failed_step == step, result.message
-    assert result.message.startswith(f"{result.domain}: step {int(step)} ({step.title}) failed: ")
+    assert result.message.startswith(f"{result.domain}: step {int(step)} ({step.title}) failed")
     for word in words:
         assert word in (result.error or ""), result.message
     statuses = {s.step: s.status for s in result.steps}
@@ -246,6 +246,24 @@ def test_step_3_key_server_unreachable(env: RunningStack) -> None:
         env, result, 3, "cannot download the AMD-signed CEK", f":{port}", contexts=contexts
     )
     assert_never_defined(env, name)
+    # the key server failed, not the host or its firmware (which exported a chain)
+    assert result.steps[2].party == "VM tool → AMD key server"
+    assert "failed (VM tool → AMD key server): " in result.message
+    assert "fetch-cek" not in (result.error or "")
+
+
+def test_step_3_takes_a_given_signed_cek_instead_of_the_key_server(env: RunningStack) -> None:
+    """``launch --cek FILE``: an offline VM tool with the CEK fetched elsewhere."""
+    from sevlaunch.platform.client import PlatformClient
+
+    with PlatformClient(env.stack.platform_socket) as platform:
+        cek = platform.signed_cek()
+    name = unique("given-cek")
+    with closed_port() as port:  # a key server that cannot answer: the given CEK is used
+        result = env.launch(env.xml(name), kds_url=f"http://127.0.0.1:{port}", cek=cek)
+    assert result.ok, result.message
+    assert result.steps[2].detail == "CEK given"
+    env.destroy(name)
 
 
 # ---- step 4: the platform's proof

@@ -46,6 +46,14 @@ if TYPE_CHECKING:
     "`sevlaunch platform kds` prints).",
 )
 @click.option(
+    "--cek",
+    "cek_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The AMD-signed CEK of the host's chip (sevlaunch owner fetch-cek --out FILE), "
+    "instead of downloading it at step 3.",
+)
+@click.option(
     "--count",
     default=1,
     show_default=True,
@@ -79,6 +87,7 @@ def launch(
     workload: str | None,
     owner_dir: str | None,
     kds_url: str | None,
+    cek_file: str | None,
     count: int,
     parallel_starts: int,
     boot_timeout: float,
@@ -93,6 +102,7 @@ def launch(
     from sevlaunch.orchestrate.progress import Progress
 
     xml = read_file(domain_xml, "domain XML").decode()
+    cek = read_file(cek_file, "CEK file") if cek_file else None
     try:
         from sevlaunch import _http
         from sevlaunch.host.domxml import Domain
@@ -131,6 +141,7 @@ def launch(
                 observer=progress,
                 boot_timeout=boot_timeout,
                 kds_url=kds_url,
+                cek=cek,
                 start_gate=gate,
             )
             return launcher.run().as_dict()
@@ -142,14 +153,18 @@ def launch(
     if as_json:
         click.echo(json.dumps(results if count > 1 else results[0], indent=2))
     else:
+        console = "virsh console" if is_libvirt_uri(host.address) else "sevlaunch host console"
         for result in results:
-            if not result["ok"]:
+            if result["ok"]:
+                click.echo(f"{result['message']}; its console: {console} {result['domain']}")
+            else:
                 click.echo(str(result["message"]), err=True)
     raise SystemExit(0 if all(r["ok"] for r in results) else 1)
 
 
 def _owner(broker: Conn, workload: str | None, owner_dir: str | None) -> GuestOwner:
-    from sevlaunch.orchestrate.owner_port import BrokerOwner, LocalOwner, OwnerConfig
+    from sevlaunch.orchestrate.owner_config import OwnerConfig
+    from sevlaunch.orchestrate.owner_port import BrokerOwner, LocalOwner
 
     ctx = click.get_current_context()
     broker_given = ctx.get_parameter_source("broker_url") is ParameterSource.COMMANDLINE

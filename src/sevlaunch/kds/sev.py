@@ -71,10 +71,11 @@ def _ca_hint(gen: str) -> str:
     )
 
 
-def _cek_hint() -> str:
+def _cek_hint(url: str) -> str:
     return (
-        "fetch it on a machine with network access (sevlaunch owner fetch-cek --chip-id HEX) "
-        f"and pass it with --cek FILE, or set {KDS_URL_ENV} to a mirror"
+        f"download {url} on a machine with network access and pass the file with --cek FILE, "
+        f"or set {KDS_URL_ENV} to a mirror (for an emulated platform, the URL that "
+        "'sevlaunch platform kds' prints)"
     )
 
 
@@ -286,7 +287,7 @@ class KdsClient:
     def fetch_cek(self, chip_id: bytes) -> CachedCek:
         """Download the AMD-signed CEK of ``chip_id`` and cache it."""
         url = self.cek_url(chip_id)
-        what, hint = f"the AMD-signed CEK of chip {chip_id_hex(chip_id)[:16]}…", _cek_hint()
+        what, hint = f"the AMD-signed CEK of chip {chip_id_hex(chip_id)[:16]}…", _cek_hint(url)
         failures: list[tuple[str, str, int | None]] = []
         data = self._get(url, what, hint, failures)
         if data is None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from sevlaunch import _http
 from sevlaunch.errors import (
+    DownloadError,
     HostError,
     LaunchFailedError,
     LaunchRefusedError,
@@ -55,6 +56,7 @@ class StepRecord:
     duration: float | None = None
     detail: str = ""
     by_host: bool = False
+    by: str | None = None  #: who did the step when not the step's usual party
 
     @property
     def name(self) -> str:
@@ -62,7 +64,7 @@ class StepRecord:
 
     @property
     def party(self) -> str:
-        return self.step.party
+        return self.by or self.step.party
 
 
 Observer = Callable[[str, StepRecord], None]
@@ -71,6 +73,8 @@ T = TypeVar("T")
 
 #: Seconds to wait for the measurement of a hypervisor that measures after it serves QMP.
 MEASUREMENT_WAIT = 30.0
+#: Who a CEK download failure belongs to: not the host or its firmware, which exported a chain.
+KEY_SERVER = "VM tool → AMD key server"
 #: Steps the host does alone; the VM tool reports them from the host's own record.
 HOST_RECORDED = (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED)
 
@@ -102,7 +106,8 @@ class LaunchResult:
         after = (
             "the domain was destroyed" if step >= Step.STARTED_PAUSED else "no guest was started"
         )
-        return f"{self.domain}: {step} failed: {self.error}; {after}"
+        by = self.steps[step - 1].by if len(self.steps) >= step else None
+        return f"{self.domain}: {step} failed{f' ({by})' if by else ''}: {self.error}; {after}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -212,8 +217,10 @@ class Launcher:
         observer: Observer | None = None,
         boot_timeout: float = 60.0,
         kds_url: str | None = None,
+        cek: bytes | None = None,
         start_gate: threading.Semaphore | None = None,
     ) -> None:
+        """``cek``: the AMD-signed CEK of the host's chip, when it is not to be downloaded."""
         self.host = host
         self.owner = owner
         self.xml = xml
@@ -222,6 +229,7 @@ class Launcher:
         self.boot_timeout = boot_timeout
         self.start_gate = start_gate
         self.kds_url = kds_url
+        self.cek = cek
         self.result = LaunchResult(self.name, [StepRecord(s) for s in Step])
         self._defined = False
 
@@ -281,7 +289,7 @@ class Launcher:
         cek = self._run_step(
             Step.PDH_EXPORTED,
             lambda: self._signed_cek(node),
-            lambda c: "CEK from the key server" if c else "",
+            lambda c: ("CEK given" if self.cek else "CEK from the key server") if c else "",
         )
         offer = self._run_step(
             Step.PLATFORM_VERIFIED,
@@ -350,6 +358,8 @@ class Launcher:
         export = CertExport.from_bytes(node.cert_chain)
         if any(sig.usage is Usage.ASK for sig in export.cek.signatures):
             return None
+        if self.cek is not None:
+            return self.cek
         if not node.cpu0_id:
             raise HostError(
                 "operation failed",
@@ -359,7 +369,11 @@ class Launcher:
                 "touch the emulator binary)",
                 field="cpu0-id",
             )
-        return signed_cek(self.kds_url, node.cpu0_id)
+        try:
+            return signed_cek(self.kds_url, node.cpu0_id)
+        except DownloadError:
+            self.result.steps[Step.PDH_EXPORTED - 1].by = KEY_SERVER
+            raise
 
     def _define(self, offer: SessionOffer) -> None:
         self._refuse_running()

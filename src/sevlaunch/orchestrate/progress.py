@@ -63,7 +63,7 @@ class Progress:
             detail = ("host: " if rec.by_host else "") + rec.detail
             table.add_row(
                 f"{int(step):>2} {step.title}",
-                step.party,
+                rec.party,
                 Text(_MARK[rec.status], style=_STYLE[rec.status]),
                 took,
                 Text(_short(detail), style=_STYLE[rec.status] if rec.status == "failed" else ""),
