@@ -103,6 +103,8 @@ def test_full_sev_launch_with_inline_blobs(
     daemon = start_daemon(platform=platform)
     info = _params(daemon.host("nodesevinfo").stdout)
     assert {"pdh", "cert-chain", "cbitpos", "reduced-phys-bits", "max-guests"} <= set(info)
+    as_json = json.loads(daemon.host("nodesevinfo", "--json").stdout)
+    assert {k: str(v) for k, v in as_json.items()} == info  # the same parameters, typed
     owner = owner_session(platform, short_dir / "owner")
     xml = short_dir / "vm.xml"
     xml.write_text(sev_domain_xml("vm", media, owner))
@@ -113,7 +115,9 @@ def test_full_sev_launch_with_inline_blobs(
     header, payload = _validate_and_make_secret(daemon, "vm", owner, media, short_dir)
     _inject_resume_and_check(daemon, "vm", header, payload)
     assert "running" in daemon.host("list").stdout
+    assert daemon.host("list", "--name").stdout == "vm\n"  # as virsh list --name
     daemon.host("destroy", "vm")
+    assert daemon.host("list", "--name").stdout == ""
     assert "shut off" in daemon.host("list", "--all").stdout
     daemon.host("undefine", "vm")
     assert "vm" not in daemon.host("list", "--all").stdout

@@ -101,6 +101,7 @@ def serve(
         )
         tls = Tls.of(tls_cert, tls_key)
         check(address, tls, insecure_plain_http=insecure_plain_http)
+    _check_state_path(Path(state_dir))
     if address.scheme != "unix" and not token:
         fail(
             "a TCP listener needs --host-token-file (the Unix socket is protected by its "
@@ -122,6 +123,24 @@ def serve(
             limits=limits_of(limits),
             insecure_plain_http=insecure_plain_http,
             ready=ready,
+        )
+
+
+#: The longest Unix socket path (sun_path is 108 bytes with its NUL).
+UNIX_PATH_MAX = 107
+
+
+def _check_state_path(state_dir: Path) -> None:
+    """Each hypervisor's monitor socket lives at STATE/run/UUID/qmp.sock: a state directory
+    too deep for that is refused now, not at the first define or nodesevinfo."""
+    longest = state_dir.absolute() / "run" / ("0" * 36) / "qmp.sock"
+    size = len(bytes(longest))
+    if size > UNIX_PATH_MAX:
+        fail(
+            f"--state {state_dir} is too deep: the hypervisors' monitor sockets "
+            f"(STATE/run/UUID/qmp.sock) would be {size} bytes long, more than the "
+            f"{UNIX_PATH_MAX} a Unix socket path can have; use a shorter path",
+            code=EXIT_USAGE,
         )
 
 
@@ -151,10 +170,15 @@ def _print_params(params: Mapping[str, object], width: int) -> None:
 @click.option(
     "--refresh", is_flag=True, help="Probe the hypervisor again instead of using the cache."
 )
-def nodesevinfo(host: Conn, refresh: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def nodesevinfo(host: Conn, refresh: bool, as_json: bool) -> None:
     """Node SEV info: pdh, cert-chain, cpu0-id, cbitpos, reduced-phys-bits, max-guests, max-es-guests."""
     with _client(host) as c:
-        _print_params(c.node_sev_info(refresh=refresh).to_wire(), 18)
+        params = c.node_sev_info(refresh=refresh).to_wire()
+    if as_json:
+        emit_json(params)
+    else:
+        _print_params(params, 18)
 
 
 @host.command()
@@ -197,13 +221,18 @@ def undefine(host: Conn, domain: str) -> None:
 @host.command(name="list")
 @host_connection
 @click.option("--all", "all_domains", is_flag=True, help="Include inactive domains.")
+@click.option("--name", "names_only", is_flag=True, help="Print only the names, one a line.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def list_domains(host: Conn, all_domains: bool, as_json: bool) -> None:
+def list_domains(host: Conn, all_domains: bool, names_only: bool, as_json: bool) -> None:
     """List domains (running and paused; --all for every one)."""
     with _client(host) as c:
         rows = c.list_domains(all_domains=all_domains)
     if as_json:
         emit_json([r.to_wire() for r in rows])
+        return
+    if names_only:
+        for row in rows:
+            click.echo(row.name)
         return
     click.echo(f" {'Id':<4}{'Name':<30}State")
     click.echo("-" * 50)
