@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sevlaunch.owner.diagnosis import (
+    Diagnosis,
     Mistake,
     boot_variants,
     cmdline_variants,
@@ -67,3 +70,8 @@ def test_key_variants() -> None:
     assert swapped.tik == tek
     assert swapped.findings[0].mistake is Mistake.KEYS_SWAPPED
     assert tek.hex() not in repr(swapped)
+
+
+@pytest.mark.parametrize(("tried", "words"), [(1, "(1 variant tried:"), (7, "(7 variants tried:")])
+def test_an_unexplained_mismatch_counts_its_variants_in_english(tried: int, words: str) -> None:
+    assert words in Diagnosis((), tried).describe()

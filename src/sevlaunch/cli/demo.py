@@ -143,9 +143,12 @@ def _summary(console: Console, outcome: DemoOutcome, seconds: float) -> None:
         f"[bold {style}]{'every expected outcome happened' if outcome.ok else 'an expected outcome did not happen'}"
     )
     refused = outcome.tampered is not None and not outcome.tampered.ok
+    tampered = (
+        "the tampered launch was refused" if refused else "the tampered launch was NOT refused"
+    )
     console.print(
         f"{booted}/{len(outcome.launches)} attested guests booted and unlocked their disk; "
-        f"tampered launch refused: {refused}; {seconds:.1f} s"
+        f"{tampered}; {seconds:.1f} s"
     )
 
 
@@ -155,20 +158,7 @@ def _finish(
     from sevlaunch.orchestrate.demo import destroy_all
 
     if keep and console is not None:
-        console.print(
-            Panel(
-                f"export SEVLAUNCH_HOST={stack.host_uri}\n"
-                f"export SEVLAUNCH_PLATFORM={stack.platform_socket}\n"
-                f"export SEVLAUNCH_BROKER_URL={stack.broker_url}\n"
-                f"export SEVLAUNCH_OWNER_TOKEN_FILE={stack.owner_token}\n"
-                f"export SEVLAUNCH_LAUNCHER_TOKEN_FILE={stack.launcher_token}\n"
-                "sevlaunch host list --all; sevlaunch host console demo-1; sevlaunch host timeline demo-1\n"
-                "sevlaunch broker audit; sevlaunch platform status\n"
-                f"stop them with: pkill -f {root}",
-                title="the services are still running",
-                expand=False,
-            )
-        )
+        _kept(console, stack)
         return
     with contextlib.suppress(Exception):  # best effort: the services are going away anyway
         destroy_all(stack)
@@ -183,4 +173,25 @@ def _dashboards(console: Console, stack: Stack) -> None:
 
     console.rule("[bold]the dashboards")
     for line in dashboards(stack):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _kept(console: Console, stack: Stack) -> None:
+    """How to reach the services left running, and how to stop them: plain lines, so that
+    they can be pasted into a shell."""
+    pids = " ".join(str(service.process.pid) for service in stack.services)
+    console.rule("[bold]the services are still running")
+    for line in (
+        f"export SEVLAUNCH_HOST={stack.host_uri}",
+        f"export SEVLAUNCH_PLATFORM=unix:{stack.platform_socket}",
+        f"export SEVLAUNCH_BROKER_URL={stack.broker_url}",
+        f"export SEVLAUNCH_OWNER_TOKEN_FILE={stack.owner_token}",
+        f"export SEVLAUNCH_LAUNCHER_TOKEN_FILE={stack.launcher_token}",
+        f"export SEVLAUNCH_KDS_URL={stack.kds_url}",
+        "sevlaunch host list --all; sevlaunch host console demo-1; sevlaunch host timeline demo-1",
+        "sevlaunch broker audit; sevlaunch platform status",
+        "# stop them: the guests, then the services (their pids)",
+        'for vm in $(sevlaunch host list --name); do sevlaunch host destroy "$vm"; done; '
+        f"kill {pids}",
+    ):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

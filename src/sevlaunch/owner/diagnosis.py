@@ -80,8 +80,9 @@ class Diagnosis:
                 ", SEV-ES legacy-vm-type on/off, vCPU counts and QEMU CPU models" if self.es else ""
             )
             return (
-                f"None of the usual mistakes explains the measurement ({self.tried} variants "
-                "tried: kernel hashes on/off, command-line whitespace and newline, initrd "
+                f"None of the usual mistakes explains the measurement ({self.tried} "
+                f"variant{'' if self.tried == 1 else 's'} tried: kernel hashes on/off, "
+                "command-line whitespace and newline, initrd "
                 f"missing, each firmware given, TEK and TIK swapped{es}). The guest may run other "
                 "code than you expect, or the platform values (API version, build, policy) or "
                 "the TIK belong to another launch. Do not trust this guest."

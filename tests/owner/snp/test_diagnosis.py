@@ -75,3 +75,10 @@ def test_unexplained(launch: SnpLaunch) -> None:
     assert diagnosis.tried > 1000
     assert "Do not trust this guest" in diagnosis.describe()
     assert diagnosis.to_dict()["explained"] is False
+
+
+@pytest.mark.parametrize(("tried", "words"), [(1, "(1 variant tried:"), (9, "(9 variants tried:")])
+def test_an_unexplained_snp_mismatch_counts_its_variants_in_english(tried: int, words: str) -> None:
+    from sevlaunch.owner.snp.diagnosis import SnpDiagnosis
+
+    assert words in SnpDiagnosis((), tried).describe()

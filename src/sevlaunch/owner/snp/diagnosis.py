@@ -79,8 +79,9 @@ class SnpDiagnosis:
     def describe(self) -> str:
         if not self.explanations:
             return (
-                f"None of the usual mistakes explains the measurement ({self.tried} variants "
-                "tried: each firmware given, kernel hashes on/off, command-line whitespace and "
+                f"None of the usual mistakes explains the measurement ({self.tried} "
+                f"variant{'' if self.tried == 1 else 's'} tried: each firmware given, "
+                "kernel hashes on/off, command-line whitespace and "
                 "newline, initrd missing, vCPU counts, QEMU CPU models and guest features). The "
                 "guest may run other code than you expect. Do not trust this guest."
             )

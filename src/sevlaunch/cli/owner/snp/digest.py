@@ -158,7 +158,11 @@ def compute(ovmf: bytes, guest: GuestOptions, seed: bytes | None = None) -> byte
     help="Precomputed OVMF hash (LD after the firmware pages) to start from.",
 )
 @click.option(
-    "--output-format", type=click.Choice(["hex", "base64"]), default="hex", show_default=True
+    "--output-format",
+    type=click.Choice(["hex", "base64"]),
+    default="hex",
+    show_default=True,
+    help="How the measurement is printed (sev-snp-measure's --output-format).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def digest(

@@ -79,7 +79,12 @@ def vcek(
 
 
 @fetch.command()
-@click.option("--product", required=True, type=click.Choice(PRODUCTS, case_sensitive=False))
+@click.option(
+    "--product",
+    required=True,
+    type=click.Choice(PRODUCTS, case_sensitive=False),
+    help="The EPYC product whose chain to fetch.",
+)
 @click.option("--vlek", is_flag=True, help="The VLEK chain (ASVK and ARK).")
 @common
 def ca(product: str, vlek: bool, kds_url: str | None, out: str | None, as_json: bool) -> None:
@@ -92,7 +97,12 @@ def ca(product: str, vlek: bool, kds_url: str | None, out: str | None, as_json: 
 
 
 @fetch.command()
-@click.option("--product", required=True, type=click.Choice(PRODUCTS, case_sensitive=False))
+@click.option(
+    "--product",
+    required=True,
+    type=click.Choice(PRODUCTS, case_sensitive=False),
+    help="The EPYC product whose CRL to fetch.",
+)
 @click.option("--vlek", is_flag=True, help="The VLEK chain's CRL.")
 @common
 def crl(product: str, vlek: bool, kds_url: str | None, out: str | None, as_json: bool) -> None:
