@@ -1,8 +1,10 @@
-"""``sevlaunch image firmware`` and ``sevlaunch image disk``."""
+"""``sevlaunch image``: firmware, kernel, initrd, key and disk, as the README names them."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import click
@@ -168,3 +170,79 @@ def test_parse_size_refuses_or_parses(text: str) -> None:
     else:
         assert size >= 0
     assert refused is None or "is not a size" in refused
+
+
+def test_kernel_looks_like_a_bzimage_and_is_deterministic(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    printed = ok("kernel", "--out", a).output
+    ok("kernel", "--out", b)
+    ok("kernel", "--out", c, "--seed", "other", "--size", "128K")
+    data = a.read_bytes()
+    assert (data[:2], data[0x202:0x206], len(data)) == (b"MZ", b"HdrS", 64 << 10)
+    assert data == b.read_bytes() != c.read_bytes()
+    assert len(c.read_bytes()) == 128 << 10
+    assert f"sha256 {hashlib.sha256(data).hexdigest()}" in printed
+    assert run("kernel", "--out", a, "--size", "1K").exit_code == 2
+
+
+def test_initrd_is_a_newc_cpio_archive_holding_init(tmp_path: Path) -> None:
+    out = tmp_path / "initrd.img"
+    ok("initrd", "--out", out)
+    data = out.read_bytes()
+    assert len(data) == 32 << 10
+    assert data.startswith(b"070701")
+    assert b"TRAILER!!!" in data
+    if shutil.which("cpio") is None:
+        pytest.skip("cpio (Debian's cpio) is not installed: the archive is not read back")
+    listed = subprocess.run(
+        ["cpio", "-it"], input=data, capture_output=True, check=True, cwd=tmp_path
+    )
+    assert listed.stdout.decode().split() == ["init", "filler"]
+    init = subprocess.run(
+        ["cpio", "-i", "--to-stdout", "init"], input=data, capture_output=True, check=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert init.stdout.startswith(b"#!/bin/sh\n")
+
+
+def test_key_is_private_random_and_never_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "disk.key"
+    assert "mode 0600" in ok("key", "--out", out).output
+    first = out.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert len(first) >= 43  # 32 bytes as base64 text
+    refused = run("key", "--out", out)
+    assert refused.exit_code == 2
+    assert "exists and is kept" in refused.output
+    assert out.read_bytes() == first  # the disk sealed with it can still be opened
+    other = tmp_path / "other.key"
+    ok("key", "--out", other)
+    assert other.read_bytes() != first
+
+
+def test_the_readmes_images_launch_digest(tmp_path: Path) -> None:
+    """firmware, kernel, initrd, key and disk as the README makes them fit together."""
+    names = {
+        n: tmp_path / n for n in ("OVMF.amdsev.fd", "vmlinuz", "initrd.img", "disk.key", "root.img")
+    }
+    ok("firmware", "--out", names["OVMF.amdsev.fd"])
+    ok("kernel", "--out", names["vmlinuz"])
+    ok("initrd", "--out", names["initrd.img"])
+    ok("key", "--out", names["disk.key"])
+    ok(
+        "disk",
+        "--out",
+        names["root.img"],
+        "--label",
+        "root",
+        "--passphrase-file",
+        names["disk.key"],
+    )
+    launch_digest(
+        names["OVMF.amdsev.fd"].read_bytes(),
+        names["vmlinuz"].read_bytes(),
+        names["initrd.img"].read_bytes(),
+        "console=ttyS0",
+    )
+    contents = open_disk(names["disk.key"].read_bytes(), names["root.img"].read_bytes())
+    assert contents.label == "root"

@@ -113,6 +113,37 @@ def test_export_full_verifies_with_owner_verify(sock: Path, tmp_path: Path) -> N
     assert "PDH verified" in result.output
 
 
+def test_export_root_writes_the_ca_file_that_owner_and_broker_take(
+    sock: Path, tmp_path: Path
+) -> None:
+    """ASK ‖ ARK, as AMD's ask_ark_<gen>.cert: the root to trust and the CA of a chain
+    without one; --ark-only still writes the ARK alone."""
+    from sevlaunch.broker.attest import parse_root
+    from sevlaunch.formats.chain import CaChain
+
+    ca, ark, chain = tmp_path / "ask_ark_emulated.cert", tmp_path / "ark", tmp_path / "chain"
+    assert "ASK ‖ ARK" in ok("export-root", "--platform", sock, "--out", ca).output
+    ok("export-root", "--platform", sock, "--out", ark, "--ark-only")
+    parsed = CaChain.from_bytes(ca.read_bytes())
+    assert parsed.ark.to_bytes() == ark.read_bytes()
+    root = parse_root(ca.read_bytes(), "emulated")  # what broker trust add does with it
+    assert root.ask is not None
+    ok("export", "--platform", sock, "--out", chain)  # the CEK unsigned, no ASK or ARK
+    cek = tmp_path / "cek"
+    cek.write_bytes(_signed_cek(sock))
+    for trust in (ca, ark):  # --ca takes the file, --trust-root takes it or the ARK alone
+        args = ["--chain", chain, "--ca", ca, "--cek", cek, "--trust-root", trust]
+        result = CliRunner().invoke(cli, ["owner", "verify", *map(str, args)])
+        assert result.exit_code == 0, result.output
+
+
+def _signed_cek(sock: Path) -> bytes:
+    from sevlaunch.platform.client import PlatformClient
+
+    with PlatformClient(str(sock)) as client:
+        return client.signed_cek()
+
+
 def test_plain_export_has_the_unsigned_cek_and_fails_verification(
     sock: Path, tmp_path: Path
 ) -> None:

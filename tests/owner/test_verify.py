@@ -109,3 +109,20 @@ def test_trust_roots_are_named_in_order() -> None:
         verify_chain_file(data, trust_store())
     store = trust_store([chain.ca.ark.to_bytes()])
     assert verify_chain_file(data, store).ca.root.name == "trust-root-1"
+
+
+def test_a_trust_root_may_be_a_ca_file_whose_ask_its_ark_signed() -> None:
+    """``--trust-root ask_ark_emulated.cert``: the ARK of a CA file is the root; a CA file whose
+    ASK another key signed is refused, not half trusted."""
+    ark_key = pyca_rsa.generate_private_key(65537, 2048)
+    chain = synthetic_platform(ark_key, pyca_rsa.generate_private_key(65537, 2048))
+    assert chain.ca is not None
+    store = trust_store([chain.ca.to_bytes()])
+    assert verify_chain_file(chain.to_bytes(), store).ca.root.name == "trust-root-1"
+    other = synthetic_platform(
+        pyca_rsa.generate_private_key(65537, 2048), pyca_rsa.generate_private_key(65537, 2048)
+    )
+    assert other.ca is not None
+    forged = other.ca.ask.to_bytes() + chain.ca.ark.to_bytes()  # an ASK this ARK never signed
+    with pytest.raises(VerificationError):
+        trust_store([forged])

@@ -363,8 +363,8 @@ def kds(socket_path: str, listen: str) -> None:
             server = KdsServer((address.host, address.port), path)
         except OSError as exc:
             raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    click.echo(server.url)  # alone on stdout, for $(...) or a file: before the ready line
     click.echo(f"sevlaunch kds: key server of {path} listening on {server.url}", err=True)
-    click.echo(server.url)  # alone on stdout, for $(...) or a file
     try:
         server.serve_forever()
     except KeyboardInterrupt:
