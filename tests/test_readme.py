@@ -68,7 +68,7 @@ def test_the_walk_through_leaves_out_only_what_it_marks_as_an_aside() -> None:
     for needed in ("platform serve", "host serve", "broker serve", "sevlaunch launch", "&\n"):
         assert needed in script
     background = re.findall(r"[^&]&[ \t]*(?:#.*)?$", script, re.MULTILINE)
-    assert len(background) == script.count("until grep -qs listening") == 4
+    assert len(background) == script.count("until grep -s 'listening on\\|^error:'") == 4
 
 
 def environment(tmp_path: Path) -> dict[str, str]:

@@ -58,6 +58,29 @@ def read_private(path: str | Path, what: str) -> bytes:
         raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from exc
 
 
+def lock_directory(path: Path, what: str) -> int:
+    """Take ``path`` for this process (an exclusive ``flock`` on ``path/lock``, which holds
+    our pid) or refuse: two servers on one state would each think its guests are its own.
+    The lock lasts as long as the returned descriptor (the process, for a server)."""
+    import fcntl
+
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, PRIVATE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise UsageError(
+            f"state directory {path} is in use by another {what}"
+            + (f" (pid {holder})" if holder.isdigit() else "")
+            + "; stop it first or give this one another --state directory"
+        ) from exc
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def default_run_dir() -> Path:
     """Where the services' default sockets live (RUNDIR): ``$XDG_RUNTIME_DIR/sevlaunch`` when
     set, else ``/run/sevlaunch`` for root, else ``/tmp/sevlaunch-UID`` (made 0700 and checked

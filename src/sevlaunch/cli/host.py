@@ -132,15 +132,16 @@ UNIX_PATH_MAX = 107
 
 def _check_state_path(state_dir: Path) -> None:
     """Each hypervisor's monitor socket lives at STATE/run/UUID/qmp.sock: a state directory
-    too deep for that is refused now, not at the first define or nodesevinfo."""
+    too deep for that is said at start (every guest start would fail with QEMU's words)."""
     longest = state_dir.absolute() / "run" / ("0" * 36) / "qmp.sock"
     size = len(bytes(longest))
     if size > UNIX_PATH_MAX:
-        fail(
-            f"--state {state_dir} is too deep: the hypervisors' monitor sockets "
+        click.echo(
+            f"warning: --state {state_dir} is too deep for guests: their monitor sockets "
             f"(STATE/run/UUID/qmp.sock) would be {size} bytes long, more than the "
-            f"{UNIX_PATH_MAX} a Unix socket path can have; use a shorter path",
-            code=EXIT_USAGE,
+            f"{UNIX_PATH_MAX} a Unix socket path can have, so no guest can start; use a "
+            "shorter path",
+            err=True,
         )
 
 

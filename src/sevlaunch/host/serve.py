@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from sevlaunch import _http, _listen, _storage
+from sevlaunch import _files, _http, _listen, _storage
 from sevlaunch._guard import Limits
 from sevlaunch.host.api import create_app, render_error
 from sevlaunch.host.manager import HostManager
@@ -30,6 +30,7 @@ def serve_forever(
     _listen.check(address, tls, insecure_plain_http=insecure_plain_http)
     os.umask(0o077)  # the database, its -wal/-shm, run files: the daemon's alone
     _storage.require_writable(state_dir, "state directory")
+    _files.lock_directory(state_dir, "host manager")  # held until the process ends
     manager = HostManager(state_dir, qemu=qemu, platform=platform)
     app = create_app(manager, token=token, limits=limits)
     sock = _listen.bind(address, what="host manager")

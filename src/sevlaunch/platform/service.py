@@ -144,6 +144,7 @@ class PlatformService:
         self._psp = asyncio.Lock()
         self._saved = firmware.persistent_state()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.bindings = GuestBindings()
         self._local = Peer("in-process caller")
 
@@ -274,15 +275,25 @@ class PlatformService:
     ) -> None:
         """Serve one client until it hangs up or breaks the framing; then free its guests."""
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         peer = Peer()
         try:
             await self._serve_frames(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # the service is stopping: this connection ends here. Python 3.11's streams call
+            # task.exception() on a handler that ends cancelled and log the CancelledError
+            # as an error, so the handler ends normally instead
+            pass
         except Exception:
             log.exception("connection failed")
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
             writer.close()
             with contextlib.suppress(OSError):  # the peer may be gone already
                 await writer.wait_closed()
@@ -324,6 +335,13 @@ class PlatformService:
     def close_connections(self) -> None:
         for writer in list(self._writers):
             writer.close()
+
+    async def drain_connections(self, timeout: float = 5.0) -> None:
+        """Close every connection and let its handler finish (freeing its guests) before the
+        loop goes away."""
+        self.close_connections()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=timeout)
 
 
 # -------------------------------------------------------------------------------- lifecycle
@@ -414,7 +432,7 @@ async def _serve_until(
         await stop.wait()
     finally:
         server.close()
-        service.close_connections()
+        await service.drain_connections()
         with contextlib.suppress(OSError):
             if socket_path.stat().st_ino == inode:
                 socket_path.unlink()
