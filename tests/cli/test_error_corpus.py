@@ -6,7 +6,11 @@ what was wrong, exit 1 or 2, and lose nothing: the services still answer and the
 state, the host's domains and the broker's catalogue are what they were.
 
 Signals to the servers (SIGTERM and SIGINT to ``platform serve``, ``host serve`` and ``broker
-serve`` with a guest running) are ``test_signals.py``'s."""
+serve`` with guests running) are ``tests/platform/test_serve.py``'s.
+
+Exit 2 is for the command line (click's refusals; an option value, address or file that
+cannot be used as given), 1 for what the command met (a service, a file's contents or mode,
+a socket or state in use)."""
 
 from __future__ import annotations
 
@@ -77,6 +81,8 @@ CASES = [
          "owner token"),
     case("launch-wrong-token", "launch {f}/vm.xml --workload demo --launcher-token-file {f}/wrong.token",
          1, "token"),
+    case("owner-malformed-token", "broker workload list --owner-token-file {f}/short.token", 2,
+         "{f}/short.token", "at least 16"),
     case("broker-no-token", "broker workload list", 2, "--owner-token-file",
          SEVLAUNCH_OWNER_TOKEN_FILE=""),
     case("broker-token-missing", "broker workload list --owner-token-file {f}/missing.token", 2,
@@ -109,9 +115,10 @@ CASES = [
     case("serve-short-kek", "broker serve --db sqlite:///{f}/b1.db --kek-file {f}/short.kek "
          "--owner-token-file {owner_token} --listen tcp:127.0.0.1:{free}", 1, "32 random bytes"),
     case("serve-open-kek", "broker serve --db sqlite:///{f}/b2.db --kek-file {f}/open.kek "
-         "--owner-token-file {owner_token} --listen tcp:127.0.0.1:{free}", 2, "{f}/open.kek"),
+         "--owner-token-file {owner_token} --listen tcp:127.0.0.1:{free}", 1, "{f}/open.kek",
+         "chmod 600"),
     case("validate-not-base64", "owner validate --measurement *** --api-major 0 --api-minor 24 "
-         "--build-id 15 --policy 1 --tik {f}/garbage --firmware {f}/garbage", 2, "measurement"),
+         "--build-id 15 --policy 1 --tik {f}/tik --firmware {f}/garbage", 2, "measurement"),
     case("launch-garbage-cek", "launch {f}/vm.xml --workload demo --cek {f}/garbage.cek", 1,
          "step 4"),
     case("policy-typo", "broker workload add w --policy nodgb --digest " + "ab" * 32, 2,
@@ -133,14 +140,14 @@ CASES = [
     case("launch-running", "launch {f}/running.xml --workload demo", 1, "already running"),
     case("workload-unknown", "broker workload show nosuch", 1, "nosuch"),
     # -- a second server on a live one's socket, state or database
-    case("second-host-same-socket", "host serve --state {f}/h2 --listen unix:{host_sock}", 2,
+    case("second-host-same-socket", "host serve --state {f}/h2 --listen unix:{host_sock}", 1,
          "{host_sock}", "in use"),
     case("second-host-same-state", "host serve --state {host_state} --listen unix:{f}/h3.sock",
-         1, "{host_state}"),
+         1, "{host_state}", "in use"),
     case("second-platform-same-state", "platform serve --state {platform_state} "
          "--listen {f}/p.sock", 2, "{platform_state}"),
     case("second-platform-same-socket", "platform serve --state {f}/p2 --listen {platform_sock}",
-         2, "{platform_sock}"),
+         1, "{platform_sock}", "another platform service"),
 ]  # fmt: skip
 
 
@@ -222,10 +229,12 @@ def make_files(env: RunningStack, files: Path) -> None:
     (files / "bad.xml").write_text("<domain")
     (files / "foo.xml").write_text("<foo/>")
     (files / "garbage").write_bytes(os.urandom(100))
+    (files / "tik").write_bytes(os.urandom(16))
     (files / "garbage.cek").write_bytes(os.urandom(2084))
     (files / "garbage.txt").write_text("not base64 !\n")
     (files / "empty").write_bytes(b"")
-    write_atomic(files / "wrong.token", b"not-the-token\n")
+    write_atomic(files / "wrong.token", os.urandom(24).hex().encode() + b"\n")
+    write_atomic(files / "short.token", b"not-a-token\n")
     write_atomic(files / "short.kek", os.urandom(5))
     (files / "open.kek").write_bytes(os.urandom(32))
     (files / "open.kek").chmod(0o644)

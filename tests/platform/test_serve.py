@@ -134,6 +134,27 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(server: Server) -> None:
     assert "listening on" in server.log()
 
 
+def test_sigterm_with_guests_running_frees_them_and_logs_no_cancelled_error(
+    server: Server,
+) -> None:
+    """Each connection's handler frees its guests when it ends; SIGTERM must let it end
+    rather than cancel it (Python's streams then log the CancelledError as an error)."""
+    server.start()
+    clients = [PlatformClient(server.sock) for _ in range(3)]
+    try:
+        for client in clients:
+            client.ensure_init()
+            client.launch_start(0x1, b"", b"")
+        assert server.kill(signal.SIGTERM) == 0
+    finally:
+        for client in clients:
+            client.close()
+    log = server.log()
+    assert "listening on" in log
+    assert "CancelledError" not in log, log
+    assert "Traceback" not in log, log
+
+
 def test_a_second_service_on_the_same_state_dir_is_refused(server: Server) -> None:
     server.start()
     second = subprocess.run(

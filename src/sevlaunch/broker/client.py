@@ -60,13 +60,21 @@ def check_token(data: bytes, path: str | Path) -> bytes:
     return token
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _raise_for(response: httpx.Response, address: object) -> None:
     if response.is_success:
         return
     try:
         body = response.json()
     except ValueError:
         body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.status_code == 404 and "error" not in body:  # every broker 404 has a reason
+        raise BrokerError(
+            "not-a-broker",
+            f"{address} has no {response.request.url.path}: not a broker (another "
+            "service's address?)",
+        )
     reason = str(body.get("error", f"http-{response.status_code}"))
     detail = body.get("detail")
     message = detail if isinstance(detail, str) else f"HTTP {response.status_code}: {detail}"
@@ -151,7 +159,7 @@ class BrokerClient(SnpOwnerCalls):
         except httpx.HTTPError as exc:
             message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
             raise BrokerError("unreachable", f"broker: {message}") from exc
-        _raise_for(response)
+        _raise_for(response, self.address)
         return None if response.status_code == 204 else response.json()
 
     # owner

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import click
 
-from sevlaunch.errors import SevlaunchError
+from sevlaunch.errors import SevlaunchError, UsageError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -58,6 +58,9 @@ def one_line_errors() -> Iterator[None]:
     except click.Abort:
         _say("interrupted")
         sys.exit(EXIT_FAILURE)
+    except UsageError as exc:  # a bad option value or input: the caller's to fix
+        _say(str(exc))
+        sys.exit(EXIT_USAGE)
     except SevlaunchError as exc:
         _say(str(exc))
         sys.exit(EXIT_FAILURE)

@@ -306,8 +306,9 @@ def workload_add(
     """
     from sevlaunch.formats.policy import Policy
 
-    with errors_to_exit(as_json=as_json):
+    with errors_to_exit(code=EXIT_USAGE, as_json=as_json):  # a --policy that is not one
         parsed = [Policy.parse(p).to_int() for p in policies]
+    with errors_to_exit(as_json=as_json):
         if es_options.es and not all(p & 0x4 for p in parsed):
             fail(
                 "--es computes an SEV-ES digest, but a --policy lacks the ES bit (0x4): give "
@@ -413,9 +414,16 @@ def trust() -> None:
 @json_option
 def trust_add(file: str, name: str | None, broker: Conn, as_json: bool) -> None:
     """Trust the ARK in FILE (an ARK alone, or ASK ‖ ARK as AMD publishes it)."""
+    from sevlaunch.errors import BrokerError
+
     data = read_file(file, "trust root")
     with errors_to_exit(as_json=as_json), owner_client(broker) as client:
-        out = client.add_root(data, name)
+        try:
+            out = client.add_root(data, name)
+        except BrokerError as exc:
+            if exc.reason != "FormatError":
+                raise
+            fail(f"{file}: {exc}", as_json=as_json)  # the broker could not read this file
     if as_json:
         emit_json(out.to_wire())
     else:

@@ -23,14 +23,18 @@ STATES = ("awaiting-measurement", "released", "refused", "expired")
 
 def owner_client(conn: Conn) -> BrokerClient:
     from sevlaunch.broker.client import BrokerClient, read_token
+    from sevlaunch.errors import UsageError
 
     path = token_file(conn.token_file, "--owner-token-file", OWNER_TOKEN_ENV)
-    return BrokerClient(
-        conn.address,
-        read_token(path),
-        ca_file=conn.ca_file,
-        insecure_plain_http=conn.insecure_plain_http,
-    )
+    try:
+        return BrokerClient(
+            conn.address,
+            read_token(path),
+            ca_file=conn.ca_file,
+            insecure_plain_http=conn.insecure_plain_http,
+        )
+    except UsageError as exc:  # the address or token file as given: exit 2, as click's own
+        raise click.UsageError(str(exc)) from exc
 
 
 def when(epoch: float | None) -> str:

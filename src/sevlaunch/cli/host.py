@@ -26,7 +26,7 @@ from sevlaunch.cli._conn import (
     server_options,
 )
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, read_file
-from sevlaunch.errors import SevlaunchError
+from sevlaunch.errors import SevlaunchError, UsageError
 
 if TYPE_CHECKING:
     from sevlaunch.protocol import HostEvent
@@ -157,6 +157,8 @@ def _client(conn: Conn) -> Iterator[Any]:
             insecure_plain_http=conn.insecure_plain_http,
         ) as client:
             yield client
+    except UsageError as exc:  # the address or token file as given
+        fail(str(exc), code=EXIT_USAGE)
     except SevlaunchError as exc:
         fail(str(exc))
 

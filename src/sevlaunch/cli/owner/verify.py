@@ -104,7 +104,7 @@ def verify(
     except ChainError as exc:
         _chain_failure(exc, as_json)
     except SevlaunchError as exc:
-        fail(str(exc), as_json=as_json)
+        fail(_named(exc, chain_path, ca_path), as_json=as_json)
     if as_json:
         out: dict[str, Any] = {"ok": True, "links": _links(links), **_ca_summary(verified_ca)}
         if cached is not None:
@@ -114,6 +114,13 @@ def verify(
         emit_json(out)
     else:
         _print_human(verified_ca, links, platform)
+
+
+def _named(exc: SevlaunchError, *paths: str | None) -> str:
+    """A structure that does not parse is named by the file(s) it came from."""
+    if not isinstance(exc, FormatError):
+        return str(exc)
+    return ", ".join(str(p) for p in paths if p) + f": {exc}"
 
 
 def _chain_failure(exc: ChainError, as_json: bool) -> NoReturn:
