@@ -2,8 +2,9 @@
 written: its shell blocks, every line but those marked ``# aside:``, run verbatim by bash in a
 scratch directory that holds the clone's examples, against the emulated platform, with the
 services started in the background by the walk-through itself. The only things the test
-chooses are where RUNDIR, HOME and TMPDIR are and which port the broker's default is (the
-environment a newcomer's shell would have), so that it runs beside other tests."""
+chooses are where RUNDIR, HOME and TMPDIR are, which port the broker's default is and that
+the hypervisor uses RUNDIR's platform even if a /dev/sev exists (the environment a newcomer's
+shell would have), so that it runs beside other tests."""
 
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ def environment(tmp_path: Path) -> dict[str, str]:
         XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"),
         TMPDIR=str(tmp_path / "tmp"),
         SEVLAUNCH_BROKER_URL=f"tcp:127.0.0.1:{free_port()}",  # the default port may be taken
+        # the hypervisor prefers /dev/sev to RUNDIR's platform, as on a real host; another
+        # test (tests/libvirtd.py) links /dev/sev to its own platform while it runs
+        SEVLAUNCH_SEV_DEVICE=str(tmp_path / "run" / "sevlaunch" / "platform.sock"),
     )
     return env
 
