@@ -71,6 +71,7 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "platform/calls.py": "platform/test_client.py",
     "platform/snp_host.py": "platform/test_snp_calls.py",
     # The hypervisor's ports and SNP pieces: tested through the machine they make.
+    "vmm/guest_images.py": "cli/test_image.py",
     "vmm/platform_port.py": "vmm/test_machine.py",
     "vmm/port.py": "vmm/test_sev.py",
     "vmm/qapi_objects.py": "vmm/test_qmp_runtime.py",

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from sevlaunch.errors import AddressError, PlatformError, ProtocolError, SevlaunchError
 from sevlaunch.formats.commands import Command, HandleBuffer
@@ -144,7 +144,7 @@ class PlatformService:
         self._psp = asyncio.Lock()
         self._saved = firmware.persistent_state()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any] | None] = set()
         self.bindings = GuestBindings()
         self._local = Peer("in-process caller")
 
@@ -275,25 +275,19 @@ class PlatformService:
     ) -> None:
         """Serve one client until it hangs up or breaks the framing; then free its guests."""
         self._writers.add(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
+        self._handlers.add(task := asyncio.current_task())
         peer = Peer()
         try:
             await self._serve_frames(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except asyncio.CancelledError:
-            # the service is stopping: this connection ends here. Python 3.11's streams call
-            # task.exception() on a handler that ends cancelled and log the CancelledError
-            # as an error, so the handler ends normally instead
+        except asyncio.CancelledError:  # stopping: end normally (3.11's streams log a cancel)
             pass
         except Exception:
             log.exception("connection failed")
         finally:
             self._writers.discard(writer)
-            if task is not None:
-                self._handlers.discard(task)
+            self._handlers.discard(task)
             writer.close()
             with contextlib.suppress(OSError):  # the peer may be gone already
                 await writer.wait_closed()
@@ -337,11 +331,10 @@ class PlatformService:
             writer.close()
 
     async def drain_connections(self, timeout: float = 5.0) -> None:
-        """Close every connection and let its handler finish (freeing its guests) before the
-        loop goes away."""
+        """Close every connection; let each handler free its guests before the loop ends."""
         self.close_connections()
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=timeout)
+        if pending := {task for task in self._handlers if task is not None}:
+            await asyncio.wait(pending, timeout=timeout)
 
 
 # -------------------------------------------------------------------------------- lifecycle
