@@ -69,11 +69,11 @@ def _raise_for(response: httpx.Response, address: object) -> None:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    if response.status_code == 404 and "error" not in body:  # every broker 404 has a reason
+    if not isinstance(body.get("error"), str):  # every refusal of a broker has its reason
         raise BrokerError(
             "not-a-broker",
-            f"{address} has no {response.request.url.path}: not a broker (another "
-            "service's address?)",
+            f"{address} answered HTTP {response.status_code} to {response.request.url.path} "
+            "not as a broker does: not a broker (another service's address?)",
         )
     reason = str(body.get("error", f"http-{response.status_code}"))
     detail = body.get("detail")
