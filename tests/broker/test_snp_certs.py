@@ -4,6 +4,7 @@ a CRL is fetched again once older than its TTL, so a revocation reaches the brok
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,3 +106,19 @@ def test_the_crl_is_fetched_again_after_its_ttl(lab: SnpLab, tmp_path: Path) -> 
     assert certs.for_report(report, _trusted(lab), has_table=False).crl == first.crl
     ticks.now = 61
     assert certs.for_report(report, _trusted(lab), has_table=False).crl != first.crl
+
+
+def test_a_version_2_report_finds_its_generation_at_the_key_server(
+    lab: SnpLab, tmp_path: Path
+) -> None:
+    """Version 2 reports carry no CPUID: the chip's VCEK is looked for under each 64-byte-chip
+    generation that has a trusted root, in the roots' order, and found under its own."""
+    v3 = AttestationReport.from_bytes(lab.guest().report(bytes(32)))
+    v2 = dataclasses.replace(v3, version=2, cpuid_fam_id=0, cpuid_mod_id=0, cpuid_step=0)
+    assert v2.generation is None
+    trusted = {"00" * 32: Generation.GENOA, **_trusted(lab)}  # Genoa tried first: 404
+    found = _certs(lab.kds.url, tmp_path).for_report(v2, trusted, has_table=False)
+    assert found.leaf == _certs(lab.kds.url, tmp_path).for_report(v3, trusted, False).leaf
+    with pytest.raises(LaunchRefusedError) as info:  # no generation of its roots has the chip
+        _certs(lab.kds.url, tmp_path / "2").for_report(v2, {}, has_table=False)
+    assert info.value.reason == "untrusted-signer"

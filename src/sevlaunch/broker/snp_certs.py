@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sevlaunch.crypto.snp.chain import SignerKind
-from sevlaunch.errors import DownloadError, ServiceUnavailableError, SevlaunchError
+from sevlaunch.errors import (
+    DownloadError,
+    LaunchRefusedError,
+    ServiceUnavailableError,
+    SevlaunchError,
+)
 from sevlaunch.formats.snp.report import AttestationReport
 from sevlaunch.formats.snp.tcb import Generation
 from sevlaunch.kds.snp import SnpKdsClient
@@ -80,8 +85,30 @@ class SnpCertificates:
         trusted: Mapping[str, Generation],
         has_table: bool,
     ) -> Certificates:
-        """The certificates for ``report``; raises a refusal or ServiceUnavailableError."""
-        product = report.generation or _only_product(trusted)
+        """The certificates for ``report``; raises a refusal or ServiceUnavailableError.
+
+        A version 2 report does not say its generation (no CPUID fields): each generation
+        with 64-byte chip ids among the trusted roots is tried in turn, as KDS has the chip's
+        VCEK under its own product only."""
+        if report.generation is not None:
+            return self._for_product(report, report.generation, trusted, has_table)
+        refusal: LaunchRefusedError | None = None
+        for product in _v2_products(trusted):
+            try:
+                return self._for_product(report, product, trusted, has_table)
+            except LaunchRefusedError as exc:
+                refusal = exc
+        raise refusal or refuse(
+            SnpReason.UNTRUSTED_SIGNER, "no trusted root is of a generation with version 2 reports"
+        )
+
+    def _for_product(
+        self,
+        report: AttestationReport,
+        product: Generation,
+        trusted: Mapping[str, Generation],
+        has_table: bool,
+    ) -> Certificates:
         kind = SignerKind.VLEK if report.key.signing_key == 1 else SignerKind.VCEK
         client = self._client(trusted)
         try:
@@ -145,12 +172,7 @@ class SnpCertificates:
             self._crls.clear()
 
 
-def _only_product(trusted: Mapping[str, Generation]) -> Generation:
-    """A version 2 report names no generation: the one of the pinned roots, if one."""
-    products = set(trusted.values())
-    if len(products) == 1:
-        return products.pop()
-    raise refuse(
-        SnpReason.MALFORMED_REPORT,
-        "a version 2 report does not say its generation and the pinned roots are of several",
-    )
+def _v2_products(trusted: Mapping[str, Generation]) -> list[Generation]:
+    """The generations that may have made a version 2 report (Turin's are version 3 or
+    later), in the order their roots are trusted."""
+    return [p for p in dict.fromkeys(trusted.values()) if p.hwid_size == 64]
