@@ -57,7 +57,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "firmware/snp/profiles.py": "firmware/snp/test_platform_commands.py",
     "firmware/snp/report.py": "firmware/snp/test_messages.py",
     # Formats' helpers and the small tables: tested through the formats that use them.
-    "formats/_codec.py": "formats/test_commands.py",
     "formats/disk.py": "crypto/test_disk.py",
     "formats/snp/ecdsa.py": "firmware/snp/test_launch_commands.py",
     "kds/_io.py": "kds/test_snp.py",
