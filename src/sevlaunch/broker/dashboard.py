@@ -29,7 +29,16 @@ from sevlaunch.errors import FormatError
 from sevlaunch.formats.policy import Policy
 from sevlaunch.formats.secret import guid_alias
 from sevlaunch.protocol import Step, StepReport
-from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, seconds, short
+from sevlaunch.web import (
+    clock,
+    copy_button,
+    esc,
+    fragment,
+    missing_step_row,
+    mount_shell,
+    short,
+    step_row,
+)
 
 RECENT = 100
 AUDIT_SCAN = 2000
@@ -319,12 +328,18 @@ def _launch_rows(view: LaunchView) -> str:
     )
 
 
+_UNREACHED = ("not reached", "unreached")
+
+
 def steps_html(steps: Sequence[StepReport]) -> str:
     """The launch's 13 steps as its VM tool recorded them (the figures it printed), the ones
     that did not happen said so."""
     known = {s.step: s for s in steps}
     first = min(s.started for s in steps)
-    rows = "".join(_step_row(known.get(step), step, first) for step in Step)
+    rows = "".join(
+        step_row(known[step], first) if step in known else missing_step_row(step, *_UNREACHED)
+        for step in Step
+    )
     done = sum(1 for s in steps if s.outcome == "ok")
     return (
         f'<details class="steps"><summary>Steps: {done} of 13 done, as the VM tool recorded '
@@ -332,22 +347,6 @@ def steps_html(steps: Sequence[StepReport]) -> str:
         '<table class="timeline"><thead><tr><th>#</th><th>Step</th><th>Party</th>'
         "<th>Start</th><th>Duration</th><th>Outcome</th><th>Detail</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></details>"
-    )
-
-
-def _step_row(report: StepReport | None, step: Step, first: float) -> str:
-    head = f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
-    if report is None:
-        return (
-            f'<tr class="step outcome-unreached" data-step="{int(step)}">{head}<td></td><td></td>'
-            '<td><span class="badge outcome">not reached</span></td><td></td></tr>'
-        )
-    offset = f'<span class="muted offset">+{report.started - first:.3f} s</span>'
-    return (
-        f'<tr class="step outcome-{esc(report.outcome)}" data-step="{int(step)}">{head}'
-        f"<td>{clock(report.started)} {offset}</td><td>{seconds(report.duration)}</td>"
-        f'<td><span class="badge outcome">{esc(report.outcome)}</span></td>'
-        f'<td class="detail">{esc(report.detail)}</td></tr>'
     )
 
 

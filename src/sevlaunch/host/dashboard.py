@@ -24,7 +24,7 @@ from sevlaunch.host.manager import HostManager
 from sevlaunch.host.store import DomainRow, StepRow
 from sevlaunch.host.timeline import booted
 from sevlaunch.protocol import Step, StepReport, one_per_step
-from sevlaunch.web import clock, copy_button, esc, fragment, mount_shell, seconds, short
+from sevlaunch.web import esc, fragment, missing_step_row, mount_shell, short, step_row
 
 #: The steps the host takes part in, in order; a missing one is inferred from the protocol.
 HOST_STEPS = tuple(s for s in Step if s >= Step.BLOBS_PASSED)
@@ -255,52 +255,23 @@ def render_timeline(steps: list[StepRow], judged: Verdict) -> str:
 def _missing_row(step: Step, judged: Verdict, merged: dict[Step, StepReport]) -> str:
     """A step with no record: not reached (after a failure), waiting, or not reported."""
     if judged.step == step and judged.kind == "failed":
-        outcome, css, why = "not reached", "failed inferred", "inferred by the dashboard"
-    elif judged.step == step and judged.kind == "running":
-        outcome, css, why = "waiting", "pending", ""
-    elif any(s > step for s in merged):
-        outcome, css = "not reported", "unreported"
+        return missing_step_row(step, "not reached", "failed inferred", "inferred by the dashboard")
+    if judged.step == step and judged.kind == "running":
+        return missing_step_row(step, "waiting", "pending")
+    if any(s > step for s in merged):
         why = (
             "done by the VM tool and the guest owner; this VM tool did not report it to the host"
             if step not in HOST_STEPS
             else "the host has no record of it"
         )
-    else:
-        outcome, css, why = "not reached", "unreached", ""
-    return (
-        f'<tr class="step outcome-{css}" data-step="{int(step)}">'
-        f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
-        f'<td></td><td></td><td><span class="badge outcome">{outcome}</span></td>'
-        f'<td class="detail">{esc(why)}</td></tr>'
-    )
+        return missing_step_row(step, "not reported", "unreported", why)
+    return missing_step_row(step, "not reached", "unreached")
 
 
 def _step_row(step: StepReport, first: float, judged: Verdict) -> str:
     failing = step.outcome == "failed" and judged.step == step.step
-    css = f"step outcome-{esc(step.outcome)}" + (" failing" if failing else "")
-    offset = f'<span class="muted offset">+{step.started - first:.3f} s</span>'
     who = "host" if step.step in HOST_STEPS and step.step != Step.MEASUREMENT_CHECKED else "VM tool"
-    return (
-        f'<tr class="{css}" data-step="{int(step.step)}" data-by="{who}">'
-        f'<td class="num">{int(step.step)}</td>'
-        f"<td>{esc(step.step.title)}</td><td>{esc(step.step.party)}</td>"
-        f"<td>{clock(step.started)} {offset}</td><td>{seconds(step.duration)}</td>"
-        f'<td><span class="badge outcome">{esc(step.outcome)}</span></td>'
-        f'<td class="detail">{_detail(step.detail)}</td></tr>'
-    )
-
-
-def _detail(text: str) -> str:
-    """A step's detail; a measurement in it is copyable whole."""
-    head, sep, value = text.partition("sev-measurement ")
-    if not sep:
-        return esc(text)
-    measurement, _, rest = value.partition(" ")
-    return (
-        f'{esc(head)}<span class="measurement"><span class="key">sev-measurement</span> '
-        f'<code class="value">{esc(measurement)}</code>'
-        f"{copy_button(measurement, 'measurement')}</span>{esc(' ' + rest if rest else '')}"
-    )
+    return step_row(step, first, css=" failing" if failing else "", attrs=f' data-by="{esc(who)}"')
 
 
 def _alert(kind: str, title: str, text: str) -> str:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from sevlaunch import __version__
+from sevlaunch.protocol import Step, StepReport
 
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
@@ -81,6 +82,43 @@ def copy_button(text: str, what: str = "value") -> str:
     return (
         f'<button type="button" class="copy" data-copy="{esc(text)}" title="Copy the {esc(what)}"'
         f' aria-label="Copy the {esc(what)}">copy</button>'
+    )
+
+
+def step_row(report: StepReport, first: float, *, css: str = "", attrs: str = "") -> str:
+    """One recorded launch step as both pages show it: its start (and offset from the
+    launch's first step), duration, outcome and detail."""
+    offset = f'<span class="muted offset">+{report.started - first:.3f} s</span>'
+    step = report.step
+    return (
+        f'<tr class="step outcome-{esc(report.outcome)}{css}" data-step="{int(step)}"{attrs}>'
+        f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
+        f"<td>{clock(report.started)} {offset}</td><td>{seconds(report.duration)}</td>"
+        f'<td><span class="badge outcome">{esc(report.outcome)}</span></td>'
+        f'<td class="detail">{step_detail(report.detail)}</td></tr>'
+    )
+
+
+def missing_step_row(step: Step, outcome: str, css: str, why: str = "") -> str:
+    """A launch step with no record, and why (not reached, waiting, not reported)."""
+    return (
+        f'<tr class="step outcome-{css}" data-step="{int(step)}">'
+        f'<td class="num">{int(step)}</td><td>{esc(step.title)}</td><td>{esc(step.party)}</td>'
+        f'<td></td><td></td><td><span class="badge outcome">{esc(outcome)}</span></td>'
+        f'<td class="detail">{esc(why)}</td></tr>'
+    )
+
+
+def step_detail(text: str) -> str:
+    """A step's detail; a measurement in it is shown whole with a copy button."""
+    head, sep, value = text.partition("sev-measurement ")
+    if not sep:
+        return esc(text)
+    measurement, _, rest = value.partition(" ")
+    return (
+        f'{esc(head)}<span class="measurement"><span class="key">sev-measurement</span> '
+        f'<code class="value">{esc(measurement)}</code>'
+        f"{copy_button(measurement, 'measurement')}</span>{esc(' ' + rest if rest else '')}"
     )
 
 
