@@ -276,6 +276,7 @@ def test_host_page_follows_a_launch_live(page: Page, stack: WebStack, artifacts:
     page.wait_for_selector("#node dl.facts", timeout=WAIT_MS)
     assert "emulated (milan)" in page.inner_text("#node")
     assert "No events yet" in page.inner_text("#events")  # not blank before the first event
+    assert "--host-token-file" in (page.text_content("#login .where") or "")  # where it is
     page.evaluate(RECORD_CARD, "web-live")
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(stack.launch, "web-live", stack.art.firmware).result(timeout=WAIT * 2)
@@ -431,6 +432,12 @@ def test_the_broker_page_at_800_px(browser: Browser, stack: WebStack, artifacts:
         assert size["overflow"] == [0, 0, 0], size  # no table wider than its card
         assert size["detail"] >= 400, size  # the detail has the row's width, not 5 characters
         assert size["height"] <= 800 + 200 * size["entries"], size  # no 5000 px page
+        assert "any" in page.inner_text("#workloads td:nth-child(4)")  # not "API 0.0 build 0"
+        secrets_ = page.eval_on_selector_all(
+            "#audit ul.values li", "els => els.map(e => e.innerText)"
+        )
+        assert "luks-key" in secrets_  # a list on the page, not a Python repr
+        assert "['luks-key']" not in page.inner_text("#audit")
         times = page.eval_on_selector_all(
             "#audit tr.audit-entry time", "els => els.map(e => e.innerText)"
         )
