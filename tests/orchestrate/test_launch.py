@@ -377,6 +377,30 @@ def test_step_11_tampered_firmware_is_refused(env: RunningStack) -> None:
     assert env.domain_state(name) == "shut off"
 
 
+def test_step_11_calls_a_direct_boot_without_kernel_hashes_unmeasurable_not_compromised(
+    env: RunningStack,
+) -> None:
+    """issue 14 item 6: the broker registered the direct boot's digest; a domain without
+    kernelHashes='yes' is measured as its firmware alone. The verdict names the configuration
+    and its fix, not a compromised guest, on the terminal and in the broker's audit."""
+    name, contexts = unique("unhashed"), env.guest_contexts()
+    result = env.launch(env.xml(name, kernel_hashes=False))
+    assert_failed_at(env, result, 11, "cannot be measured as registered", contexts=contexts)
+    assert "kernelHashes='yes'" in result.message  # the fix, on the terminal
+    assert "AmdSev" in result.message
+    assert "do not trust" not in result.message
+    with env.broker_admin() as broker:
+        entries = broker.audit(launch=result.launch_id)
+    refused = [e for e in entries if e.action == "launch.measure"]
+    assert [e.reason for e in refused] == ["unmeasurable-configuration"], entries
+    detail = refused[0].detail or {}
+    assert "kernelHashes='yes'" in str(detail.get("diagnosis")), detail
+    # and with kernelHashes='yes' the same tampering is the guest's, not the configuration's
+    other = env.launch(env.xml(unique("hashed-fw"), env.art.tampered))
+    assert "do not trust" in other.message
+    assert "cannot be measured" not in other.message
+
+
 def test_step_11_replayed_attestation_is_refused(env: RunningStack) -> None:
     name, contexts = unique("replay"), env.guest_contexts()
     result = env.launch(env.xml(name), owner=ReplayingOwner(**_owner_args(env)))

@@ -154,6 +154,14 @@ def failure_words(exc: SevlaunchError) -> str:
     return f"{words}\ndiagnosis: {exc.diagnosis}" if exc.diagnosis else words
 
 
+def terminal_words(exc: SevlaunchError) -> str:
+    """A failed step's words on the terminal's one line: a refusal's diagnosis (for an
+    unmeasurable configuration, its fix) with it, or the user sees the verdict without why."""
+    if isinstance(exc, LaunchRefusedError) and exc.diagnosis:
+        return f"{exc}; {' '.join(exc.diagnosis.split())}"
+    return str(exc)
+
+
 _signed_ceks: dict[tuple[str | None, bytes], bytes] = {}
 _signed_ceks_lock = threading.Lock()
 
@@ -248,7 +256,7 @@ class Launcher:
                 failure_words(exc),
             )
             self.observer(self.name, record)
-            raise LaunchFailedError(int(step), step.title, str(exc)) from exc
+            raise LaunchFailedError(int(step), step.title, terminal_words(exc)) from exc
         record.status, record.duration = "ok", time.time() - record.started
         record.detail = detail(value) if detail else ""
         self.observer(self.name, record)
