@@ -148,3 +148,20 @@ def test_an_unreachable_broker_is_named_with_how_to_start_one(tmp_path: Path) ->
     assert result.output.count("\n") == 1, result.output
     assert f"cannot reach {where}" in result.output
     assert "sevlaunch broker serve" in result.output
+
+
+def test_audit_shows_the_newest_entries_unless_after_is_given(server: tuple[str, Files]) -> None:
+    """issue 14: 'audit --limit 3' showed the three oldest entries of the log."""
+    for name in ("a1", "a2", "a3"):
+        run(server, "workload", "add", name, "--policy", "0x1", "--digest", "cd" * 32)
+    everything = [e["id"] for e in json.loads(run(server, "audit", "--json"))]
+    assert len(everything) < 100  # all of them, at the default limit
+    newest = [e["id"] for e in json.loads(run(server, "audit", "--limit", "2", "--json"))]
+    assert newest == everything[-2:]  # the last two, still in id order
+    lines = run(server, "audit", "--limit", "2").splitlines()
+    assert [int(line.split()[0]) for line in lines] == newest
+    assert "workload=a3" in lines[-1]
+    oldest = json.loads(run(server, "audit", "--after", "0", "--limit", "2", "--json"))
+    assert [e["id"] for e in oldest] == everything[:2]
+    onward = json.loads(run(server, "audit", "--after", str(everything[0]), "--json"))
+    assert [e["id"] for e in onward] == everything[1:]

@@ -285,9 +285,15 @@ def create_app(
         workload: Annotated[str | None, Query(pattern=m.NAME_PATTERN)] = None,
         launch: Annotated[str | None, Query(pattern=m.LAUNCH_ID_PATTERN)] = None,
         launcher: Annotated[str | None, Query(pattern=m.NAME_PATTERN)] = None,
+        newest: bool = False,
     ) -> list[m.AuditOut]:
         rows = broker.audit(
-            after=after, limit=limit, workload=workload, launch=launch, launcher=launcher
+            after=after,
+            limit=limit,
+            workload=workload,
+            launch=launch,
+            launcher=launcher,
+            newest=newest,
         )
         return [m.AuditOut(**r.__dict__) for r in rows]
 

@@ -460,7 +460,9 @@ def list_audit(
     workload: str | None = None,
     launch: str | None = None,
     launcher: str | None = None,
+    newest: bool = False,
 ) -> Sequence[AuditRow]:
+    """Entries after ``after`` in id order: the first ``limit``, or with ``newest`` the last."""
     query = sa.select(audit).where(audit.c.id > after)
     for column, value in (
         (audit.c.workload, workload),
@@ -469,7 +471,9 @@ def list_audit(
     ):
         if value is not None:
             query = query.where(column == value)
-    rows = conn.execute(query.order_by(audit.c.id).limit(limit)).mappings()
+    order = audit.c.id.desc() if newest else audit.c.id
+    rows = list(conn.execute(query.order_by(order).limit(limit)).mappings())
     return [
-        AuditRow(**{**r, "detail": json.loads(r["detail"]) if r["detail"] else None}) for r in rows
+        AuditRow(**{**r, "detail": json.loads(r["detail"]) if r["detail"] else None})
+        for r in (reversed(rows) if newest else rows)
     ]

@@ -17,7 +17,7 @@ from sevlaunch.cli._conn import (
     server_options,
 )
 from sevlaunch.cli._util import EXIT_USAGE, emit_json, errors_to_exit, fail, json_option, read_file
-from sevlaunch.cli.broker_admin import client_options, launch, launcher, owner_client, when
+from sevlaunch.cli.broker_admin import audit, client_options, launch, launcher, owner_client
 from sevlaunch.cli.broker_snp import snp, snp_serve_options
 from sevlaunch.cli.owner.digest import EsOptions, es_options
 
@@ -458,38 +458,7 @@ def trust_remove(name: str, broker: Conn) -> None:
     click.echo(f"removed trust root {name}")
 
 
-@broker.command()
-@click.option("--after", default=0, help="Only entries after this id.")
-@click.option("--launcher", "launcher_name", default=None, help="Only this launcher's entries.")
-@click.option("--limit", default=100, show_default=True, help="At most this many entries.")
-@click.option("--workload", "workload_name", default=None, help="Only this workload's entries.")
-@click.option("--launch", default=None, help="Only this launch's entries (its id).")
-@client_options
-@json_option
-def audit(
-    after: int,
-    launcher_name: str | None,
-    limit: int,
-    workload_name: str | None,
-    launch: str | None,
-    broker: Conn,
-    as_json: bool,
-) -> None:
-    """Show the audit log: every decision the broker made (expiries are 'launch.expire')."""
-    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
-        rows = client.audit(
-            after=after, limit=limit, workload=workload_name, launch=launch, launcher=launcher_name
-        )
-    if as_json:
-        emit_json([r.to_wire() for r in rows])
-        return
-    for r in rows:
-        parts = [str(r.id), when(r.at), r.instance, r.actor, r.action, r.outcome]
-        named = {"reason": r.reason, "workload": r.workload, "launch": r.launch}
-        parts += [f"{k}={v}" for k, v in (named | {"launcher": r.launcher}).items() if v]
-        click.echo("  ".join(parts))
-
-
+broker.add_command(audit)
 broker.add_command(launcher)
 broker.add_command(launch)
 broker.add_command(snp)

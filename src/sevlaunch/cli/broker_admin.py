@@ -46,6 +46,50 @@ def when(epoch: float | None) -> str:
 # -- launchers ---------------------------------------------------------------------------------
 
 
+@click.command()
+@click.option(
+    "--after",
+    type=int,
+    default=None,
+    help="Only entries after this id, oldest first (to read on from an id); without it, "
+    "the newest --limit entries.",
+)
+@click.option("--launcher", "launcher_name", default=None, help="Only this launcher's entries.")
+@click.option("--limit", default=100, show_default=True, help="At most this many entries.")
+@click.option("--workload", "workload_name", default=None, help="Only this workload's entries.")
+@click.option("--launch", default=None, help="Only this launch's entries (its id).")
+@client_options
+@json_option
+def audit(
+    after: int | None,
+    launcher_name: str | None,
+    limit: int,
+    workload_name: str | None,
+    launch: str | None,
+    broker: Conn,
+    as_json: bool,
+) -> None:
+    """Show the audit log: every decision the broker made (expiries are 'launch.expire'),
+    in id order; the newest entries unless --after is given."""
+    with errors_to_exit(as_json=as_json), owner_client(broker) as client:
+        rows = client.audit(
+            after=after or 0,
+            limit=limit,
+            workload=workload_name,
+            launch=launch,
+            launcher=launcher_name,
+            newest="true" if after is None else None,
+        )
+    if as_json:
+        emit_json([r.to_wire() for r in rows])
+        return
+    for r in rows:
+        parts = [str(r.id), when(r.at), r.instance, r.actor, r.action, r.outcome]
+        named = {"reason": r.reason, "workload": r.workload, "launch": r.launch}
+        parts += [f"{k}={v}" for k, v in (named | {"launcher": r.launcher}).items() if v]
+        click.echo("  ".join(parts))
+
+
 @click.group()
 def launcher() -> None:
     """Named launchers: each has its own token, sees only its own launches, and has limits.
