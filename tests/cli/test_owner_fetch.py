@@ -190,6 +190,7 @@ def test_fetch_cek_unknown_chip_exits_2(server: FakeKds, cache_dir: Path) -> Non
     assert result.exit_code == 2
     assert "HTTP 404" in result.stderr
     assert "--cek FILE" in result.stderr
+    assert "fetch-cek" not in result.stderr  # issue 14: its hint recommended itself
 
 
 # --- owner verify with the cache ----------------------------------------------------------------
