@@ -49,7 +49,12 @@ def test_demo_runs_and_cleans_up() -> None:
     done = demo()
     assert done.returncode == 0, done.stdout + done.stderr
     assert_demo_output(done.stdout, 1)
-    found = re.search(r"work directory: (\S+)", done.stdout)
+    assert_cleaned_up(done.stdout)
+
+
+def assert_cleaned_up(out: str) -> None:
+    """The demo's temporary work directory is gone and nothing it started still runs."""
+    found = re.search(r"work directory: (\S+)", out)
     assert found is not None
     root = found.group(1)
     try:

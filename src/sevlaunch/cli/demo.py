@@ -49,7 +49,13 @@ if TYPE_CHECKING:
     is_flag=True,
     help="SEV-ES guests: policy 0x5, 2 vCPUs of EPYC-Rome, their VMSAs measured.",
 )
-def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool) -> None:
+@click.option(
+    "--snp",
+    is_flag=True,
+    help="SEV-SNP guests on a Milan platform, attested after boot; then tampered firmware "
+    "and a workload demanding a newer TCB, both refused.",
+)
+def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool, snp: bool) -> None:
     """Start an emulated SEV platform, a host manager and an attestation broker; register a
     workload whose secret is a disk passphrase; launch guests that unlock their disk with
     it; then launch once more with tampered firmware and show the refusal. Exit 0 only if
@@ -61,6 +67,13 @@ def demo(guests: int, keep: bool, directory: str | None, latency: str, es: bool)
 
     console = Console()
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sevlaunch-demo-"))
+    if snp:
+        if es:
+            raise click.UsageError("--snp and --es are two kinds of guest: give one")
+        from sevlaunch.cli.demo_snp import demo_snp
+
+        demo_snp(console, root, guests=guests, keep=keep, latency=latency, cleanup=not directory)
+        return
     stack = Stack(root, latency=latency, es=es, web=keep)  # kept: dashboards on loopback TCP
     shape = d.GuestShape.es() if es else d.GuestShape()
     kind = f"SEV-ES, {shape.vcpus} vCPUs {shape.cpu_model}" if es else "nodbg"

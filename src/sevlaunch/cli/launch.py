@@ -17,7 +17,9 @@ from sevlaunch.errors import SevlaunchError
 from sevlaunch.orchestrate.launch import PARALLEL_STARTS
 
 if TYPE_CHECKING:
+    from sevlaunch.orchestrate.host_port import HostPort
     from sevlaunch.orchestrate.owner_port import GuestOwner
+    from sevlaunch.protocol.snp import GuestAttestationConfig
 
 
 @click.command()
@@ -95,9 +97,12 @@ def launch(
 ) -> None:
     """Run an attested SEV launch: node SEV info, session, start paused, measurement check,
     secret injection, resume, boot. On any failure the domain is destroyed and the failing
-    step is named. Exit 0 when every guest booted, 1 otherwise, 2 on usage errors."""
+    step is named. Exit 0 when every guest booted, 1 otherwise, 2 on usage errors.
+
+    An SEV-SNP domain (launchSecurity type='sev-snp') needs no owner before it runs: it is
+    given --broker and --workload, and attests to the broker after boot."""
     from sevlaunch.host.client import read_token
-    from sevlaunch.orchestrate.host_port import connect, is_libvirt_uri
+    from sevlaunch.orchestrate.host_port import is_libvirt_uri
     from sevlaunch.orchestrate.launch import Launcher
     from sevlaunch.orchestrate.progress import Progress
 
@@ -117,21 +122,22 @@ def launch(
                 insecure_plain_http=conn.insecure_plain_http,
             )
         token = read_token(host.token_file)
-        owner = _owner(broker, workload, owner_dir)
-        base = Domain.from_xml(xml).name
+        parsed = Domain.from_xml(xml)
+        snp = parsed.launch_security is not None and parsed.launch_security.is_snp
+        owner = None if snp else _owner(broker, workload, owner_dir)
+        attestation = _snp_config(broker, workload, owner_dir) if snp else None
+        base = parsed.name
     except SevlaunchError as exc:
         fail(str(exc), code=EXIT_USAGE)
     names = [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
+    if attestation is not None or owner is None:
+        _launch_snp(host, token, attestation, xml, names, boot_timeout, as_json)
+        return
     progress = Progress(names)
     gate = threading.Semaphore(parallel_starts)
 
     def one(name: str) -> dict[str, object]:
-        client = connect(
-            host.address,
-            token=token,
-            ca_file=host.ca_file,
-            insecure_plain_http=host.insecure_plain_http,
-        )
+        client = _connect(host, token)
         try:
             launcher = Launcher(
                 client,
@@ -159,6 +165,60 @@ def launch(
                 click.echo(f"{result['message']}; its console: {console} {result['domain']}")
             else:
                 click.echo(str(result["message"]), err=True)
+    raise SystemExit(0 if all(r["ok"] for r in results) else 1)
+
+
+def _connect(host: Conn, token: str | None) -> HostPort:
+    from sevlaunch.orchestrate.host_port import connect
+
+    return connect(
+        host.address,
+        token=token,
+        ca_file=host.ca_file,
+        insecure_plain_http=host.insecure_plain_http,
+    )
+
+
+def _snp_config(
+    broker: Conn, workload: str | None, owner_dir: str | None
+) -> GuestAttestationConfig:
+    """Where an SNP guest attests after boot: the broker's address and the workload."""
+    from sevlaunch.protocol.snp import GuestAttestationConfig
+
+    if owner_dir is not None or not workload:
+        raise _usage(
+            "an SEV-SNP domain attests after boot to a broker: give --broker ADDRESS "
+            "--workload NAME (--owner-dir is for SEV launches)"
+        )
+    return GuestAttestationConfig(broker.address, workload)
+
+
+def _launch_snp(
+    host: Conn,
+    token: str | None,
+    config: GuestAttestationConfig | None,
+    xml: str,
+    names: list[str],
+    boot_timeout: float,
+    as_json: bool,
+) -> None:
+    """SNP launches, one after another (each guest's attestation is its own)."""
+    from sevlaunch.orchestrate.snp_launch import SnpLauncher
+
+    if config is None:  # the SEV path has an owner; only SNP domains come here
+        fail("an SNP launch needs --broker ADDRESS --workload NAME", code=EXIT_USAGE)
+    results = []
+    for name in names:
+        client = _connect(host, token)
+        try:
+            launcher = SnpLauncher(client, config, xml, name=name, boot_timeout=boot_timeout)
+            results.append(launcher.run().as_dict())
+        finally:
+            client.close()
+        if not as_json:
+            click.echo(str(results[-1]["message"]), err=not results[-1]["ok"])
+    if as_json:
+        click.echo(json.dumps(results if len(names) > 1 else results[0], indent=2))
     raise SystemExit(0 if all(r["ok"] for r in results) else 1)
 
 

@@ -40,10 +40,11 @@ class Artifacts:
     passphrase: Path
 
 
-def make_artifacts(directory: Path) -> Artifacts:
-    """A 4 MiB AmdSev-like firmware, a kernel and initrd, and a disk sealed under a passphrase."""
+def make_artifacts(directory: Path, image: bytes | None = None) -> Artifacts:
+    """A firmware (``image``, by default a 4 MiB AmdSev-like one) and its copy with one bit
+    flipped, a kernel and initrd, and a disk sealed under a passphrase."""
     directory.mkdir(parents=True, exist_ok=True)
-    image = firmware_image(4 << 20, seed=b"sevlaunch demo")
+    image = image if image is not None else firmware_image(4 << 20, seed=b"sevlaunch demo")
     firmware = directory / "OVMF.amdsev.fd"
     firmware.write_bytes(image)
     tampered = directory / "OVMF.tampered.fd"

@@ -187,6 +187,7 @@ class Stack:
     latency: str = "none"
     es: bool = False
     web: bool = False
+    snp: bool = False  # the broker verifies SNP reports with this platform's key server
     services: list[Service] = field(default_factory=list)
     kds_url: str = ""
     host_port: int = 0
@@ -316,6 +317,8 @@ class Stack:
             "warning",
             *self.broker_args,
         ]
+        if self.snp:
+            broker += ["--kds-url", self.kds_url, "--kds-cache-dir", str(self.root / "kds")]
         self._spawn("broker", broker, None if self.web else self.broker_socket, detach,
                     until=_answers(self.broker_port) if self.web else None)  # fmt: skip
 
