@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from lxml import html  # type: ignore[import-untyped]
@@ -19,7 +20,7 @@ from lxml import html  # type: ignore[import-untyped]
 from sevlaunch.broker.client import BrokerClient
 from sevlaunch.broker.schema import launches
 from sevlaunch.cli import cli
-from sevlaunch.errors import LimitExceededError
+from sevlaunch.errors import BrokerError, LimitExceededError
 from tests.broker.conftest import DIGEST, LAUNCHER_TOKEN, LUKS, OWNER_TOKEN, POLICY, SECRET
 from tests.broker.fakeplatform import FakePlatform
 from tests.broker.servers import broker_process, write_files
@@ -166,3 +167,53 @@ def test_open_launch_limit_holds_across_processes(
         for t in threads:
             t.join()
     assert sorted(outcomes) == ["ok"] * 3 + ["too-many-open-launches"] * 9
+
+
+def test_a_launch_outlives_a_broker_restart_and_a_person_is_told_at_once(
+    tmp_path: Path, sqlite_url: str, platform: FakePlatform
+) -> None:
+    """The VM tool's client (``reconnect``) retries a measurement sent while nothing listens
+    until the broker is back (the request never reached it, so nothing is repeated); a client
+    without it, as the CLI's, fails at once naming the broker."""
+    files = write_files(tmp_path)
+    sock = tmp_path / "r.sock"
+    with broker_process(sqlite_url, files, sock, "restart-1") as first:
+        with BrokerClient(f"unix:{sock}", OWNER_TOKEN) as owner:
+            owner.add_root(platform.ca_file, "lab")
+            owner.add_workload("web", [POLICY], [DIGEST], secrets={"luks-key": SECRET})
+        with BrokerClient(f"unix:{sock}", LAUNCHER_TOKEN) as launcher:
+            launch = launcher.start_launch("web", platform.node)
+        first.stop(kill=True)
+    keys = platform.launch_start(launch.dh_cert_b64, launch.session_b64, POLICY)
+    measurement = platform.launch_measure(keys, DIGEST, POLICY)
+    info = platform.launch_info(measurement, POLICY)
+    with BrokerClient(f"unix:{sock}", LAUNCHER_TOKEN) as impatient:
+        with pytest.raises(BrokerError, match="broker: cannot reach") as caught:
+            impatient.finish_launch(launch.launch_id, info)
+        assert caught.value.reason == "unreachable"
+    answers: list[object] = []
+
+    def finish() -> None:
+        with BrokerClient(f"unix:{sock}", LAUNCHER_TOKEN, reconnect=60.0) as patient:
+            try:
+                answers.append(patient.finish_launch(launch.launch_id, info))
+            except BrokerError as exc:
+                answers.append(exc)
+
+    waiting = threading.Thread(target=finish)
+    waiting.start()
+    with broker_process(sqlite_url, files, sock, "restart-2"):
+        waiting.join(60)
+        (released,) = answers
+        assert not isinstance(released, BaseException), released
+        wire = released.to_wire()  # type: ignore[attr-defined]
+        table = FakePlatform.launch_secret(
+            keys, measurement, wire["sev-secret-header"], wire["sev-secret"]
+        )
+        assert table.get(LUKS) == SECRET
+        with BrokerClient(f"unix:{sock}", OWNER_TOKEN) as owner:
+            rows = owner.audit(launch=launch.launch_id)
+    assert [(r.instance, r.outcome) for r in rows] == [
+        ("restart-1", "ok"),
+        ("restart-2", "released"),
+    ]

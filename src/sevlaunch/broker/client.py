@@ -7,6 +7,7 @@ tool can tell a replay from a measurement mismatch without parsing text.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
@@ -97,6 +98,19 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """Whether nothing listened at the address (connection refused, no socket file), so the
+    broker never saw the request; a TLS or protocol failure, or a timeout, is not that."""
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, FileNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class _Record(Protocol):
     @classmethod
     def from_wire(cls, wire: Mapping[str, object]) -> Self: ...
@@ -132,9 +146,14 @@ class BrokerClient(SnpOwnerCalls):
         timeout: float = 30.0,
         ca_file: str | None = None,
         insecure_plain_http: bool = False,
+        reconnect: float = 0.0,
     ) -> None:
+        """``reconnect``: seconds to keep retrying a request that never reached the broker
+        (nothing listens: a broker being restarted), as the VM tool does mid-launch; a
+        person's command fails at once instead."""
         self.address = _http.parse(url, what="broker")
         self.ca_file = ca_file
+        self.reconnect = reconnect
         self._http = _http.client(
             self.address,
             what="broker",
@@ -154,11 +173,18 @@ class BrokerClient(SnpOwnerCalls):
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
-            raise BrokerError("unreachable", f"broker: {message}") from exc
+        deadline, delay = time.monotonic() + self.reconnect, 0.05
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.HTTPError as exc:
+                if _never_sent(exc) and time.monotonic() + delay < deadline:
+                    time.sleep(delay)  # the request was not sent: retrying repeats nothing
+                    delay = min(2 * delay, 1.0)
+                    continue
+                message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
+                raise BrokerError("unreachable", f"broker: {message}") from exc
         _raise_for(response, self.address)
         return None if response.status_code == 204 else response.json()
 

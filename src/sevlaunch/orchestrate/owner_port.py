@@ -76,8 +76,8 @@ class BrokerOwner:
     ) -> None:
         from sevlaunch.broker.client import BrokerClient
 
-        self.client = BrokerClient(
-            url, token, ca_file=ca_file, insecure_plain_http=insecure_plain_http
+        self.client = BrokerClient(  # a launch outlives a broker restart (issue 13 faults)
+            url, token, ca_file=ca_file, insecure_plain_http=insecure_plain_http, reconnect=10.0
         )
         self.workload = workload
 
