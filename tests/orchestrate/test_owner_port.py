@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sevlaunch.errors import UsageError
-from sevlaunch.orchestrate.demo import DISK_LABEL
+from sevlaunch.errors import BrokerError, UsageError
+from sevlaunch.orchestrate.demo import DISK_LABEL, WORKLOAD
 from sevlaunch.orchestrate.owner_config import OwnerConfig
-from sevlaunch.orchestrate.owner_port import LocalOwner
+from sevlaunch.orchestrate.owner_port import BrokerOwner, LocalOwner
 from sevlaunch.protocol import LaunchConfiguration, LaunchSecurityInfo, SecretRelease
 from sevlaunch.vmm.ovmf_image import make_image
 from tests.orchestrate.stack import RunningStack, unique, wait_for
@@ -79,3 +79,24 @@ def test_local_owner_refusals(
     assert expected in (result.error or "")
     assert name not in env.running()
     wait_for(lambda: env.guest_contexts() == contexts, 10.0, "the launch context to be freed")
+
+
+def test_the_broker_owner_waits_for_its_broker_only_once_it_answered(
+    env: RunningStack, tmp_path: Path
+) -> None:
+    """A wrong broker address fails step 4 at once; once step 4 got an answer, the later calls
+    wait (up to RECONNECT s) for that broker to come back after a restart."""
+    with env.host() as host:
+        node = host.node_sev_info()
+    absent = BrokerOwner(f"unix:{tmp_path / 'absent.sock'}", env.launcher_token, WORKLOAD)
+    with pytest.raises(BrokerError, match="cannot reach") as caught:
+        absent.begin(node)
+    assert caught.value.reason == "unreachable"
+    assert absent.client.reconnect == 0
+    owner = env.owner()
+    assert owner.client.reconnect == 0
+    name = unique("reconnect")
+    result = env.launch(env.xml(name), owner=owner)
+    assert result.ok, result.message
+    env.destroy(name)
+    assert owner.client.reconnect == BrokerOwner.RECONNECT > 0

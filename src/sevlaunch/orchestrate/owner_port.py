@@ -76,10 +76,14 @@ class BrokerOwner:
     ) -> None:
         from sevlaunch.broker.client import BrokerClient
 
-        self.client = BrokerClient(  # a launch outlives a broker restart (issue 13 faults)
-            url, token, ca_file=ca_file, insecure_plain_http=insecure_plain_http, reconnect=10.0
+        self.client = BrokerClient(
+            url, token, ca_file=ca_file, insecure_plain_http=insecure_plain_http
         )
         self.workload = workload
+
+    #: Seconds the calls after step 4 wait for a broker that went away: a launch outlives a
+    #: broker restart, while a wrong address is still told at once, at step 4.
+    RECONNECT = 10.0
 
     def begin(
         self,
@@ -89,7 +93,9 @@ class BrokerOwner:
         domain: str | None = None,
         host: str | None = None,
     ) -> SessionOffer:
-        return self.client.start_launch(self.workload, node_info, cek, domain=domain, host=host)
+        offer = self.client.start_launch(self.workload, node_info, cek, domain=domain, host=host)
+        self.client.reconnect = self.RECONNECT  # this broker answered: wait for it from now on
+        return offer
 
     def records_page(self) -> str | None:
         address = self.client.address
