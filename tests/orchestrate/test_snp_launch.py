@@ -1,6 +1,6 @@
 """SEV-SNP launches through the VM tool on one emulated Milan host and one broker: the guest
-attests after boot and unlocks its disk, and an SEV guest launched at the same time through
-the same broker does too; the report's launch digest is what ``sevlaunch owner snp digest``
+attests after boot and unlocks its disk while an SEV guest launched before it through the
+same broker runs on the same platform; the report's launch digest is what ``sevlaunch owner snp digest``
 prints for the same inputs; a tampered firmware and a newer-TCB workload are refused at step
 10 with the broker's reason and the domain destroyed; ``sevlaunch launch`` takes an SNP domain
 with --broker/--workload and refuses --owner-dir for it."""
@@ -12,7 +12,6 @@ import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,12 +68,13 @@ def test_snp_and_sev_guests_side_by_side_through_one_broker(
 ) -> None:
     stack, snp_art, sev_art = snp_stack
     sev_name, snp_name = unique("sev"), unique("snp")
-    with ThreadPoolExecutor(2) as pool:
-        sev = pool.submit(
-            demo.run_launches, stack, sev_art, [sev_name], sev_art.firmware, lambda *_: None
-        )
-        snp = pool.submit(snp_demo.run_snp_launch, stack, snp_art, snp_name, snp_art.firmware)
-        (sev_result,), snp_result = sev.result(), snp.result()
+    # the SEV guest first: it leaves the platform's SEV side WORKING, where SNP_INIT cannot
+    # run, so the stack must have brought SNP up before any guest (as Linux does)
+    (sev_result,) = demo.run_launches(stack, sev_art, [sev_name], sev_art.firmware, lambda *_: None)
+    snp_result = snp_demo.run_snp_launch(stack, snp_art, snp_name, snp_art.firmware)
+    with HostClient(stack.host_uri) as host:
+        states = {n: host.domain(n).state for n in (sev_name, snp_name)}
+    assert states == {sev_name: "running", snp_name: "running"}
     assert sev_result.ok, sev_result.message
     assert snp_result.ok, snp_result.message + snp_result.console
     for console in (sev_result.console, snp_result.console):

@@ -270,6 +270,8 @@ class Stack:
         )
         if self.es:
             self._cli("platform", "init", "--es", "--platform", str(self.platform_socket))
+        if self.snp:
+            self._snp_init()
         kds = self._spawn(
             "kds",
             ["platform", "kds", "--platform", str(self.platform_socket)],
@@ -321,6 +323,15 @@ class Stack:
             broker += ["--kds-url", self.kds_url, "--kds-cache-dir", str(self.root / "kds")]
         self._spawn("broker", broker, None if self.web else self.broker_socket, detach,
                     until=_answers(self.broker_port) if self.web else None)  # fmt: skip
+
+    def _snp_init(self) -> None:
+        """SNP up before any guest, as Linux's ccp driver brings it up before SEV: an SEV
+        guest started first would leave the platform WORKING, and SNP_INIT needs SEV UNINIT."""
+        from sevlaunch.platform import snp_calls
+        from sevlaunch.platform.client import PlatformClient
+
+        with PlatformClient(self.platform_socket) as platform:
+            platform.run(snp_calls.ensure_snp_init())
 
     def _check_socket_paths(self) -> None:
         """Every guest's monitor socket lives under the root: refuse a root too deep for one,
