@@ -295,7 +295,10 @@ def test_host_page_follows_a_launch_live(page: Page, stack: WebStack, artifacts:
     assert all(r["outcome"] == "ok" and r["duration"] not in ("", "—") for r in rows), rows
     _same_figures_as_the_terminal(rows, result)
     ends = {r["step"]: r["start"] + r["seconds"] for r in rows}
-    assert rows[8]["start"] >= ends[8] - 0.0015, rows  # step 9 begins where step 8 ended
+    # step 9 begins where step 8 ended, to the page's precision: starts to the millisecond,
+    # durations to 0.1 ms below a second and to 10 ms above (a VMM start under load takes > 1 s)
+    slack = 0.001 + (0.005 if rows[7]["duration"].endswith(" s") else 0.00005)
+    assert rows[8]["start"] >= ends[8] - slack, rows
     page.screenshot(path=str(artifacts / "host-live-launch.png"), full_page=True)
 
 
