@@ -300,3 +300,16 @@ def test_kds_listens_on_the_one_address_syntax(sock: Path, tmp_path: Path) -> No
     old = run("kds", "--platform", sock, "--listen", "127.0.0.1:99999")
     assert "--listen 127.0.0.1:99999 is deprecated" in old.stderr
     assert "must be a number 0-65535" in old.output
+
+
+def test_init_snp_brings_snp_up_before_sev_and_again_changes_nothing(sock: Path) -> None:
+    from sevlaunch.formats.states import PlatformState
+    from sevlaunch.platform import snp_calls
+    from sevlaunch.platform.client import PlatformClient
+
+    ok("init", "--platform", sock)  # SEV alone first: --snp must take it down and up again
+    for _ in range(2):
+        ok("init", "--snp", "--platform", sock)
+        with PlatformClient(str(sock)) as client:
+            assert client.run(snp_calls.snp_platform_status()).state == PlatformState.INIT
+            assert client.platform_status().state == PlatformState.INIT

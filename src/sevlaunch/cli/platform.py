@@ -215,9 +215,23 @@ def status(socket_path: str, as_json: bool) -> None:
     default=None,
     help="Enable SEV-ES (default: when the part has SEV-ES ASIDs, as Linux does).",
 )
-def init(socket_path: str, es: bool | None) -> None:
+@click.option(
+    "--snp",
+    is_flag=True,
+    help="Bring SEV-SNP up first (SNP_INIT, then SEV's INIT), as Linux's ccp driver does at "
+    "load; needed before SNP guests once SEV guests run. Idempotent.",
+)
+def init(socket_path: str, es: bool | None, snp: bool) -> None:
     """INIT the platform (UNINIT -> INIT)."""
     with errors_to_exit(), _client(socket_path) as client:
+        if snp:
+            from sevlaunch.formats.states import PlatformState
+            from sevlaunch.platform import snp_calls
+
+            client.run(snp_calls.ensure_snp_init())
+            if client.platform_status().state == PlatformState.UNINIT:  # then SEV, as Linux
+                client.init(es)
+            return
         client.init(es)
 
 

@@ -66,7 +66,8 @@ def ensure_snp_init() -> Procedure[SnpPlatformStatus]:
     if sev.state == PlatformState.WORKING:
         raise PlatformError(
             f"cannot initialise SNP while {sev.guest_count} SEV guest(s) run: SNP_INIT needs "
-            "the SEV platform UNINIT (start SNP first, as 'sevlaunch platform init --snp' does)"
+            "the SEV platform UNINIT or INIT: stop them first; then the next SNP guest, or "
+            "'sevlaunch platform init --snp', brings SNP up (before SEV, as Linux's ccp driver does)"
         )
     if sev.state == PlatformState.INIT:
         yield from _mailbox(Command.SHUTDOWN, None)
