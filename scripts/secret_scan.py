@@ -4,7 +4,9 @@ LAUNCH_START does) and the disk passphrase, then search every log, database and 
 demo and a core dump (gcore) of each service for them, raw, hex and base64.
 
 The emulated platform is the PSP and holds guest keys, as the real one does: its core is the
-positive control that shows the search finds keys where they are.
+positive control that shows the search finds keys where they are. The broker is the guest
+owner, which chose the TEK/TIK and was given the secret: its hits are printed, not counted (the
+secret's base64 can linger there from the request that registered it).
 
     python scripts/secret_scan.py --guests 5
 """
@@ -31,7 +33,7 @@ from sevlaunch.platform.state import StoredState
 
 ROLES = {
     "host manager": "host serve",
-    "broker": "broker serve",
+    "broker (the guest owner: holds the secret by design)": "broker serve",
     "key server": "platform kds",
     "VMM demo-1": "guest=demo-1,",
     "platform (positive control)": "platform serve",
@@ -150,7 +152,7 @@ def scan(work: Path) -> int:
             names = hits(core.read_bytes(), needles)
             mb = core.stat().st_size / 1e6
             print(f"{role} core ({mb:.0f} MB): {len(names)} hits {', '.join(names[:4])}")
-            if names and "positive control" not in role:
+            if names and not ("positive control" in role or "by design" in role):
                 leaks += 1
             core.unlink()
     print("no secret outside the platform" if not leaks else f"{leaks} leaks")

@@ -31,5 +31,5 @@ def test_no_launch_secret_outside_the_platform() -> None:
     control = re.search(r"platform \(positive control\) core .*: (\d+) hits", done.stdout)
     assert control, done.stdout
     assert int(control.group(1)) >= 4, done.stdout
-    for role in ("host manager", "broker", "VMM demo-1"):
+    for role in ("host manager", "VMM demo-1", "key server"):
         assert re.search(rf"{role} core \(\d+ MB\): 0 hits", done.stdout), done.stdout
