@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from sevlaunch.errors import FormatError, HostError
 from sevlaunch.formats.snp.commands import SnpPlatformStatus
 from sevlaunch.formats.states import PlatformState
 from sevlaunch.host.domxml import LaunchSecurity
 from sevlaunch.protocol import LaunchSecurityInfo, NodeSnpInfo, SnpLaunchSecurityInfo
+
+T = TypeVar("T")
 
 _STATE_PARAMS: dict[str, type] = {
     "sev-secret-header": str,
@@ -26,17 +28,10 @@ def security_info(measure: Mapping[str, Any], sev: Mapping[str, Any]) -> LaunchS
     """The info's typed parameters from ``query-sev-launch-measure`` and ``query-sev``."""
     wire = {
         "sev-measurement": measure.get("data"),
-        "sev-api-major": sev.get("api-major"),
-        "sev-api-minor": sev.get("api-minor"),
-        "sev-build-id": sev.get("build-id"),
+        **_firmware(sev),
         "sev-policy": sev.get("policy"),
     }
-    try:
-        return LaunchSecurityInfo.from_wire(wire)
-    except FormatError as exc:
-        raise HostError(
-            "internal error", f"the hypervisor's launch measurement: {exc}", field=exc.field
-        ) from exc
+    return _typed(LaunchSecurityInfo.from_wire, wire, "the hypervisor's launch measurement")
 
 
 def snp_security_info(sev: Mapping[str, Any]) -> SnpLaunchSecurityInfo:
@@ -48,18 +43,25 @@ def snp_security_info(sev: Mapping[str, Any]) -> SnpLaunchSecurityInfo:
             field="sev-type",
             value=sev.get("sev-type"),
         )
-    wire = {
+    wire = {**_firmware(sev), "sev-snp-policy": sev.get("snp-policy")}
+    return _typed(SnpLaunchSecurityInfo.from_wire, wire, "the hypervisor's query-sev")
+
+
+def _firmware(sev: Mapping[str, Any]) -> dict[str, Any]:
+    """libvirt's firmware parameters, named as virDomainGetLaunchSecurityInfo names them."""
+    return {
         "sev-api-major": sev.get("api-major"),
         "sev-api-minor": sev.get("api-minor"),
         "sev-build-id": sev.get("build-id"),
-        "sev-snp-policy": sev.get("snp-policy"),
     }
+
+
+def _typed(from_wire: Callable[[dict[str, Any]], T], wire: dict[str, Any], what: str) -> T:
+    """``from_wire(wire)``; a malformed answer is the hypervisor's internal error."""
     try:
-        return SnpLaunchSecurityInfo.from_wire(wire)
+        return from_wire(wire)
     except FormatError as exc:
-        raise HostError(
-            "internal error", f"the hypervisor's query-sev: {exc}", field=exc.field
-        ) from exc
+        raise HostError("internal error", f"{what}: {exc}", field=exc.field) from exc
 
 
 def node_snp_info(sectypes: tuple[str, ...], status: SnpPlatformStatus | None) -> NodeSnpInfo:
