@@ -9,6 +9,14 @@ guests are destroyed between rounds. Printed per round: launches per second (N /
 p50 and p99 of one launch's latency, from its submission to its result (time spent waiting
 for a worker thread or at the start gate included).
 
+Rounds alternate: the sizes run ``--repeat`` times, every other pass in reverse order, so a
+machine that slows down (a shared host's neighbours move CPU time by 30% between rounds
+here) moves every size alike; each size's figures are the medians of its rounds, and the
+throughput at N = 100 is compared with N = 10's. Each round also prints the CPU time of every
+process of the stack (services, the guests' VMMs once reaped, this launcher) per launch: on
+a 2-core machine the launches are CPU-bound, so launches/s follows it. The package's
+bytecode is compiled first, as an installed package has it (see bench/_bytecode.py).
+
 The baseline, with real latency: one PSP runs one command at a time, so N launches cannot take
 less than N times the firmware time of one launch. That time is counted, not guessed: a lone
 launch runs first through a proxy on the platform socket that decodes every frame and prices
@@ -16,7 +24,7 @@ each mailbox command with the latency model (LAUNCH_START 4 ms, LAUNCH_UPDATE_DA
 its length at 6 MiB/s, every other command 0.5 ms). Ratio = wall time / (N x that), target at
 most 1.2 at N = 100.
 
-Usage: ``.venv/bin/python bench/launch_scale.py [--n 1,10,100] [--latency none,real]``
+Usage: ``.venv/bin/python bench/launch_scale.py [--n 1,10,100] [--latency none,real] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._bytecode import ensure_bytecode
 from sevlaunch.formats.commands import Command
 from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate import demo
@@ -219,7 +230,74 @@ def started(latency: str) -> Iterator[tuple[Stack, demo.Artifacts]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_model(latency: str, sizes: list[int], parallel_starts: int, count_commands: bool) -> None:
+@dataclass
+class Round:
+    n: int
+    wall: float
+    durations: list[float]
+    failed: list[LaunchResult]
+    cpu: float  #: CPU seconds of every process of the stack, guests' VMMs included
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.wall
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int, children: bool) -> float:
+    """utime + stime of ``pid`` (with its reaped children's): /proc/PID/stat fields 14-17."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    used = int(fields[11]) + int(fields[12])
+    if children:
+        used += int(fields[13]) + int(fields[14])
+    return used / _TICK
+
+
+def stack_cpu(stack: Stack) -> float:
+    """CPU seconds used so far by the stack's services, the VMMs the host has reaped, and this
+    process (its launcher threads)."""
+    services = sum(_cpu_of(s.process.pid, True) for s in stack.services)
+    return _cpu_of(os.getpid(), False) + services
+
+
+def one_round(
+    stack: Stack, art: demo.Artifacts, n: int, tag: str, args: argparse.Namespace
+) -> Round:
+    names = [f"n{n}-{tag}-{i}" for i in range(1, n + 1)]
+    cpu = stack_cpu(stack)
+    began = time.perf_counter()
+    counting = proxied(stack) if args.count_commands else contextlib.nullcontext(None)
+    with counting as proxy:
+        results = launch_round(stack, art, names, args.parallel_starts)
+    wall = time.perf_counter() - began
+    destroy_all(stack)  # the VMMs exit and are reaped: their CPU time is the host's children's
+    used = stack_cpu(stack) - cpu
+    if proxy is not None:
+        print(f"      PSP commands per launch in this round: {mix(proxy, n)}")
+    durations = [d for _, d in results]
+    return Round(n, wall, durations, [r for r, _ in results if not r.ok], used)
+
+
+HEADER = (
+    f"{'N':>5} {'wall s':>8} {'launch/s':>9} {'p50 s':>7} {'p99 s':>7} {'CPU s/l':>8} {'failed':>6}"
+)
+
+
+def row(r: Round, per_launch: float | None) -> str:
+    line = (
+        f"{r.n:>5} {r.wall:>8.2f} {r.rate:>9.2f} {statistics.median(r.durations):>7.2f} "
+        f"{percentile(r.durations, 99):>7.2f} {r.cpu / r.n:>8.3f} {len(r.failed):>6}"
+    )
+    if per_launch:
+        bound = r.n * per_launch
+        line += f"  {bound:>11.2f}   {r.wall / bound:.2f}"
+    return line
+
+
+def run_model(latency: str, sizes: list[int], args: argparse.Namespace) -> None:
     print(f"\n== --latency {latency}")
     with started(latency) as (stack, art):
         launch_round(stack, art, ["warm-up"])  # the host's node SEV info probe, caches
@@ -230,36 +308,38 @@ def run_model(latency: str, sizes: list[int], parallel_starts: int, count_comman
             per_launch = lone.cost()
             print(f"PSP commands of one launch: {mix(lone)}; other requests: {dict(lone.other)}")
             print(f"modelled firmware time of one launch: {per_launch * 1000:.1f} ms")
-        header = f"{'N':>5} {'wall s':>8} {'launch/s':>9} {'p50 s':>7} {'p99 s':>7} {'failed':>6}"
-        print(header + ("  PSP bound s   ratio" if per_launch else ""))
-        for n in sizes:
-            began = time.perf_counter()
-            names = [f"n{n}-{i}" for i in range(1, n + 1)]
-            counting = proxied(stack) if count_commands else contextlib.nullcontext(None)
-            with counting as proxy:
-                results = launch_round(stack, art, names, parallel_starts)
-            wall = time.perf_counter() - began
-            durations = [d for _, d in results]
-            failed = [r for r, _ in results if not r.ok]
-            line = (
-                f"{n:>5} {wall:>8.2f} {n / wall:>9.2f} {statistics.median(durations):>7.2f} "
-                f"{percentile(durations, 99):>7.2f} {len(failed):>6}"
-            )
-            if per_launch:
-                bound = n * per_launch
-                line += f"  {bound:>11.2f}   {wall / bound:.2f}"
-                if failed:
-                    line += "  (not comparable: launches failed)"
-                elif n >= 100:
-                    line += (
-                        f"  (target <= {TARGET}: {'met' if wall / bound <= TARGET else 'MISSED'})"
-                    )
-            print(line, flush=True)
-            if proxy is not None:
-                print(f"      PSP commands per launch in this round: {mix(proxy, n)}")
-            for result in failed[:3]:
-                print(f"      {result.message}")
-            destroy_all(stack)
+        print(HEADER + ("  PSP bound s   ratio" if per_launch else ""))
+        rounds: dict[int, list[Round]] = {n: [] for n in sizes}
+        for rep in range(args.repeat):
+            for n in sizes if rep % 2 == 0 else list(reversed(sizes)):
+                r = one_round(stack, art, n, str(rep), args)
+                rounds[n].append(r)
+                print(row(r, per_launch), flush=True)
+                for result in r.failed[:3]:
+                    print(f"      {result.message}")
+        summarize(rounds, per_launch)
+
+
+def summarize(rounds: dict[int, list[Round]], per_launch: float | None) -> None:
+    """Medians per size; the scaling and PSP-bound verdicts."""
+    print(f"medians of {len(next(iter(rounds.values())))} alternated rounds:")
+    rate = {n: statistics.median(r.rate for r in rs) for n, rs in rounds.items()}
+    for n, rs in rounds.items():
+        cpu = statistics.median(r.cpu / r.n for r in rs)
+        p99 = statistics.median(percentile(r.durations, 99) for r in rs)
+        line = f"{n:>5} launch/s {rate[n]:.2f}  p99 {p99:.2f} s  CPU {cpu:.3f} s/launch"
+        if per_launch:
+            ratio = statistics.median(r.wall / (r.n * per_launch) for r in rs)
+            line += f"  PSP-bound ratio {ratio:.2f}"
+            if n >= 100:
+                line += f" (target <= {TARGET}: {'met' if ratio <= TARGET else 'MISSED'})"
+        print(line)
+    big = max(rate)
+    if 10 in rate and big > 10:
+        verdict = "met" if rate[big] >= rate[10] else "MISSED"
+        print(f"throughput N={big} / N=10: {rate[big] / rate[10]:.2f} (target >= 1: {verdict})")
+    failures = sum(len(r.failed) for rs in rounds.values() for r in rs)
+    print(f"failed launches: {failures} (target 0)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="count the PSP commands of every round too (the proxy costs a little time)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="passes over the sizes, alternating their order"
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.n.split(",") if x]
-    print(f"{os.cpu_count()} CPUs; start gate {args.parallel_starts}")
+    ensure_bytecode()
+    print(f"{os.cpu_count()} CPUs; start gate {args.parallel_starts}; {args.repeat} passes")
     for model in args.latency.split(","):
-        run_model(model, sizes, args.parallel_starts, args.count_commands)
+        run_model(model, sizes, args)
     return 0
 
 

@@ -294,17 +294,24 @@ def test_no_service_raises_platform_unavailable(short_dir: Path) -> None:
 
 
 def test_latency_is_spent_while_holding_the_psp(short_dir: Path) -> None:
+    """The PSP stays busy for the modelled cost; the emulator's computing (1 ms per command
+    on this clock) counts towards it, a command that computed longer than its cost sleeps no
+    more."""
     held: list[tuple[float, bool]] = []
     service: PlatformService
+    ticks = iter(range(100))
 
     async def sleep(seconds: float) -> None:
-        held.append((seconds, service._psp.locked()))
+        held.append((round(seconds, 9), service._psp.locked()))
 
-    service = PlatformService(FakeFirmware(), PROFILE, latency=Latency(), sleep=sleep)
+    def clock() -> float:
+        return next(ticks) * 0.001
+
+    service = PlatformService(FakeFirmware(), PROFILE, latency=Latency(), sleep=sleep, clock=clock)
     with BackgroundService(service, short_dir / "sock"), PlatformClient(short_dir / "sock") as c:
         c.platform_status()
         c.mailbox(0x30, bytes(0x24))  # LAUNCH_START (the fake refuses it; the PSP still worked)
-    assert held == [(0.0005, True), (0.004, True)]
+    assert held == [(0.0, True), (0.003, True)]
 
 
 def test_latency_model() -> None:

@@ -2,8 +2,10 @@
 
 Many clients connect at once; PSP commands run one at a time under one lock, as on a real
 PSP, in a worker thread so the event loop keeps accepting and reading while the firmware
-computes. With a latency model the PSP lock is held for the real-hardware cost too, so the
-serialisation a busy host sees is honest. After every command the firmware's persistent state
+computes. With a latency model the PSP lock is held until the command has taken its
+real-hardware cost, the emulator's own computing included (a real PSP does that work within
+the cost, so adding the two would overstate the PSP), so the serialisation a busy host sees
+is honest. After every command the firmware's persistent state
 is compared with what is on disk and saved atomically when it changed. A bad or hostile
 request gets an :class:`ErrorReply` and the service carries on; a broken frame header cannot
 be resynchronised, so that connection is answered and closed. A guest belongs to the
@@ -22,6 +24,7 @@ import signal
 import socket
 import stat
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -135,9 +138,11 @@ class PlatformService:
         store: StateDir | None = None,
         latency: Latency = NONE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.firmware = firmware
         self._sleep = sleep
+        self._clock = clock
         self.profile = profile
         self.store = store
         self.latency = latency
@@ -168,17 +173,23 @@ class PlatformService:
                 refused = self.bindings.refusal(peer, request.command, request.buffer)
                 if refused is not None:
                     return p.MailboxReply(int(Status.INVALID_GUEST), request.buffer, (), refused)
+                began = self._clock()
                 reply = await asyncio.to_thread(self._mailbox, request)
                 self.bindings.record(
                     peer, request.command, reply.status, request.buffer, reply.buffer
                 )
-                cost = self.latency.cost(request.command, request.buffer)
-                if cost > 0:
-                    await self._sleep(cost)
+                await self._busy_until(began, request)
                 return reply
             if isinstance(request, p.ServiceRequest):
                 return await asyncio.to_thread(self._service_op, request.op)
             return await self._memory_op(request, peer)
+
+    async def _busy_until(self, began: float, request: p.MailboxRequest) -> None:
+        """Hold the PSP until ``request`` has cost what it costs on real hardware since
+        ``began``; the emulator's computing counts towards it."""
+        cost = self.latency.cost(request.command, request.buffer)
+        if cost > 0:
+            await self._sleep(max(0.0, cost - (self._clock() - began)))
 
     async def _memory_op(
         self, request: p.GuestReadRequest | p.GuestWriteRequest | p.SnpRequest, peer: Peer
@@ -213,10 +224,9 @@ class PlatformService:
                 buffer = HandleBuffer(handle).to_bytes()
                 request = p.MailboxRequest(int(command), buffer, ())
                 async with self._psp:
+                    began = self._clock()
                     reply = await asyncio.to_thread(self._mailbox, request)
-                    cost = self.latency.cost(request.command, request.buffer)
-                    if cost > 0:
-                        await self._sleep(cost)
+                    await self._busy_until(began, request)
                 if reply.status != Status.SUCCESS and command is Command.DECOMMISSION:
                     log.warning(
                         "releasing guest %d of a closed connection: %s", handle, reply.detail
