@@ -82,6 +82,22 @@ def test_host_and_hypervisor_load_no_firmware_module() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_an_sev_guest_s_hypervisor_loads_no_snp_or_chain_module() -> None:
+    """Every module a VMM process imports costs each launch its CPU (a frozen dataclass alone
+    costs about 4 M instructions to create on Python 3.11): an SEV guest's VMM, up to its
+    guest model, loads neither SNP's modules, the launch protocol, chain verification nor
+    pyca's X.509 (bench/vmm_launch.py)."""
+    code = (
+        "import sevlaunch.vmm.main, sevlaunch.vmm.platform_port, sevlaunch.vmm.guest, sys; "
+        "unwanted = ('sevlaunch.vmm.snp', 'sevlaunch.protocol', 'sevlaunch.formats.snp', "
+        "'sevlaunch.crypto.chain', 'sevlaunch.crypto.truststore', 'cryptography.x509'); "
+        "loaded = [m for m in sys.modules if m.startswith(unwanted)]; "
+        "assert not loaded, loaded"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_readme_test_command_is_ci_s_and_runs_the_contracts() -> None:
     readme = [x for x in (ROOT / "README.md").read_text().splitlines() if "pip install -q -e" in x]
     ci = [x for x in (ROOT / ".ci" / "run").read_text().splitlines() if "pip install -q -e" in x]

@@ -21,17 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from sevlaunch.errors import FirmwareError, FormatError, SnpLaunchError, UsageError, VmmError
 from sevlaunch.formats.ovmf import OvmfFooterTable
-from sevlaunch.protocol.snp import FW_CFG_NAME, GuestAttestationConfig
 from sevlaunch.vmm.cmdline.config import SevSnpGuestConfig
 from sevlaunch.vmm.memory import GuestMemory
 from sevlaunch.vmm.port import SevPlatform
 from sevlaunch.vmm.sev import SevGuest, SevGuestConfig
-from sevlaunch.vmm.snp import SnpGuest
-from sevlaunch.vmm.snp_port import SnpPlatform
 
 if TYPE_CHECKING:  # the guest model (pyca, scrypt) and the VMSA layouts load when first used:
     # a VMM process reaches its measurement without them (bench/vmm_launch.py)
     from sevlaunch.vmm.guest import BootMedia, BootResult, Guest
+    from sevlaunch.vmm.snp import SnpGuest
+    from sevlaunch.vmm.snp_port import SnpPlatform
 
 #: Extension event (not in QEMU): the launch measurement can be fetched now. The 2017 design
 #: asked for it; polling ``query-sev-launch-measure`` works exactly as in QEMU regardless.
@@ -121,6 +120,8 @@ class Machine:
             raise VmmError(
                 "sev-snp-guest: no SEV device: give sev-device=PATH or set SEVLAUNCH_SEV_DEVICE"
             )
+        from sevlaunch.vmm.snp import SnpGuest  # an SEV guest's VMM never loads SNP's modules
+
         self.snp = SnpGuest(self.snp_platform, config)
         await self.snp.kvm_init()
         self.memory.write(self.memory.flash_base, self.firmware)
@@ -315,6 +316,7 @@ class Machine:
         return result
 
     def _snp_guest(self, media: BootMedia) -> Guest:
+        from sevlaunch.protocol.snp import FW_CFG_NAME, GuestAttestationConfig
         from sevlaunch.vmm.snp_guest import SnpGuestOs
 
         snp, platform = self.snp, self.snp_platform

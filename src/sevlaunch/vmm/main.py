@@ -21,7 +21,7 @@ import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sevlaunch.errors import (
     CommandLineError,
@@ -40,7 +40,9 @@ from sevlaunch.vmm.qmp_commands import VmmCommands
 from sevlaunch.vmm.qmp_probe import ProbeCommands, accel_of
 from sevlaunch.vmm.qmp_runtime import RuntimeCommands
 from sevlaunch.vmm.sev import SevGuestConfig
-from sevlaunch.vmm.snp_port import SnpPlatform
+
+if TYPE_CHECKING:  # SNP's modules load only for an SNP guest
+    from sevlaunch.vmm.snp_port import SnpPlatform
 
 PROG = "sevlaunch-vmm"
 DEVICE_ENV = "SEVLAUNCH_SEV_DEVICE"
