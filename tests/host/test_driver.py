@@ -133,3 +133,28 @@ def test_terminate_escalates_to_sigkill(paths: driver.RunPaths) -> None:
     proc.stdout.readline()  # SIGTERM is ignored from here on
     asyncio.run(driver.terminate(proc.pid, grace=0.2))
     assert proc.wait(5) == -9
+
+
+def test_a_hypervisor_killed_before_it_wrote_anything_is_named_by_how_it_ended(
+    paths: driver.RunPaths,
+) -> None:
+    """SIGKILL (the OOM killer) leaves an empty log: the error says how the process ended
+    instead of nothing after libvirt's colon."""
+
+    async def main() -> None:
+        proc = await driver.spawn("/bin/sh", ["-c", "kill -9 $$"], paths, {})
+        exited = asyncio.ensure_future(proc.wait())
+        await driver.connect(proc.pid, paths, exited)
+
+    with pytest.raises(HostError) as caught:
+        asyncio.run(main())
+    assert caught.value.detail.endswith(
+        "process exited while connecting to monitor: (no output; killed by SIGKILL)"
+    )
+
+
+def test_exit_words() -> None:
+    assert driver.exited_words("boom", -9) == "process exited while connecting to monitor: boom"
+    assert driver.exited_words("", 3).endswith(": (no output; exit status 3)")
+    assert driver.exited_words("", -200).endswith(": (no output; killed by signal 200)")
+    assert driver.exited_words("", None) == "process exited while connecting to monitor: "

@@ -80,6 +80,22 @@ def log_tail(path: Path) -> str:
     return data.decode(errors="replace").strip()
 
 
+def exited_words(tail: str, returncode: int | None) -> str:
+    """libvirt's words for a hypervisor that died before its monitor came, with its log's
+    tail; a process killed before it wrote anything (the OOM killer, a SIGKILL) is named by
+    how it ended, or the user would read nothing after the colon."""
+    words = f"process exited while connecting to monitor: {tail}"
+    if tail or returncode is None:
+        return words
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"{words}(no output; killed by {name})"
+    return f"{words}(no output; exit status {returncode})"
+
+
 async def spawn(
     binary: str, argv: list[str], paths: RunPaths, env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:
@@ -117,8 +133,8 @@ async def connect(
     last: ConnectError | None = None
     while True:
         if (exited is not None and exited.done()) or (exited is None and not pid_alive(proc_pid)):
-            tail = log_tail(paths.log)
-            raise internal_error(f"process exited while connecting to monitor: {tail}") from last
+            code = exited.result() if exited is not None and not exited.cancelled() else None
+            raise internal_error(exited_words(log_tail(paths.log), code)) from last
         if paths.qmp.exists():
             client = QMPClient(f"pid-{proc_pid}")
             try:
