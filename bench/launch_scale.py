@@ -3,9 +3,11 @@
 For each latency model (``none``: the emulated PSP answers as fast as it computes; ``real``:
 it also sleeps what the command costs on an EPYC part, see sevlaunch.platform.latency) one
 stack is started as ``sevlaunch demo`` starts it (platform service, key server, host manager,
-broker; a 4 MiB firmware with kernel hashes). Then, for each N, N threads each run one whole
-launch, steps 1-13 (the VM tool's Launcher over the host and broker HTTP APIs), at once; the
-guests are destroyed between rounds. Printed per round: launches per second (N / wall time),
+broker; a 4 MiB firmware with kernel hashes). Then, for each N, N whole launches, steps 1-13
+(the VM tool's Launcher over the host and broker HTTP APIs), are submitted at once and run as
+``sevlaunch launch --count N`` runs them: at most ``LAUNCHERS`` in flight, ``PARALLEL_STARTS``
+starting at a time (``--launchers``, ``--parallel-starts``); the guests are destroyed between
+rounds. Printed per round: launches per second (N / wall time),
 p50 and p99 of one launch's latency, from its submission to its result (time spent waiting
 for a worker thread or at the start gate included).
 
@@ -51,7 +53,7 @@ from bench._bytecode import ensure_bytecode
 from sevlaunch.formats.commands import Command
 from sevlaunch.host.client import HostClient
 from sevlaunch.orchestrate import demo
-from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult
+from sevlaunch.orchestrate.launch import LAUNCHERS, PARALLEL_STARTS, Launcher, LaunchResult
 from sevlaunch.orchestrate.owner_port import BrokerOwner
 from sevlaunch.orchestrate.services import Stack
 from sevlaunch.platform.latency import REAL
@@ -171,8 +173,14 @@ def mix(proxy: CountingProxy, launches: int = 1) -> str:
 
 
 def launch_round(
-    stack: Stack, art: demo.Artifacts, names: list[str], parallel_starts: int = PARALLEL_STARTS
+    stack: Stack,
+    art: demo.Artifacts,
+    names: list[str],
+    parallel_starts: int = PARALLEL_STARTS,
+    launchers: int = LAUNCHERS,
 ) -> list[tuple[LaunchResult, float]]:
+    """The launches of ``names`` as ``sevlaunch launch --count`` runs them: ``launchers``
+    worker threads, ``parallel_starts`` start slots."""
     token = stack.launcher_token.read_bytes().strip()
     gate = threading.Semaphore(parallel_starts)
 
@@ -191,7 +199,7 @@ def launch_round(
         return result, time.perf_counter() - submitted
 
     # a launch's latency runs from its submission, not from when a worker thread picked it up
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(names), launchers)) as pool:
         futures = [pool.submit(one, name, time.perf_counter()) for name in names]
         return [future.result() for future in futures]
 
@@ -271,7 +279,7 @@ def one_round(
     began = time.perf_counter()
     counting = proxied(stack) if args.count_commands else contextlib.nullcontext(None)
     with counting as proxy:
-        results = launch_round(stack, art, names, args.parallel_starts)
+        results = launch_round(stack, art, names, args.parallel_starts, args.launchers)
     wall = time.perf_counter() - began
     destroy_all(stack)  # the VMMs exit and are reaped: their CPU time is the host's children's
     used = stack_cpu(stack) - cpu
@@ -358,12 +366,21 @@ def main(argv: list[str] | None = None) -> int:
         help="count the PSP commands of every round too (the proxy costs a little time)",
     )
     parser.add_argument(
+        "--launchers",
+        type=int,
+        default=LAUNCHERS,
+        help="launches in flight at once (the VM tool's worker threads)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="passes over the sizes, alternating their order"
     )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.n.split(",") if x]
     ensure_bytecode()
-    print(f"{os.cpu_count()} CPUs; start gate {args.parallel_starts}; {args.repeat} passes")
+    print(
+        f"{os.cpu_count()} CPUs; {args.launchers} launchers, start gate {args.parallel_starts}; "
+        f"{args.repeat} passes"
+    )
     for model in args.latency.split(","):
         run_model(model, sizes, args)
     return 0

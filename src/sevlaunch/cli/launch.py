@@ -14,7 +14,7 @@ from click.core import ParameterSource
 from sevlaunch.cli._conn import ALIASES, LAUNCHER_TOKEN_ENV, Conn, launch_connections, token_file
 from sevlaunch.cli._util import EXIT_USAGE, fail, read_file
 from sevlaunch.errors import SevlaunchError
-from sevlaunch.orchestrate.launch import PARALLEL_STARTS
+from sevlaunch.orchestrate.launch import LAUNCHERS, PARALLEL_STARTS
 
 if TYPE_CHECKING:
     from sevlaunch.orchestrate.host_port import HostPort
@@ -154,7 +154,10 @@ def launch(
         finally:
             client.close()
 
-    with progress.live(enabled=not as_json), ThreadPoolExecutor(max_workers=min(count, 32)) as pool:
+    with (
+        progress.live(enabled=not as_json),
+        ThreadPoolExecutor(max_workers=min(count, LAUNCHERS)) as pool,
+    ):
         results = list(pool.map(one, names))
     if as_json:
         click.echo(json.dumps(results if count > 1 else results[0], indent=2))

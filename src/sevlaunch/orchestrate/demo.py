@@ -20,7 +20,13 @@ from pathlib import Path
 from sevlaunch._files import write_atomic
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.host.client import HostClient
-from sevlaunch.orchestrate.launch import PARALLEL_STARTS, Launcher, LaunchResult, Observer
+from sevlaunch.orchestrate.launch import (
+    LAUNCHERS,
+    PARALLEL_STARTS,
+    Launcher,
+    LaunchResult,
+    Observer,
+)
 from sevlaunch.orchestrate.owner_port import BrokerOwner
 from sevlaunch.orchestrate.services import Stack, firmware_image
 
@@ -186,7 +192,7 @@ def run_launches(
                 start_gate=gate,
             ).run()
 
-    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(names), LAUNCHERS)) as pool:
         return list(pool.map(one, names))
 
 

@@ -81,6 +81,10 @@ HOST_RECORDED = (Step.SEV_GUEST_BUILT, Step.LAUNCH_MEASURED)
 #: Guests started (steps 8-9: hypervisor up, firmware encrypted and measured) at once per host
 #: when N launches run together; see :meth:`Launcher._start`.
 PARALLEL_STARTS = 8
+#: Launches in flight at once (the VM tool's worker threads) when N run together: four per
+#: start slot keep the slots fed (a launch spends most of its time outside them) while the
+#: rest wait in submission order, each timed from its submission.
+LAUNCHERS = 4 * PARALLEL_STARTS
 
 
 @dataclass
