@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     default=1,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="Launch N guests at once.",
+    help=f"Launch N guests together: at most {LAUNCHERS} in flight, the rest in turn.",
 )
 @click.option(
     "--parallel-starts",
