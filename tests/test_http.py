@@ -156,3 +156,17 @@ def test_the_platform_socket_is_a_unix_address() -> None:
     assert _http.platform_socket("/run/p.sock") == "/run/p.sock"
     with pytest.raises(UsageError, match="Unix socket only"):
         _http.platform_socket("tcp:127.0.0.1:1")
+
+
+def test_never_sent_is_nothing_listening_only(tmp_path: Path) -> None:
+    """Only a refused connection or a missing socket file means the request never left; a
+    timeout may have reached the service, so retrying it is not safe."""
+    with (
+        httpx.Client(transport=httpx.HTTPTransport(uds=str(tmp_path / "none.sock"))) as c,
+        pytest.raises(httpx.ConnectError) as missing,
+    ):
+        c.get("http://x/")
+    assert _http.never_sent(missing.value)
+    assert not _http.never_sent(httpx.ReadTimeout("slow"))
+    assert not _http.never_sent(httpx.ConnectError("TLS handshake failed"))
+    assert not _http.never_sent(ValueError("not HTTP at all"))

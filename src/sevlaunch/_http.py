@@ -213,6 +213,22 @@ def unreachable(
     return f"cannot reach {address}: {text}"
 
 
+def never_sent(exc: BaseException) -> bool:
+    """Whether nothing listened at the address (connection refused, no socket file), so the
+    service never saw the request and retrying it repeats nothing; a TLS or protocol
+    failure, or a timeout, is not that."""
+    import httpx
+
+    if not isinstance(exc, httpx.ConnectError):
+        return False
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, FileNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def platform_socket(text: str) -> str:
     """The path of the platform service's socket (``unix:PATH`` or a bare path)."""
     address = parse(text, what="platform service")

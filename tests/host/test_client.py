@@ -4,6 +4,8 @@ raised with their class, an unreachable daemon named by its address."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,36 @@ def test_a_domain_stream_carries_that_domain_only(module_daemon: Daemon, media: 
         ("ev-b", "Defined"),
         ("ev-b", "Undefined"),
     ]
+
+
+def test_a_restarted_host_is_waited_for_once_it_has_answered(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """The VM tool's client (``reconnect``) rides out a host manager restart mid-launch: the
+    request that found nothing listening is sent again once the host is back; a client made
+    without it fails at once."""
+    daemon = start_daemon()
+    with HostClient(daemon.uri, reconnect=30) as waiting, HostClient(daemon.uri) as at_once:
+        assert waiting.list_domains() == []
+        assert at_once.list_domains() == []
+        daemon.stop()
+        with pytest.raises(HostError, match=r"cannot reach"):
+            at_once.list_domains()
+        back = threading.Timer(1.0, daemon.start)
+        back.start()
+        began = time.monotonic()
+        try:
+            assert waiting.list_domains() == []
+        finally:
+            back.join()
+        assert time.monotonic() - began >= 0.9  # it waited for the restart, it did not fail
+
+
+def test_a_wrong_address_fails_at_once_even_with_reconnect(tmp_path: Path) -> None:
+    began = time.monotonic()
+    with (
+        HostClient(f"unix:{tmp_path}/none.sock", reconnect=30) as client,
+        pytest.raises(HostError, match=r"none\.sock"),
+    ):
+        client.node_sev_info()
+    assert time.monotonic() - began < 5

@@ -98,19 +98,6 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """Whether nothing listened at the address (connection refused, no socket file), so the
-    broker never saw the request; a TLS or protocol failure, or a timeout, is not that."""
-    if not isinstance(exc, httpx.ConnectError):
-        return False
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (ConnectionRefusedError, FileNotFoundError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class _Record(Protocol):
     @classmethod
     def from_wire(cls, wire: Mapping[str, object]) -> Self: ...
@@ -179,7 +166,7 @@ class BrokerClient(SnpOwnerCalls):
                 response = self._http.request(method, path, **kwargs)
                 break
             except httpx.HTTPError as exc:
-                if _never_sent(exc) and time.monotonic() + delay < deadline:
+                if _http.never_sent(exc) and time.monotonic() + delay < deadline:
                     time.sleep(delay)  # the request was not sent: retrying repeats nothing
                     delay = min(2 * delay, 1.0)
                     continue

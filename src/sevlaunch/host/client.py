@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,8 +56,15 @@ class HostClient:
         timeout: float = DEFAULT_TIMEOUT,
         ca_file: str | None = None,
         insecure_plain_http: bool = False,
+        reconnect: float = 0.0,
     ) -> None:
+        """``reconnect``: once this host has answered, seconds to keep retrying a request
+        that never reached it (nothing listens: a host manager being restarted, whose guests
+        keep running), as the VM tool does mid-launch; a wrong address still fails at once,
+        and so does every request of a client made without it."""
         self.address = _http.parse(uri, what="host manager")
+        self.reconnect = reconnect
+        self._answered = False
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.uri = uri
         self.token = token
@@ -82,21 +90,36 @@ class HostClient:
 
     def sibling(self) -> HostClient:
         """A second connection to the same host, for a blocking event stream beside calls."""
-        return HostClient(
+        sibling = HostClient(
             self.uri,
             token=self.token,
             ca_file=self.ca_file,
             insecure_plain_http=self.insecure_plain_http,
+            reconnect=self.reconnect,
         )
+        sibling._answered = self._answered
+        return sibling
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + (self.reconnect if self._answered else 0.0)
+        delay = 0.05
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                if _http.never_sent(exc) and time.monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+                    continue
+                raise HostError(
+                    "failed to connect to the host manager",
+                    _http.unreachable(exc, self.address, self.ca_file, _HINT),
+                ) from exc
+            self._answered = True
+            return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise HostError(
-                "failed to connect to the host manager",
-                _http.unreachable(exc, self.address, self.ca_file, _HINT),
-            ) from exc
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _error(response)
         if response.headers.get("content-type", "").startswith("application/json"):

@@ -20,6 +20,7 @@ from pathlib import Path
 from sevlaunch._files import write_atomic
 from sevlaunch.crypto.disk import DiskContents, seal
 from sevlaunch.host.client import HostClient
+from sevlaunch.orchestrate.host_port import RECONNECT
 from sevlaunch.orchestrate.launch import (
     LAUNCHERS,
     PARALLEL_STARTS,
@@ -182,7 +183,9 @@ def run_launches(
 
     def one(name: str) -> LaunchResult:
         owner = BrokerOwner(stack.broker_url, token, WORKLOAD)
-        with HostClient(stack.host_uri, token=stack.host_token_value()) as host:
+        with HostClient(
+            stack.host_uri, token=stack.host_token_value(), reconnect=RECONNECT
+        ) as host:
             return Launcher(
                 host,
                 owner,

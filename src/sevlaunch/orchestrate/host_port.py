@@ -31,6 +31,9 @@ LIBVIRT_DRIVERS = frozenset(
         "openvz", "phyp",
     }
 )  # fmt: skip
+#: Seconds the VM tool waits mid-launch for a host manager that went away (restarted: its
+#: guests keep running) once it has answered; as long as it gives a restarting libvirtd.
+RECONNECT = 30.0
 _URI = re.compile(r"([a-z][a-z0-9]*)(\+[a-z0-9]+)?://")
 
 
@@ -110,5 +113,9 @@ def connect(
     from sevlaunch.host.client import HostClient
 
     return HostClient(
-        address, token=token, ca_file=ca_file, insecure_plain_http=insecure_plain_http
+        address,
+        token=token,
+        ca_file=ca_file,
+        insecure_plain_http=insecure_plain_http,
+        reconnect=RECONNECT,
     )
