@@ -146,3 +146,26 @@ def test_host_refuses_a_readable_token_or_tls_key_at_start(tmp_path: Path, tls: 
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert f"the TLS private key {key} is open to group or others" in done.stderr
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_write_atomic_fsyncs_only_what_must_survive_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """State and keys are flushed before the rename; a launch blob (``durable=False``) is as
+    private and atomic but not flushed, so a start does not wait on the disk."""
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = write_atomic(tmp_path / "blob", b"dh-cert", 0o600, durable=durable)
+    assert path.read_bytes() == b"dh-cert"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert list(tmp_path.iterdir()) == [path]
+    assert bool(synced) is durable

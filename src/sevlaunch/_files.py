@@ -3,7 +3,10 @@ reading key and token files only when they are private.
 
 The data goes to a temporary file in the target's directory, created readable by its owner
 only (``mkstemp``), is fsynced, given its final mode and renamed over the target; with
-``sync_dir`` the directory entry is fsynced too. A reader sees the old file or the whole new
+``sync_dir`` the directory entry is fsynced too. A file that dies with its run (a guest's
+launch blobs, rewritten in a fresh directory at every start, as libvirt writes them) is
+written with ``durable=False``: atomic and private, but not flushed to the disk, so a start
+does not wait on the disk inside the host's event loop. A reader sees the old file or the whole new
 one, a kill -9 at any point leaves one of them, and a secret is never readable by others,
 not even for an instant.
 """
@@ -19,7 +22,9 @@ from sevlaunch.errors import UnprotectedFileError, UsageError
 PRIVATE = 0o600
 
 
-def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, sync_dir: bool = False) -> Path:
+def write_atomic(
+    path: Path, data: bytes, mode: int = PRIVATE, *, sync_dir: bool = False, durable: bool = True
+) -> Path:
     """Replace ``path`` with ``data`` atomically; the file ends with ``mode``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,7 +32,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, sync_dir: bool
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -55,5 +55,7 @@ def prepare_start(
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a launch blob with ``mode`` (libvirt's 0600), never readable by others meanwhile."""
-    write_atomic(path, data, mode)
+    """Write a launch blob with ``mode`` (libvirt's 0600), never readable by others meanwhile;
+    not fsynced: the run directory is made afresh at every start, so a crash loses nothing
+    that the next start does not write again."""
+    write_atomic(path, data, mode, durable=False)
