@@ -67,6 +67,7 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "owner/snp/verdicts.py": "owner/snp/test_verifier.py",
     # The platform's wire and calls: tested against a real platform service.
     "platform/_wire.py": "platform/test_protocol.py",
+    "platform/background.py": "platform/test_service.py",
     "platform/calls.py": "platform/test_client.py",
     "platform/snp_host.py": "platform/test_snp_calls.py",
     # The hypervisor's ports and SNP pieces: tested through the machine they make.

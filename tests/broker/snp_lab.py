@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sevlaunch.crypto.snp import release
 from sevlaunch.firmware import PROFILES, Firmware
 from sevlaunch.formats.snp.tcb import TcbLayout, TcbVersion
+from sevlaunch.platform.background import BackgroundService
 from sevlaunch.platform.kds_server import KdsServer
-from sevlaunch.platform.service import BackgroundService, open_service
+from sevlaunch.platform.service import open_service
 from sevlaunch.platform.state import STATE_FILE, StoredState
 from sevlaunch.vmm.guest import BootMedia
 from sevlaunch.vmm.snp_guest import PAGE, SnpGuestOs

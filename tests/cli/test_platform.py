@@ -21,7 +21,8 @@ from sevlaunch.formats.sevcert import SIZE as CERT_SIZE
 from sevlaunch.formats.sevcert import SevCert
 from sevlaunch.orchestrate.services import cli as cli_argv
 from sevlaunch.orchestrate.services import start_service
-from sevlaunch.platform.service import BackgroundService, open_service
+from sevlaunch.platform.background import BackgroundService
+from sevlaunch.platform.service import open_service
 from tests.platform.conftest import copy_template
 from tests.platform.test_client import _owner_signed
 

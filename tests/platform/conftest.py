@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sevlaunch.platform.service import BackgroundService, open_service
+from sevlaunch.platform.background import BackgroundService
+from sevlaunch.platform.service import open_service
 from sevlaunch.platform.state import STATE_FILE
 from tests.platform.fakes import FakeFirmware, fake_factory
 from tests.platform.templates import template_state

@@ -25,8 +25,8 @@ from sevlaunch.owner.secret import build_packet, secret_table
 from sevlaunch.owner.session import make_session
 from sevlaunch.owner.verify import trust_store, verify_chain_file
 from sevlaunch.platform import calls
+from sevlaunch.platform.background import BackgroundService
 from sevlaunch.platform.client import AsyncPlatformClient, PlatformClient
-from sevlaunch.platform.service import BackgroundService
 
 GUEST_BASE = 0x10_0000
 SECRET_PADDR = 0x20_0000

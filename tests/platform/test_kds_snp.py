@@ -16,10 +16,10 @@ from sevlaunch.crypto.snp.certs import load_cert, load_certs
 from sevlaunch.formats.snp.tcb import Generation, TcbLayout, TcbVersion
 from sevlaunch.kds.snp import SnpKdsClient, vcek_path
 from sevlaunch.platform import snp_host
+from sevlaunch.platform.background import BackgroundService
 from sevlaunch.platform.client import PlatformClient
 from sevlaunch.platform.kds_server import KdsServer
 from sevlaunch.platform.kds_snp import Throttle, parse_tcb
-from sevlaunch.platform.service import BackgroundService
 from tests.platform.templates import template_state
 
 

@@ -16,9 +16,10 @@ import pytest
 
 from sevlaunch.errors import FirmwareError, PlatformError, PlatformUnavailableError
 from sevlaunch.platform import protocol as p
+from sevlaunch.platform.background import BackgroundService
 from sevlaunch.platform.client import AsyncPlatformClient, PlatformClient
 from sevlaunch.platform.latency import Latency
-from sevlaunch.platform.service import BackgroundService, PlatformService, open_service
+from sevlaunch.platform.service import PlatformService, open_service
 from sevlaunch.platform.state import STATE_FILE, StateDir, StoredState
 from tests.platform.conftest import fake_of
 from tests.platform.fakes import CRASH, PROFILE, FakeFirmware, fake_factory

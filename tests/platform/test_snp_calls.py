@@ -21,8 +21,8 @@ from sevlaunch.formats.snp.report import AttestationReport
 from sevlaunch.formats.snp.secrets import SecretsPage
 from sevlaunch.formats.status import Status
 from sevlaunch.platform import snp_calls, snp_host
+from sevlaunch.platform.background import BackgroundService
 from sevlaunch.platform.client import PlatformClient
-from sevlaunch.platform.service import BackgroundService
 
 WINDOW = 3 << 36
 GCTX = WINDOW + 0xF_0000_0000

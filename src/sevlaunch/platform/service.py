@@ -23,11 +23,9 @@ import os
 import signal
 import socket
 import stat
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from sevlaunch.errors import AddressError, PlatformError, ProtocolError, SevlaunchError
@@ -173,23 +171,24 @@ class PlatformService:
                 refused = self.bindings.refusal(peer, request.command, request.buffer)
                 if refused is not None:
                     return p.MailboxReply(int(Status.INVALID_GUEST), request.buffer, (), refused)
-                began = self._clock()
-                reply = await asyncio.to_thread(self._mailbox, request)
+                reply = await self._execute(request)
                 self.bindings.record(
                     peer, request.command, reply.status, request.buffer, reply.buffer
                 )
-                await self._busy_until(began, request)
                 return reply
             if isinstance(request, p.ServiceRequest):
                 return await asyncio.to_thread(self._service_op, request.op)
             return await self._memory_op(request, peer)
 
-    async def _busy_until(self, began: float, request: p.MailboxRequest) -> None:
-        """Hold the PSP until ``request`` has cost what it costs on real hardware since
-        ``began``; the emulator's computing counts towards it."""
+    async def _execute(self, request: p.MailboxRequest) -> p.MailboxReply:
+        """One command on the firmware (the caller holds the PSP), which stays busy until
+        the command has cost what it costs on real hardware, its computing included."""
+        began = self._clock()
+        reply = await asyncio.to_thread(self._mailbox, request)
         cost = self.latency.cost(request.command, request.buffer)
         if cost > 0:
             await self._sleep(max(0.0, cost - (self._clock() - began)))
+        return reply
 
     async def _memory_op(
         self, request: p.GuestReadRequest | p.GuestWriteRequest | p.SnpRequest, peer: Peer
@@ -224,9 +223,7 @@ class PlatformService:
                 buffer = HandleBuffer(handle).to_bytes()
                 request = p.MailboxRequest(int(command), buffer, ())
                 async with self._psp:
-                    began = self._clock()
-                    reply = await asyncio.to_thread(self._mailbox, request)
-                    await self._busy_until(began, request)
+                    reply = await self._execute(request)
                 if reply.status != Status.SUCCESS and command is Command.DECOMMISSION:
                     log.warning(
                         "releasing guest %d of a closed connection: %s", handle, reply.detail
@@ -236,7 +233,7 @@ class PlatformService:
                 int(SnpCommand.SNP_DECOMMISSION), SnpAddrBuffer(gctx).to_bytes(), ()
             )
             async with self._psp:
-                reply = await asyncio.to_thread(self._mailbox, request)
+                reply = await self._execute(request)
             if reply.status != Status.SUCCESS:
                 log.warning(
                     "releasing SNP guest %#x of a closed connection: %s", gctx, reply.detail
@@ -421,7 +418,7 @@ async def start_server(
     return server
 
 
-async def _serve_until(
+async def serve_until(
     service: PlatformService,
     socket_path: Path,
     mode: int,
@@ -455,54 +452,6 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await _serve_until(service, Path(socket_path), mode, stop, ready)
+        await serve_until(service, Path(socket_path), mode, stop, ready)
 
     asyncio.run(main())
-
-
-class BackgroundService:
-    """Run a service on its own event loop in a daemon thread (tests, single-process tools).
-
-    ``with BackgroundService(service, path):`` returns once the socket accepts connections.
-    """
-
-    def __init__(self, service: PlatformService, socket_path: str | Path, *, mode: int = 0o600):
-        self.service = service
-        self.socket_path = Path(socket_path)
-        self.mode = mode
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="platform-service", daemon=True)
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            await _serve_until(
-                self.service, self.socket_path, self.mode, self._stop, self._ready.set
-            )
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    def __enter__(self) -> BackgroundService:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join()
