@@ -70,16 +70,24 @@ def test_a_planted_forbidden_import_breaks_its_contract(
     assert any(contract in line for line in broken), done.stdout
 
 
-def test_host_and_hypervisor_load_no_firmware_module() -> None:
-    """The issue's proof, in a fresh interpreter; the platform client is loaded too."""
+def _loaded_in_fresh_interpreter(imports: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules under ``prefixes`` that importing ``imports`` loads in a new interpreter."""
     code = (
-        "import sevlaunch.host.manager, sevlaunch.host.platform_port, sevlaunch.vmm.main, "
-        "sevlaunch.vmm.platform_port, sevlaunch.platform.client, sys; "
-        "loaded = [m for m in sys.modules if m.startswith('sevlaunch.firmware')]; "
-        "assert not loaded, loaded"
+        f"import sys, {imports}; "
+        f"print('\\n'.join(m for m in sys.modules if m.startswith({prefixes!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_host_and_hypervisor_load_no_firmware_module() -> None:
+    """The issue's proof, in a fresh interpreter; the platform client is loaded too."""
+    imports = (
+        "sevlaunch.host.manager, sevlaunch.host.platform_port, sevlaunch.vmm.main, "
+        "sevlaunch.vmm.platform_port, sevlaunch.platform.client"
+    )
+    assert not _loaded_in_fresh_interpreter(imports, ("sevlaunch.firmware",))
 
 
 def test_an_sev_guest_s_hypervisor_loads_no_snp_or_chain_module() -> None:
@@ -87,15 +95,12 @@ def test_an_sev_guest_s_hypervisor_loads_no_snp_or_chain_module() -> None:
     costs about 4 M instructions to create on Python 3.11): an SEV guest's VMM, up to its
     guest model, loads neither SNP's modules, the launch protocol, chain verification nor
     pyca's X.509 (bench/vmm_launch.py)."""
-    code = (
-        "import sevlaunch.vmm.main, sevlaunch.vmm.platform_port, sevlaunch.vmm.guest, sys; "
-        "unwanted = ('sevlaunch.vmm.snp', 'sevlaunch.protocol', 'sevlaunch.formats.snp', "
-        "'sevlaunch.crypto.chain', 'sevlaunch.crypto.truststore', 'cryptography.x509'); "
-        "loaded = [m for m in sys.modules if m.startswith(unwanted)]; "
-        "assert not loaded, loaded"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    unwanted = (
+        "sevlaunch.vmm.snp", "sevlaunch.protocol", "sevlaunch.formats.snp",
+        "sevlaunch.crypto.chain", "sevlaunch.crypto.truststore", "cryptography.x509",
+    )  # fmt: skip
+    imports = "sevlaunch.vmm.main, sevlaunch.vmm.platform_port, sevlaunch.vmm.guest"
+    assert not _loaded_in_fresh_interpreter(imports, unwanted)
 
 
 def test_the_readme_test_command_is_ci_s_and_runs_the_contracts() -> None:

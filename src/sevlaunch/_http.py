@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from sevlaunch.errors import UsageError
@@ -227,6 +228,25 @@ def never_sent(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def request(
+    http: httpx.Client, method: str, path: str, *, wait: float = 0.0, **kwargs: Any
+) -> httpx.Response:
+    """``http.request``, sent again for up to ``wait`` seconds while nothing listens at the
+    address (a service being restarted), backing off from 50 ms to 1 s; any other failure,
+    or the last one, is raised as httpx raised it."""
+    import httpx
+
+    deadline, delay = time.monotonic() + wait, 0.05
+    while True:
+        try:
+            return http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            if not (never_sent(exc) and time.monotonic() + delay < deadline):
+                raise
+        time.sleep(delay)  # the request was not sent: sending it again repeats nothing
+        delay = min(2 * delay, 1.0)
 
 
 def platform_socket(text: str) -> str:

@@ -7,7 +7,6 @@ tool can tell a replay from a measurement mismatch without parsing text.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
@@ -160,18 +159,11 @@ class BrokerClient(SnpOwnerCalls):
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        deadline, delay = time.monotonic() + self.reconnect, 0.05
-        while True:
-            try:
-                response = self._http.request(method, path, **kwargs)
-                break
-            except httpx.HTTPError as exc:
-                if _http.never_sent(exc) and time.monotonic() + delay < deadline:
-                    time.sleep(delay)  # the request was not sent: retrying repeats nothing
-                    delay = min(2 * delay, 1.0)
-                    continue
-                message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
-                raise BrokerError("unreachable", f"broker: {message}") from exc
+        try:
+            response = _http.request(self._http, method, path, wait=self.reconnect, **kwargs)
+        except httpx.HTTPError as exc:
+            message = _http.unreachable(exc, self.address, self.ca_file, _HINT)
+            raise BrokerError("unreachable", f"broker: {message}") from exc
         _raise_for(response, self.address)
         return None if response.status_code == 204 else response.json()
 

@@ -7,8 +7,9 @@ must not load chain verification, the certificate layouts and pyca's RSA and X.5
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sevlaunch._lazy import exports
 
 _EXPORTS = {
     "Link": "chain",
@@ -39,13 +40,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

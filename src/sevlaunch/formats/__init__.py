@@ -7,8 +7,9 @@ that a command that needs one layout does not pay for all of them at start-up.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sevlaunch._lazy import exports
 
 _EXPORTS = {
     "AmdCert": "amdcert",
@@ -67,13 +68,7 @@ __all__ = [  # noqa: RUF022 - the same order as _EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,22 +100,16 @@ class HostClient:
         return sibling
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        deadline = time.monotonic() + (self.reconnect if self._answered else 0.0)
-        delay = 0.05
-        while True:
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.HTTPError as exc:
-                if _http.never_sent(exc) and time.monotonic() + delay < deadline:
-                    time.sleep(delay)
-                    delay = min(2 * delay, 1.0)
-                    continue
-                raise HostError(
-                    "failed to connect to the host manager",
-                    _http.unreachable(exc, self.address, self.ca_file, _HINT),
-                ) from exc
-            self._answered = True
-            return response
+        wait = self.reconnect if self._answered else 0.0
+        try:
+            response = _http.request(self._http, method, path, wait=wait, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HostError(
+                "failed to connect to the host manager",
+                _http.unreachable(exc, self.address, self.ca_file, _HINT),
+            ) from exc
+        self._answered = True
+        return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)

@@ -6,8 +6,9 @@ Same contract as the SEV formats: bytes in, frozen dataclasses out and back exac
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sevlaunch._lazy import exports
 
 _EXPORTS = {
     "Generation": "tcb",
@@ -74,13 +75,7 @@ __all__ = [  # noqa: RUF022 - the same order as _EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
